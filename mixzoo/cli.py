@@ -1,0 +1,153 @@
+"""Command-line interface: ``mixzoo models``, ``mixzoo fit``, ``mixzoo evaluate``.
+
+With ``--json`` the last line of stdout is one JSON object (the contract in the
+project's design notes). Bad input ends with one ``mixzoo: error: ...`` line on
+stderr and exit code 2; a diverged training run exits with 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from .data import DATASETS
+from .errors import MixzooInputError, TrainingDivergedError
+from .inference import LOSSES
+from .models import MODELS
+
+__all__ = ["main"]
+
+_METRICS = ("acc", "nmi", "ari", "purity", "expected_misclassified", "misclassified", "seconds")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="mixzoo", description="Deep mixture models for clustering, as Pyro model/guide pairs."
+    )
+    sub = p.add_subparsers(dest="command")
+    sub.add_parser("models", help="list models, their guides and compatible losses")
+
+    f = sub.add_parser("fit", help="fit a model to a data set and report clustering metrics")
+    f.add_argument("--model", default="gmm", help=f"one of: {', '.join(MODELS)} (default gmm)")
+    f.add_argument("--guide", default=None, help="guide name (default: the model's own)")
+    f.add_argument("--loss", default=None, help=f"one of: {', '.join(LOSSES)} (default: the model's own)")
+    f.add_argument("--data", default="digits", help=f"one of: {', '.join(DATASETS)} (default digits)")
+    f.add_argument("--data-dir", default=None, help="directory of MNIST idx files (or set MIXZOO_DATA)")
+    f.add_argument("--clusters", type=int, default=None, help="number of clusters K (default: the data's classes)")
+    f.add_argument("--epochs", type=int, default=None)
+    f.add_argument("--batch-size", type=int, default=None)
+    f.add_argument("--lr", type=float, default=None)
+    f.add_argument("--lr-decay", type=float, default=None, help="multiply the learning rate by this each epoch")
+    f.add_argument("--pca", type=int, default=None, help="reduce the data to D principal components")
+    f.add_argument("--scale", action="store_true", help="standardise each feature")
+    f.add_argument("--subsample", type=int, default=None, help="use N randomly chosen points")
+    f.add_argument("--n-init", type=int, default=None, help="restarts; the best final loss is kept")
+    f.add_argument("--covariance", choices=("diag", "full"), default=None, help="gmm covariance type")
+    f.add_argument("--seed", type=int, default=0)
+    f.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    f.add_argument("--out", default=None, help="run directory for checkpoint, config and metrics")
+    f.add_argument("--overwrite", action="store_true", help="replace an existing run in --out")
+    f.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    f.add_argument("--json", action="store_true", help="print the result as one JSON object on the last line")
+
+    e = sub.add_parser("evaluate", help="cluster data with a saved run and report metrics")
+    e.add_argument("--run", required=True, help="run directory written by `mixzoo fit --out`")
+    e.add_argument("--data", default=None, help="data set name (default: the run's own)")
+    e.add_argument("--data-dir", default=None)
+    e.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    e.add_argument("--json", action="store_true")
+    return p
+
+
+def _table(rows: list[list[str]]) -> str:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=False)).rstrip() for r in rows)
+
+
+def _fmt(v: Any) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return f"{v:.4f}" if abs(v) < 1000 else f"{v:.1f}"
+    return str(v)
+
+
+def _print_record(record: dict[str, Any], as_json: bool) -> None:
+    head = f"{record['model']} ({record['guide']}, {record['loss']}) on {record['data']}: n={record['n']} K={record['clusters']}"
+    print(head)
+    print(_table([list(_METRICS), [_fmt(record.get(k)) for k in _METRICS]]))
+    if as_json:
+        print(json.dumps(record))
+
+
+def _cmd_models() -> None:
+    rows = [["model", "guides", "losses", "description"]]
+    for spec in MODELS.values():
+        rows.append([spec.name, ",".join(spec.guides), ",".join(spec.losses), spec.description])
+    print(_table(rows))
+
+
+def _cmd_fit(a: argparse.Namespace) -> None:
+    from .runner import FitConfig, run_fit
+
+    options = {"covariance": a.covariance} if a.covariance else {}
+    config = FitConfig(
+        model=a.model,
+        data=a.data,
+        guide=a.guide,
+        loss=a.loss,
+        clusters=a.clusters,
+        epochs=a.epochs,
+        batch_size=a.batch_size,
+        lr=a.lr,
+        lr_decay=a.lr_decay,
+        pca=a.pca,
+        scale=a.scale,
+        subsample=a.subsample,
+        n_init=a.n_init,
+        seed=a.seed,
+        device=a.device,
+        data_dir=a.data_dir,
+        options=options,
+    )
+    record = run_fit(config, out=a.out, overwrite=a.overwrite, progress=not a.no_progress and sys.stderr.isatty())
+    _print_record(record, a.json)
+
+
+def _cmd_evaluate(a: argparse.Namespace) -> None:
+    from .runner import run_evaluate
+
+    _print_record(run_evaluate(a.run, data=a.data, data_dir=a.data_dir, device=a.device), a.json)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``mixzoo`` console script; returns the exit code."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    parser = _parser()
+    if not args:
+        args = ["fit"]  # `mixzoo` alone runs the default job
+    a = parser.parse_args(args)
+    try:
+        if a.command == "models":
+            _cmd_models()
+        elif a.command == "fit":
+            _cmd_fit(a)
+        elif a.command == "evaluate":
+            _cmd_evaluate(a)
+        else:
+            parser.print_help()
+            return 2
+    except MixzooInputError as err:
+        print(f"mixzoo: error: {err}", file=sys.stderr)
+        return 2
+    except TrainingDivergedError as err:
+        print(f"mixzoo: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,17 @@
+"""Data sets: scikit-learn digits, MNIST and MNIST5 from idx files, MNIST-1D, 2-D toys."""
+
+from .datasets import DATASETS, Dataset, load_dataset, preprocess, resolve_data_dir
+from .idx import read_idx
+from .toys import moons, pinwheel, two_circles
+
+__all__ = [
+    "DATASETS",
+    "Dataset",
+    "load_dataset",
+    "preprocess",
+    "resolve_data_dir",
+    "read_idx",
+    "pinwheel",
+    "two_circles",
+    "moons",
+]

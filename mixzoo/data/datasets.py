@@ -1,0 +1,146 @@
+"""Named data sets and their preprocessing (scaling, PCA, subsampling).
+
+Labels travel with the data for evaluation only; no model sees them unless a
+semi-supervised fit asks for them explicitly.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from ..errors import MixzooInputError
+from .idx import find_idx_file, read_idx
+from .toys import moons, pinwheel, two_circles
+
+__all__ = ["Dataset", "DATASETS", "load_dataset", "resolve_data_dir", "preprocess"]
+
+DATA_ENV = "MIXZOO_DATA"
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """Features ``x`` (N, D) float32, true ``labels`` (N,) or ``None``, and the image shape if any."""
+
+    name: str
+    x: np.ndarray
+    labels: np.ndarray | None
+    n_classes: int | None
+    image_shape: tuple[int, ...] | None = None
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+
+def resolve_data_dir(data_dir: str | None) -> str:
+    """The idx directory from the argument or ``MIXZOO_DATA``, checked to exist."""
+    path = data_dir or os.environ.get(DATA_ENV)
+    if not path:
+        raise MixzooInputError(
+            f"this data set is read from MNIST idx files: pass --data-dir PATH or set {DATA_ENV}=PATH."
+        )
+    if not os.path.isdir(path):
+        raise MixzooInputError(f"data directory {path!r} does not exist; check --data-dir or {DATA_ENV}.")
+    return path
+
+
+def _digits(data_dir: str | None, seed: int) -> Dataset:
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    return Dataset("digits", d.data.astype(np.float32), d.target.astype(np.int64), 10, (8, 8))
+
+
+def _mnist(data_dir: str | None, seed: int) -> Dataset:
+    path = resolve_data_dir(data_dir)
+    xs, ys = [], []
+    for split in ("train", "t10k"):
+        xs.append(read_idx(find_idx_file(path, f"{split}-images-idx3-ubyte")))
+        ys.append(read_idx(find_idx_file(path, f"{split}-labels-idx1-ubyte")))
+    x = np.concatenate(xs).reshape(-1, 28 * 28).astype(np.float32) / 255.0
+    return Dataset("mnist", x, np.concatenate(ys).astype(np.int64), 10, (28, 28))
+
+
+def _mnist5(data_dir: str | None, seed: int) -> Dataset:
+    d = _mnist(data_dir, seed)
+    keep = d.labels < 5
+    return Dataset("mnist5", d.x[keep], d.labels[keep], 5, d.image_shape)
+
+
+def _mnist1d(data_dir: str | None, seed: int) -> Dataset:
+    try:
+        from mnist1d.data import get_dataset_args, make_dataset
+    except ImportError:  # pragma: no cover - depends on the environment
+        raise MixzooInputError("data 'mnist1d' needs the mnist1d package: pip install mnist1d") from None
+    args = get_dataset_args()
+    args.seed = seed
+    d = make_dataset(args)
+    x = np.concatenate([d["x"], d["x_test"]]).astype(np.float32)
+    y = np.concatenate([d["y"], d["y_test"]]).astype(np.int64)
+    return Dataset("mnist1d", x, y, 10)
+
+
+def _toy(fn: Callable[..., tuple[np.ndarray, np.ndarray]], name: str, k: int) -> Callable[[str | None, int], Dataset]:
+    def load(data_dir: str | None, seed: int) -> Dataset:
+        x, y = fn(seed=seed)
+        return Dataset(name, x, y, k)
+
+    return load
+
+
+DATASETS: dict[str, Callable[[str | None, int], Dataset]] = {
+    "digits": _digits,
+    "mnist": _mnist,
+    "mnist5": _mnist5,
+    "mnist1d": _mnist1d,
+    "pinwheel": _toy(pinwheel, "pinwheel", 5),
+    "two-circles": _toy(two_circles, "two-circles", 2),
+    "moons": _toy(moons, "moons", 2),
+}
+
+
+def preprocess(
+    d: Dataset,
+    *,
+    scale: bool = False,
+    pca: int | None = None,
+    subsample: int | None = None,
+    seed: int = 0,
+) -> Dataset:
+    """Subsample (without replacement, seeded), standardise and/or PCA-reduce ``d``."""
+    x, y = d.x, d.labels
+    if subsample is not None:
+        if subsample < 1:
+            raise MixzooInputError(f"--subsample must be positive, got {subsample}.")
+        if subsample < len(x):
+            idx = np.sort(np.random.default_rng(seed).choice(len(x), subsample, replace=False))
+            x, y = x[idx], (None if y is None else y[idx])
+    if scale:
+        sd = x.std(axis=0)
+        x = (x - x.mean(axis=0)) / np.where(sd > 0, sd, 1.0)
+    if pca is not None:
+        if not 1 <= pca <= min(x.shape):
+            raise MixzooInputError(f"--pca must be between 1 and {min(x.shape)} for this data, got {pca}.")
+        from sklearn.decomposition import PCA
+
+        x = PCA(n_components=pca, random_state=seed).fit_transform(x)
+    image_shape = d.image_shape if pca is None else None
+    return replace(d, x=np.ascontiguousarray(x, dtype=np.float32), labels=y, image_shape=image_shape)
+
+
+def load_dataset(
+    name: str,
+    *,
+    data_dir: str | None = None,
+    scale: bool = False,
+    pca: int | None = None,
+    subsample: int | None = None,
+    seed: int = 0,
+) -> Dataset:
+    """Load a named data set and preprocess it; see :data:`DATASETS` for the names."""
+    if name not in DATASETS:
+        raise MixzooInputError(f"unknown data {name!r}; choose one of: {', '.join(DATASETS)}.")
+    return preprocess(DATASETS[name](data_dir, seed), scale=scale, pca=pca, subsample=subsample, seed=seed)

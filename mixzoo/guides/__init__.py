@@ -1,0 +1,5 @@
+"""Guide families: one per file."""
+
+from .empty import EmptyGuide
+
+__all__ = ["EmptyGuide"]

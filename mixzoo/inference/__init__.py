@@ -1,0 +1,27 @@
+"""Inference algorithms (each a :class:`pyro.infer.ELBO`) and the loss names of the CLI."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from pyro.infer import ELBO, Trace_ELBO, TraceEnum_ELBO, TraceGraph_ELBO
+
+from ..errors import MixzooInputError
+from .compat import check_pair
+
+__all__ = ["LOSSES", "make_loss", "check_pair"]
+
+LOSSES: dict[str, Callable[..., ELBO]] = {
+    "trace-enum": lambda **kw: TraceEnum_ELBO(max_plate_nesting=1, **kw),
+    "trace-graph": lambda **kw: TraceGraph_ELBO(max_plate_nesting=1, **kw),
+    "trace": lambda **kw: Trace_ELBO(max_plate_nesting=1, **kw),
+}
+"""Loss name -> constructor taking keyword options (e.g. ``num_particles``)."""
+
+
+def make_loss(name: str, **options: Any) -> ELBO:
+    """Build the loss registered under ``name``."""
+    if name not in LOSSES:
+        raise MixzooInputError(f"unknown loss {name!r}; choose one of: {', '.join(LOSSES)}.")
+    return LOSSES[name](**options)

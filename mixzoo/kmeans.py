@@ -1,0 +1,54 @@
+"""k-means++ seeding and Lloyd iterations in torch, used to initialise mixtures.
+
+Arthur and Vassilvitskii (2007): each new centre is drawn with probability
+proportional to the squared distance to the nearest centre chosen so far.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+__all__ = ["kmeans_plusplus", "kmeans"]
+
+
+def kmeans_plusplus(
+    x: torch.Tensor, k: int, generator: torch.Generator, n_local_trials: int | None = None
+) -> torch.Tensor:
+    """Choose ``k`` initial centres (k, D) from the rows of ``x`` by greedy D^2 sampling.
+
+    Each step draws ``n_local_trials`` candidates (default ``2 + log k``, as
+    scikit-learn does) and keeps the one that lowers the total squared distance most.
+    """
+    n = x.shape[0]
+    trials = n_local_trials or 2 + int(math.log(k))
+    first = int(torch.randint(n, (1,), generator=generator))
+    centres = [x[first]]
+    d2 = ((x - x[first]) ** 2).sum(-1)
+    for _ in range(1, k):
+        total = d2.sum()
+        if total <= 0:  # fewer distinct points than k: pick uniformly
+            cand = torch.randint(n, (trials,), generator=generator)
+        else:
+            cand = torch.multinomial((d2 / total).cpu(), trials, replacement=True, generator=generator)
+        cand_d2 = torch.minimum(d2[None], torch.cdist(x[cand], x) ** 2)
+        best = int(cand_d2.sum(-1).argmin())
+        centres.append(x[cand[best]])
+        d2 = cand_d2[best]
+    return torch.stack(centres)
+
+
+def kmeans(x: torch.Tensor, k: int, generator: torch.Generator, n_iter: int = 20) -> tuple[torch.Tensor, torch.Tensor]:
+    """k-means++ seeding followed by up to ``n_iter`` Lloyd iterations; returns (centres, labels)."""
+    centres = kmeans_plusplus(x, k, generator)
+    labels = torch.cdist(x, centres).argmin(-1)
+    for _ in range(n_iter):
+        counts = torch.bincount(labels, minlength=k).to(x.dtype)
+        sums = torch.zeros_like(centres).index_add_(0, labels, x)
+        centres = torch.where(counts[:, None] > 0, sums / counts.clamp(min=1)[:, None], centres)
+        new = torch.cdist(x, centres).argmin(-1)
+        if torch.equal(new, labels):
+            break
+        labels = new
+    return centres, labels

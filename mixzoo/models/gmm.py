@@ -1,0 +1,140 @@
+r"""Gaussian mixture model with the cluster site enumerated.
+
+.. math::
+    y_n \sim \operatorname{Cat}(\pi), \qquad
+    x_n \mid y_n = k \sim \mathcal N(\mu_k, \Sigma_k),
+
+with :math:`\Sigma_k` diagonal (``covariance="diag"``) or full
+(``covariance="full"``, through a Cholesky factor). The globals
+:math:`\pi, \mu, \Sigma` are module parameters, so with the empty guide and
+:class:`~pyro.infer.TraceEnum_ELBO` the loss is the exact negative marginal
+log-likelihood :math:`-\sum_n \log \sum_k \pi_k \mathcal N(x_n; \mu_k, \Sigma_k)`
+and training finds the maximum-likelihood estimate. A floor ``min_scale`` on the
+standard deviations (on the Cholesky diagonal for full covariances) keeps the
+likelihood bounded, like scikit-learn's ``reg_covar``.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import pyro
+import pyro.distributions as dist
+import torch
+import torch.nn.functional as F
+from pyro.nn import PyroModule
+from torch import nn
+
+from ..kmeans import kmeans
+from ..validation import check_data, check_n_clusters
+
+__all__ = ["GaussianMixture"]
+
+
+class GaussianMixture(PyroModule):
+    """K-component Gaussian mixture, a Pyro model ``model(x, y=None, subsample=None)``.
+
+    :param dim: number of features D.
+    :param n_clusters: number of components K (>= 2).
+    :param covariance: ``"diag"`` or ``"full"``.
+    :param min_scale: lower bound on the component standard deviations.
+    """
+
+    def __init__(
+        self, dim: int, n_clusters: int, covariance: Literal["diag", "full"] = "diag", min_scale: float = 1e-2
+    ) -> None:
+        super().__init__()
+        if covariance not in ("diag", "full"):
+            raise ValueError(f"covariance must be 'diag' or 'full', got {covariance!r}")
+        self.dim = int(dim)
+        self.n_clusters = check_n_clusters(n_clusters)
+        self.covariance = covariance
+        self.min_scale = float(min_scale)
+        k, d = self.n_clusters, self.dim
+        self.logits = nn.Parameter(torch.zeros(k))
+        self.loc = nn.Parameter(torch.randn(k, d))
+        self.log_scale = nn.Parameter(torch.zeros(k, d))
+        if covariance == "full":
+            self.tril = nn.Parameter(torch.zeros(k, d, d))
+
+    @property
+    def weights(self) -> torch.Tensor:
+        """Mixing weights (K,)."""
+        return F.softmax(self.logits, -1)
+
+    @property
+    def scale(self) -> torch.Tensor:
+        """Standard deviations (K, D) (the Cholesky diagonal for full covariances)."""
+        return self.log_scale.exp() + self.min_scale
+
+    @property
+    def scale_tril(self) -> torch.Tensor:
+        """Cholesky factors (K, D, D) of the covariances."""
+        if self.covariance == "diag":
+            return torch.diag_embed(self.scale)
+        return torch.tril(self.tril, -1) + torch.diag_embed(self.scale)
+
+    @property
+    def covariances(self) -> torch.Tensor:
+        """Covariance matrices (K, D, D)."""
+        s = self.scale_tril
+        return s @ s.transpose(-1, -2)
+
+    def component(self, k: torch.Tensor | slice = slice(None)) -> dist.TorchDistribution:
+        """The Gaussian of component(s) ``k`` with event shape (D,)."""
+        if self.covariance == "diag":
+            return dist.Normal(self.loc[k], self.scale[k]).to_event(1)
+        return dist.MultivariateNormal(self.loc[k], scale_tril=self.scale_tril[k])
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None, subsample: torch.Tensor | None = None) -> None:
+        weights = self.weights
+        with pyro.plate("data", x.shape[0], subsample=subsample) as idx:
+            k = pyro.sample(
+                "y", dist.Categorical(weights), obs=None if y is None else y[idx], infer={"enumerate": "parallel"}
+            )
+            pyro.sample("x", self.component(k), obs=x[idx])
+
+    def log_joint(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, K) :math:`\\log \\pi_k + \\log \\mathcal N(x_n; \\mu_k, \\Sigma_k)`, computed directly."""
+        return self.weights.log() + self.component().log_prob(x[:, None, :])
+
+    def n_parameters(self) -> int:
+        """Free parameters, for BIC/AIC: K-1 weights, K*D means, and the covariances."""
+        k, d = self.n_clusters, self.dim
+        cov = k * d if self.covariance == "diag" else k * d * (d + 1) // 2
+        return (k - 1) + k * d + cov
+
+    @torch.no_grad()
+    def initialize(self, x: torch.Tensor, seed: int = 0) -> GaussianMixture:
+        """k-means++ seeding plus Lloyd iterations; set means, weights and (co)variances from the clusters."""
+        x = check_data(x, dim=self.dim).to(self.loc.device)
+        check_n_clusters(self.n_clusters, x.shape[0])
+        g = torch.Generator().manual_seed(seed)
+        centres, labels = kmeans(x.cpu(), self.n_clusters, g)
+        labels = labels.to(x.device)
+        counts = torch.bincount(labels, minlength=self.n_clusters).to(x.dtype)
+        self.loc.copy_(centres.to(x.device))
+        self.logits.copy_((counts + 1).log())
+        eye = torch.eye(self.dim, device=x.device)
+        floor = self.min_scale**2 + 1e-6
+        for j in range(self.n_clusters):
+            xj = x[labels == j]
+            diff = xj - self.loc[j] if len(xj) > 1 else x - self.loc[j]
+            cov = diff.T @ diff / len(diff)
+            if self.covariance == "diag":
+                std = cov.diagonal().clamp(min=floor).sqrt()
+                self.log_scale[j] = (std - self.min_scale).clamp(min=1e-6).log()
+            else:
+                chol = torch.linalg.cholesky(cov + floor * eye)
+                diag = chol.diagonal()
+                self.log_scale[j] = (diag - self.min_scale).clamp(min=1e-6).log()
+                self.tril[j] = torch.tril(chol, -1)
+        return self
+
+    @torch.no_grad()
+    def sample(self, n: int, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Draw ``n`` points and their components."""
+        k = torch.multinomial(self.weights.cpu(), n, replacement=True, generator=generator).to(self.loc.device)
+        eps = torch.randn(n, self.dim, generator=generator).to(self.loc.device)
+        x = self.loc[k] + (self.scale_tril[k] @ eps[..., None]).squeeze(-1)
+        return x, k

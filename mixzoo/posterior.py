@@ -1,0 +1,109 @@
+r"""Cluster posteriors and pointwise likelihoods of any model/guide pair that follows
+the mixzoo contract.
+
+Where the guide does not sample ``"y"``, the model's own enumeration gives the exact
+posterior: the model is traced with ``"y"`` enumerated in parallel and every site in
+the ``"data"`` plate contributes its log density, giving the log joint
+:math:`\log p(x_n, y=k)` as an (N, K) tensor, so that
+
+.. math:: p(y=k \mid x_n) = \operatorname{softmax}_k \log p(x_n, y=k),
+   \qquad \log p(x_n) = \operatorname{logsumexp}_k \log p(x_n, y=k).
+
+Where the guide samples ``"y"`` (an amortized encoder), the cluster probabilities are
+the guide's :math:`q(y \mid x)`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pyro.poutine as poutine
+import torch
+from pyro.poutine.trace_struct import Trace
+
+from .params import StateDict, isolated_param_store
+
+__all__ = ["cluster_log_joint", "cluster_log_proba", "cluster_proba", "log_likelihood", "CLUSTER_SITE", "DATA_PLATE"]
+
+CLUSTER_SITE = "y"
+DATA_PLATE = "data"
+
+
+def _in_data_plate(site: dict[str, Any]) -> bool:
+    return any(f.name == DATA_PLATE for f in site["cond_indep_stack"])
+
+
+def _guide_trace(guide: Callable[..., Any], x: torch.Tensor) -> Trace:
+    return poutine.trace(guide).get_trace(x)
+
+
+def _enumerated_log_joint(model: Callable[..., Any], guide: Callable[..., Any], x: torch.Tensor) -> torch.Tensor:
+    guide_tr = _guide_trace(guide, x)
+    enum_model = poutine.enum(model, first_available_dim=-2)
+    tr = poutine.trace(poutine.replay(enum_model, trace=guide_tr)).get_trace(x)
+    if CLUSTER_SITE not in tr.nodes:
+        raise ValueError(f"the model has no sample site named {CLUSTER_SITE!r}; the mixzoo contract needs one")
+    y_site = tr.nodes[CLUSTER_SITE]
+    if y_site["infer"].get("enumerate") != "parallel" or y_site["value"].dim() < 2:
+        raise ValueError(
+            f"the model's site {CLUSTER_SITE!r} is not enumerated; declare it with infer={{'enumerate': 'parallel'}}"
+        )
+    tr.compute_log_prob()
+    n = x.shape[0]
+    k = y_site["value"].shape[0]
+    total = x.new_zeros(k, n)
+    for site in tr.nodes.values():
+        if site["type"] == "sample" and _in_data_plate(site):
+            total = total + site["log_prob"]  # (K, 1) or (K, N) or (N,), broadcast to (K, N)
+    return total.t()
+
+
+def _in_chunks(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, batch_size: int) -> torch.Tensor:
+    return torch.cat([fn(x[i : i + batch_size]) for i in range(0, x.shape[0], batch_size)])
+
+
+def cluster_log_joint(
+    model: Callable[..., Any],
+    guide: Callable[..., Any],
+    x: torch.Tensor,
+    *,
+    param_state: StateDict | None = None,
+    batch_size: int = 4096,
+) -> torch.Tensor:
+    """The (N, K) log joint :math:`\\log p(x_n, y=k)` by enumerating ``"y"`` in the model."""
+    with torch.no_grad(), isolated_param_store(param_state):
+        return _in_chunks(lambda xb: _enumerated_log_joint(model, guide, xb), x, batch_size)
+
+
+def cluster_log_proba(
+    model: Callable[..., Any],
+    guide: Callable[..., Any],
+    x: torch.Tensor,
+    *,
+    param_state: StateDict | None = None,
+    batch_size: int = 4096,
+) -> torch.Tensor:
+    """(N, K) log cluster probabilities: exact where the model enumerates ``"y"``, else log q(y|x)."""
+
+    def one(xb: torch.Tensor) -> torch.Tensor:
+        guide_tr = _guide_trace(guide, xb)
+        site = guide_tr.nodes.get(CLUSTER_SITE)
+        if site is not None and site["type"] == "sample" and not site["is_observed"]:
+            return torch.log_softmax(site["fn"].logits, dim=-1).reshape(xb.shape[0], -1)
+        return torch.log_softmax(_enumerated_log_joint(model, guide, xb), dim=-1)
+
+    with torch.no_grad(), isolated_param_store(param_state):
+        return _in_chunks(one, x, batch_size)
+
+
+def cluster_proba(model: Callable[..., Any], guide: Callable[..., Any], x: torch.Tensor, **kwargs: Any) -> torch.Tensor:
+    """(N, K) cluster probabilities; see :func:`cluster_log_proba`."""
+    return cluster_log_proba(model, guide, x, **kwargs).exp()
+
+
+def log_likelihood(
+    model: Callable[..., Any], guide: Callable[..., Any], x: torch.Tensor, **kwargs: Any
+) -> torch.Tensor:
+    """(N,) exact marginal log-likelihood :math:`\\log p(x_n)` of a model whose only latent per point is ``"y"``."""
+    return torch.logsumexp(cluster_log_joint(model, guide, x, **kwargs), dim=-1)

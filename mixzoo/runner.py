@@ -1,0 +1,217 @@
+"""The fit and evaluate jobs behind the CLI: names -> data, model, guide, loss -> training -> metrics -> run directory."""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from .checkpoint import load_checkpoint, prepare_run_dir, save_checkpoint, write_json
+from .data import Dataset, load_dataset
+from .errors import MixzooInputError
+from .inference import make_loss
+from .metrics import clustering_report
+from .models import get_spec
+from .params import isolated_param_store
+from .posterior import cluster_proba
+from .train import FitResult, fit
+from .validation import check_data, check_n_clusters
+
+__all__ = ["FitConfig", "run_fit", "run_evaluate", "load_run", "build_pair"]
+
+
+@dataclass
+class FitConfig:
+    """Everything that defines a CLI fit; saved as the run's ``config.json``."""
+
+    model: str = "gmm"
+    data: str = "digits"
+    guide: str | None = None
+    loss: str | None = None
+    clusters: int | None = None
+    epochs: int | None = None
+    batch_size: int | None = None
+    lr: float | None = None
+    lr_decay: float | None = None
+    pca: int | None = None
+    scale: bool = False
+    subsample: int | None = None
+    n_init: int | None = None
+    seed: int = 0
+    device: str = "cpu"
+    data_dir: str | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+    dim: int | None = None
+
+    def resolved(self) -> FitConfig:
+        """Fill the model family's defaults and check the names, before any data is read."""
+        spec = get_spec(self.model)
+        c = FitConfig(**asdict(self))
+        c.guide = c.guide or spec.default_guide
+        c.loss = c.loss or spec.default_loss
+        if c.guide not in spec.guides:
+            raise MixzooInputError(
+                f"model {c.model!r} has no guide {c.guide!r}; choose one of: {', '.join(spec.guides)}."
+            )
+        if c.loss not in spec.losses:
+            raise MixzooInputError(
+                f"model {c.model!r} cannot be trained with loss {c.loss!r}; use one of: {', '.join(spec.losses)}."
+            )
+        make_loss(c.loss)  # unknown loss names fail here
+        c.options = {**spec.options, **c.options}
+        for name, value in spec.defaults(c.options).items():
+            if getattr(c, name) is None:
+                setattr(c, name, value)
+        if c.n_init < 1:
+            raise MixzooInputError(f"--n-init must be at least 1, got {c.n_init}.")
+        if c.clusters is not None:
+            check_n_clusters(c.clusters)
+        return c
+
+
+def build_pair(config: FitConfig) -> tuple[nn.Module, nn.Module]:
+    """Build a fresh (model, guide) for a resolved config with known ``dim`` and ``clusters``."""
+    assert config.dim is not None and config.clusters is not None and config.guide is not None
+    return get_spec(config.model).build(config.dim, config.clusters, config.guide, config.options)
+
+
+def _load_data(config: FitConfig) -> Dataset:
+    return load_dataset(
+        config.data,
+        data_dir=config.data_dir,
+        scale=config.scale,
+        pca=config.pca,
+        subsample=config.subsample,
+        seed=config.seed,
+    )
+
+
+def _metrics(
+    model: nn.Module, guide: nn.Module, x: torch.Tensor, labels: np.ndarray | None
+) -> tuple[np.ndarray, dict[str, Any]]:
+    proba = cluster_proba(model, guide, x).cpu().numpy()
+    if labels is None:
+        keys = ("acc", "nmi", "ari", "purity", "misclassified")
+        return proba, {**dict.fromkeys(keys), "expected_misclassified": float((1 - proba.max(1)).sum())}
+    report = clustering_report(labels, proba)
+    return proba, report
+
+
+def run_fit(
+    config: FitConfig,
+    *,
+    out: str | None = None,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Run one CLI fit and return the JSON record (metrics, timing, names)."""
+    c = config.resolved()
+    run_dir = prepare_run_dir(out, overwrite) if out else None
+    data = _load_data(c)
+    x = check_data(data.x)
+    if c.clusters is None:
+        if data.n_classes is None:
+            raise MixzooInputError(f"data {c.data!r} has no known number of classes; pass --clusters K.")
+        c.clusters = data.n_classes
+    check_n_clusters(c.clusters, x.shape[0])
+    c.dim = x.shape[1]
+    loss = make_loss(c.loss)  # type: ignore[arg-type]
+
+    start = time.perf_counter()
+    best: tuple[float, nn.Module, nn.Module, FitResult] | None = None
+    for i in range(c.n_init):  # type: ignore[arg-type]
+        model, guide = build_pair(c)
+        if hasattr(model, "initialize"):
+            model.initialize(x, seed=c.seed + i)
+        result = fit(
+            model,
+            guide,
+            x,
+            loss=loss,
+            epochs=c.epochs,
+            batch_size=c.batch_size,
+            lr=c.lr,  # type: ignore[arg-type]
+            lr_decay=c.lr_decay,
+            seed=c.seed + i,
+            device=c.device,
+            progress=progress,
+        )
+        with torch.no_grad(), isolated_param_store():
+            final = float(loss.loss(model, guide, x.to(result.device))) / x.shape[0]
+        if best is None or (math.isfinite(final) and final < best[0]):
+            best = (final, model, guide, result)
+    assert best is not None
+    final, model, guide, result = best
+    seconds = time.perf_counter() - start
+    proba, report = _metrics(model, guide, x.to(result.device), data.labels)
+    record = {
+        "model": c.model,
+        "guide": c.guide,
+        "loss": c.loss,
+        "data": c.data,
+        "n": int(x.shape[0]),
+        "dim": c.dim,
+        "clusters": c.clusters,
+        **report,
+        "final_loss": final,
+        "epochs": result.epochs,
+        "seconds": round(seconds, 3),
+        "device": result.device,
+        "seed": c.seed,
+        "n_init": c.n_init,
+        "pca": c.pca,
+    }
+    if run_dir is not None:
+        save_checkpoint(run_dir, {"model": model, "guide": guide}, asdict(c))
+        write_json(run_dir / "metrics.json", record)
+        write_json(run_dir / "history.json", {"loss": result.losses, "val_loss": result.val_losses})
+        np.save(run_dir / "proba.npy", proba)
+    return record
+
+
+def load_run(run_dir: str) -> tuple[nn.Module, nn.Module, FitConfig]:
+    """Rebuild the model and guide of a run directory with their trained parameters."""
+    state, raw = load_checkpoint(run_dir)
+    config = FitConfig(**raw)
+    model, guide = build_pair(config)
+    model.load_state_dict(state["model"])
+    guide.load_state_dict(state["guide"])
+    return model, guide, config
+
+
+def run_evaluate(
+    run_dir: str, *, data: str | None = None, data_dir: str | None = None, device: str = "cpu"
+) -> dict[str, Any]:
+    """Cluster data (the run's own by default) with a saved run and report the metrics."""
+    if not Path(run_dir).is_dir():
+        raise MixzooInputError(f"run directory {run_dir!r} does not exist; pass the --out of a fit.")
+    model, guide, c = load_run(run_dir)
+    if data is not None:
+        c.data = data
+    if data_dir is not None:
+        c.data_dir = data_dir
+    ds = _load_data(c)
+    x = check_data(ds.x, dim=c.dim)
+    model.to(device)
+    guide.to(device)
+    start = time.perf_counter()
+    _, report = _metrics(model, guide, x.to(device), ds.labels)
+    return {
+        "model": c.model,
+        "guide": c.guide,
+        "loss": c.loss,
+        "data": c.data,
+        "n": int(x.shape[0]),
+        "clusters": c.clusters,
+        **report,
+        "seconds": round(time.perf_counter() - start, 3),
+        "device": device,
+        "seed": c.seed,
+        "run": str(run_dir),
+    }

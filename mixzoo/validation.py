@@ -1,0 +1,92 @@
+"""Input checks run before any training starts.
+
+Each check raises :class:`~mixzoo.errors.MixzooInputError` with one line that
+names the problem and how to fix it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from .errors import MixzooInputError
+
+__all__ = ["check_data", "check_n_clusters", "check_labels"]
+
+
+def check_data(x: Any, *, name: str = "data", dim: int | None = None) -> torch.Tensor:
+    """Return ``x`` as a float32 tensor of shape ``(n_samples, n_features)``.
+
+    :raises MixzooInputError: if ``x`` is empty, not numeric, not 2-D, has the
+        wrong number of features, or holds NaN/inf values.
+    """
+    if isinstance(x, torch.Tensor):
+        if x.is_complex() or x.dtype == torch.bool:
+            raise MixzooInputError(f"{name} has dtype {x.dtype}; pass real numbers (float).")
+        t = x.detach()
+    else:
+        try:
+            arr = np.asarray(x)
+        except Exception as err:  # ragged lists and the like
+            raise MixzooInputError(f"{name} cannot be read as an array ({err}); pass a 2-D numeric array.") from None
+        if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
+            raise MixzooInputError(
+                f"{name} is not numeric (dtype {arr.dtype}); pass a 2-D array of numbers, e.g. X.astype(float)."
+            )
+        if np.iscomplexobj(arr):
+            raise MixzooInputError(f"{name} is complex; pass real numbers.")
+        t = torch.as_tensor(arr.astype(np.float32, copy=False))
+    if t.ndim != 2:
+        raise MixzooInputError(
+            f"{name} must be 2-D (n_samples, n_features) but has shape {tuple(t.shape)}; "
+            "reshape it, e.g. X.reshape(len(X), -1)."
+        )
+    if t.shape[0] == 0 or t.shape[1] == 0:
+        raise MixzooInputError(f"{name} is empty (shape {tuple(t.shape)}); pass at least one sample and one feature.")
+    if dim is not None and t.shape[1] != dim:
+        raise MixzooInputError(f"{name} has {t.shape[1]} features but the model was built for {dim}.")
+    t = t.to(torch.float32)
+    bad = ~torch.isfinite(t)
+    if bad.any():
+        rows = torch.nonzero(bad.any(dim=1)).flatten()
+        raise MixzooInputError(
+            f"{name} contains {int(bad.sum())} NaN/inf values (first in row {int(rows[0])}); "
+            "drop or impute those rows before fitting."
+        )
+    return t
+
+
+def check_n_clusters(n_clusters: Any, n_samples: int | None = None) -> int:
+    """Return ``n_clusters`` as an int >= 2 that does not exceed ``n_samples``."""
+    if isinstance(n_clusters, bool) or not isinstance(n_clusters, (int, np.integer)):
+        raise MixzooInputError(f"number of clusters must be an integer, got {n_clusters!r}.")
+    k = int(n_clusters)
+    if k < 2:
+        raise MixzooInputError(f"number of clusters must be at least 2, got {k}.")
+    if n_samples is not None and n_samples < k:
+        raise MixzooInputError(
+            f"fewer points ({n_samples}) than clusters ({k}); lower the number of clusters or pass more data."
+        )
+    return k
+
+
+def check_labels(y: Any, n_samples: int, n_clusters: int | None = None) -> torch.Tensor:
+    """Return observed cluster labels as a long tensor of length ``n_samples``.
+
+    Labels are integers in ``[0, n_clusters)``; ``-1`` marks an unlabelled point.
+    """
+    arr = np.asarray(y)
+    if arr.ndim != 1 or arr.shape[0] != n_samples:
+        raise MixzooInputError(f"labels must be 1-D with {n_samples} entries, got shape {arr.shape}.")
+    if not np.issubdtype(arr.dtype, np.integer):
+        if np.issubdtype(arr.dtype, np.floating) and np.all(np.isfinite(arr)) and np.all(arr == np.round(arr)):
+            arr = arr.astype(np.int64)
+        else:
+            raise MixzooInputError(f"labels must be integers (dtype {arr.dtype}); use -1 for unlabelled points.")
+    if arr.min() < -1 or (n_clusters is not None and arr.max() >= n_clusters):
+        raise MixzooInputError(
+            f"labels must lie in [0, {n_clusters}) or be -1 (unlabelled); found {arr.min()}..{arr.max()}."
+        )
+    return torch.as_tensor(arr, dtype=torch.long)

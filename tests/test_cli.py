@@ -1,0 +1,78 @@
+import json
+
+import pytest
+
+from mixzoo.cli import main
+
+CONTRACT = {
+    "model",
+    "guide",
+    "loss",
+    "data",
+    "n",
+    "clusters",
+    "acc",
+    "nmi",
+    "ari",
+    "purity",
+    "expected_misclassified",
+    "misclassified",
+    "seconds",
+    "device",
+    "seed",
+}
+
+
+def _json_last_line(capsys):
+    out = capsys.readouterr().out.strip().splitlines()
+    return json.loads(out[-1])
+
+
+def test_models_lists_gmm(capsys):
+    assert main(["models"]) == 0
+    out = capsys.readouterr().out
+    assert "gmm" in out and "trace-enum" in out
+
+
+def test_fit_json_contract_and_evaluate(tmp_path, capsys):
+    run = tmp_path / "run"
+    args = ["fit", "--model", "gmm", "--data", "pinwheel", "--epochs", "60", "--seed", "0", "--out", str(run), "--json"]
+    assert main(args) == 0
+    rec = _json_last_line(capsys)
+    assert CONTRACT <= rec.keys()
+    assert rec["clusters"] == 5 and rec["n"] == 2500 and rec["acc"] > 0.6
+    assert {"checkpoint.pt", "config.json", "metrics.json"} <= {p.name for p in run.iterdir()}
+    assert main(["evaluate", "--run", str(run), "--json"]) == 0
+    ev = _json_last_line(capsys)
+    assert ev["acc"] == pytest.approx(rec["acc"])
+    # an existing run is never overwritten silently
+    assert main(args) == 2
+    assert "already holds a run; pass --overwrite" in capsys.readouterr().err
+    assert main(args + ["--overwrite", "--epochs", "2"]) == 0
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["fit", "--model", "nope"], "unknown model 'nope'"),
+        (["fit", "--loss", "nope"], "cannot be trained with loss 'nope'"),
+        (["fit", "--guide", "nope"], "has no guide 'nope'"),
+        (["fit", "--data", "nope"], "unknown data 'nope'"),
+        (["fit", "--data", "mnist"], "pass --data-dir PATH or set MIXZOO_DATA"),
+        (["fit", "--clusters", "1"], "at least 2"),
+        (
+            ["fit", "--data", "moons", "--subsample", "3", "--clusters", "4"],
+            "fewer points \\(3\\) than clusters \\(4\\)",
+        ),
+        (["fit", "--epochs", "0"], "epochs must be a positive integer"),
+        (["evaluate", "--run", "/nonexistent/run"], "does not exist"),
+    ],
+)
+def test_bad_input_is_one_clear_line_and_exit_2(args, message, capsys, monkeypatch):
+    monkeypatch.delenv("MIXZOO_DATA", raising=False)
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("mixzoo: error: ") and len(err.splitlines()) == 1
+    import re
+
+    assert re.search(message, err)

@@ -1,0 +1,85 @@
+import gzip
+import struct
+
+import numpy as np
+import pytest
+
+from mixzoo import MixzooInputError
+from mixzoo.data import load_dataset, pinwheel, read_idx
+from mixzoo.data.datasets import DATASETS
+
+
+def _write_idx(path, arr, gz=True):
+    header = struct.pack(">BBBB", 0, 0, 0x08, arr.ndim) + struct.pack(">" + "I" * arr.ndim, *arr.shape)
+    raw = header + arr.astype(np.uint8).tobytes()
+    (gzip.open if gz else open)(path, "wb").write(raw)
+
+
+@pytest.fixture
+def fake_mnist(tmp_path):
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 30), ("t10k", 10)):
+        _write_idx(tmp_path / f"{split}-images-idx3-ubyte.gz", rng.integers(0, 256, (n, 28, 28)))
+        _write_idx(tmp_path / f"{split}-labels-idx1-ubyte.gz", np.arange(n) % 10)
+    return tmp_path
+
+
+def test_idx_round_trip(tmp_path):
+    arr = np.arange(24, dtype=np.uint8).reshape(2, 3, 4)
+    _write_idx(tmp_path / "a.idx", arr, gz=False)
+    np.testing.assert_array_equal(read_idx(tmp_path / "a.idx"), arr)
+
+
+def test_idx_rejects_garbage(tmp_path):
+    (tmp_path / "bad").write_bytes(b"\x01\x02\x03\x04rest")
+    with pytest.raises(MixzooInputError, match="not an idx file"):
+        read_idx(tmp_path / "bad")
+
+
+def test_mnist_and_mnist5_from_data_dir(fake_mnist, monkeypatch):
+    d = load_dataset("mnist", data_dir=str(fake_mnist))
+    assert d.x.shape == (40, 784) and d.x.max() <= 1.0 and d.labels.shape == (40,)
+    monkeypatch.setenv("MIXZOO_DATA", str(fake_mnist))
+    d5 = load_dataset("mnist5")
+    assert set(d5.labels) == {0, 1, 2, 3, 4} and len(d5) == 20
+
+
+def test_missing_data_dir_names_both_options(monkeypatch):
+    monkeypatch.delenv("MIXZOO_DATA", raising=False)
+    with pytest.raises(MixzooInputError, match="--data-dir PATH or set MIXZOO_DATA"):
+        load_dataset("mnist")
+    with pytest.raises(MixzooInputError, match="does not exist"):
+        load_dataset("mnist", data_dir="/nonexistent/dir")
+
+
+def test_unknown_data_name_lists_choices():
+    with pytest.raises(MixzooInputError, match="unknown data 'cifar'; choose one of: digits"):
+        load_dataset("cifar")
+
+
+def test_pinwheel_has_five_curved_arms():
+    x, y = pinwheel(n_samples=1000, seed=1)
+    assert x.shape == (1000, 2) and set(y) == set(range(5))
+    # each arm's mean radius is about 10 (unit radial offset, scaled by 10) and arms point in different directions
+    radii = np.linalg.norm(x, axis=1)
+    assert 8 < np.median(radii) < 13
+    angles = [np.angle(np.mean(x[y == k] @ [1, 1j])) for k in range(5)]
+    gaps = np.diff(np.sort(angles))
+    assert np.all(gaps > 0.8)
+
+
+def test_preprocessing_pca_scale_subsample():
+    d = load_dataset("digits", pca=10, subsample=500, seed=0)
+    assert d.x.shape == (500, 10) and d.labels.shape == (500,) and d.image_shape is None
+    s = load_dataset("digits", scale=True)
+    assert np.allclose(s.x.mean(0), 0, atol=1e-5)
+    with pytest.raises(MixzooInputError, match="--pca must be between 1 and"):
+        load_dataset("moons", pca=3)
+
+
+@pytest.mark.parametrize("name", ["digits", "pinwheel", "two-circles", "moons", "mnist1d"])
+def test_embedded_data_sets_load(name):
+    d = load_dataset(name)
+    assert d.x.dtype == np.float32 and d.x.ndim == 2 and len(d.labels) == len(d.x)
+    assert d.n_classes == len(np.unique(d.labels))
+    assert name in DATASETS

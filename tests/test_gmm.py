@@ -1,0 +1,73 @@
+import numpy as np
+import pytest
+import torch
+from pyro.infer import Trace_ELBO
+
+import mixzoo
+from mixzoo import EmptyGuide, GaussianMixture, MixzooInputError
+from mixzoo.metrics import cluster_accuracy, hungarian_match
+
+
+@pytest.mark.parametrize("covariance", ["diag", "full"])
+def test_recovers_means_and_weights(blobs, covariance):
+    x, labels, means, weights = blobs
+    model, guide = GaussianMixture(2, 3, covariance=covariance), EmptyGuide()
+    model.initialize(x, seed=0)
+    mixzoo.fit(model, guide, x, epochs=150, lr=0.05, progress=False, seed=0)
+    pred = mixzoo.cluster_proba(model, guide, x).argmax(1).numpy()
+    assert cluster_accuracy(labels, pred) > 0.99
+    match = hungarian_match(labels, pred)
+    for k, cls in match.items():
+        np.testing.assert_allclose(model.loc[k].detach().numpy(), means[cls], atol=0.1)
+        assert model.weights[k].item() == pytest.approx(weights[cls], abs=0.03)
+        np.testing.assert_allclose(model.scale_tril[k].diagonal().detach().numpy(), [0.5, 1.0], atol=0.08)
+
+
+def test_generic_enumeration_equals_closed_form(blobs):
+    x = blobs[0][:100]
+    model = GaussianMixture(2, 3, covariance="full")
+    model.initialize(blobs[0], seed=1)
+    with torch.no_grad():
+        model.tril.normal_(0, 0.3)
+        expected = model.log_joint(x)
+    got = mixzoo.cluster_log_joint(model, EmptyGuide(), x)
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-4)
+    torch.testing.assert_close(
+        mixzoo.log_likelihood(model, EmptyGuide(), x), torch.logsumexp(expected, -1), rtol=1e-5, atol=1e-4
+    )
+    torch.testing.assert_close(
+        mixzoo.cluster_proba(model, EmptyGuide(), x), torch.softmax(expected, -1), rtol=1e-5, atol=1e-6
+    )
+
+
+def test_loss_is_exact_negative_log_likelihood(blobs):
+    x = blobs[0][:64]
+    model = GaussianMixture(2, 3).initialize(blobs[0], seed=0)
+    guide = EmptyGuide()
+    from pyro.infer import TraceEnum_ELBO
+
+    loss = TraceEnum_ELBO(max_plate_nesting=1).loss(model, guide, x)
+    assert loss == pytest.approx(-model.log_joint(x).logsumexp(-1).sum().item(), rel=1e-5)
+
+
+def test_trace_elbo_is_refused_for_enumerated_y(blobs):
+    x = blobs[0]
+    with pytest.raises(MixzooInputError, match="cannot sum out the model's enumerated site 'y'"):
+        mixzoo.fit(GaussianMixture(2, 3), EmptyGuide(), x, loss=Trace_ELBO(), epochs=1, progress=False)
+
+
+def test_sample_and_bic_parameter_count():
+    model = GaussianMixture(3, 4, covariance="full")
+    assert model.n_parameters() == 3 + 12 + 4 * 6
+    assert GaussianMixture(3, 4).n_parameters() == 3 + 12 + 12
+    x, k = model.sample(50, generator=torch.Generator().manual_seed(0))
+    assert x.shape == (50, 3) and k.shape == (50,) and k.max() < 4
+
+
+def test_observed_labels_fix_the_assignment(blobs):
+    x, labels, _, _ = blobs
+    model, guide = GaussianMixture(2, 3), EmptyGuide()
+    y = torch.as_tensor(labels)
+    mixzoo.fit(model, guide, x, y=y, epochs=200, lr=0.1, progress=False)
+    pred = mixzoo.cluster_proba(model, guide, x).argmax(1).numpy()
+    assert (pred == labels).mean() > 0.99  # identity matching: component k is class k
