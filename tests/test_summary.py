@@ -1,0 +1,124 @@
+import warnings
+
+import arviz as az
+import numpy as np
+import pyro
+import pyro.distributions as dist
+import pytest
+import torch
+from pyro.nn import PyroModule
+from torch import nn
+
+import mixzoo
+from mixzoo.estimator import MixtureClusterer
+from mixzoo.summary import _to_arviz, laplace_diagonal, save_summary, summarize
+
+
+def _three_blobs(n=300, seed=2):
+    rng = np.random.default_rng(seed)
+    means = np.array([[-4.0, 0.0], [0.0, 4.0], [4.0, 0.0]])
+    return means[rng.choice(3, n)] + rng.standard_normal((n, 2))
+
+
+def test_adapter_builds_groups_with_dims_and_checks_them():
+    groups = {
+        "posterior": {"a": np.zeros((1, 1, 3))},
+        "log_likelihood": {"x": np.zeros((1, 5, 4))},
+        "observed_data": {"x": np.zeros((4, 2))},
+    }
+    dims = {"posterior/a": ["chain", "draw", "a_dim"], "log_likelihood/x": ["chain", "draw", "obs"], "x": ["obs", "f"]}
+    data = _to_arviz(groups, dims, {"obs": np.arange(4)})
+    assert dict(data["log_likelihood"]["x"].sizes) == {"chain": 1, "draw": 5, "obs": 4}
+    assert dict(data["observed_data"]["x"].sizes) == {"obs": 4, "f": 2}
+    assert list(data["posterior"]["draw"].values) == [0]
+    with pytest.raises(ValueError, match="one name per axis"):
+        _to_arviz({"posterior": {"a": np.zeros((1, 1, 3))}}, {"a": ["chain", "draw"]})
+
+
+def test_summary_groups_shapes_and_netcdf(tmp_path):
+    x = _three_blobs(120)
+    est = MixtureClusterer(n_clusters=3, epochs=60, random_state=0).fit(x)
+    data = summarize(est.model_, est.guide_, x, n_draws=30)
+    post = data["posterior"]
+    assert post["loc"].shape == (1, 1, 3, 2) and post["logits"].shape == (1, 1, 3)
+    np.testing.assert_allclose(post["loc"].values[0, 0], est.model_.loc.detach().numpy(), rtol=1e-6)
+    resp = data["cluster_posterior"]["responsibility"]
+    assert resp.dims == ("chain", "draw", "obs", "cluster") and resp.shape == (1, 1, 120, 3)
+    np.testing.assert_allclose(resp.values[0, 0], est.predict_proba(x), rtol=1e-5)
+    ll = data["log_likelihood"]["x"]
+    assert ll.dims == ("chain", "draw", "obs") and ll.shape == (1, 30, 120)
+    # the draws scatter around the point estimate's log-likelihood, and are not all equal
+    assert ll.values.std(axis=1).min() > 0
+    np.testing.assert_allclose(np.median(ll.values[0], 0), est.score_samples(x), atol=0.5)
+    assert data["observed_data"]["x"].shape == (120, 2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        table = az.summary(data, var_names=["loc"], kind="stats")
+    assert len(table) == 6
+    path = save_summary(data, tmp_path / "summary.nc")
+    assert path.stat().st_size > 1000
+    back = az.from_netcdf(str(path))
+    np.testing.assert_allclose(back["log_likelihood"]["x"].values, ll.values)
+
+
+def test_laplace_diagonal_matches_gaussian_curvature():
+    # one Gaussian-like mixture with known scale: d^2/dmu^2 of the NLL is n / sigma^2 per mean entry
+    model = mixzoo.GaussianMixture(1, 2, min_scale=0.0)
+    with torch.no_grad():
+        model.loc.copy_(torch.tensor([[0.0], [100.0]]))
+        model.log_scale.fill_(np.log(2.0))
+        model.logits.copy_(torch.tensor([20.0, 0.0]))
+    x = torch.randn(50, 1) * 2
+    diag = laplace_diagonal(model, mixzoo.EmptyGuide(), x)
+    names = [n for n, _ in model.named_parameters()]
+    h_loc = diag[names.index("loc")]
+    assert h_loc[0, 0].item() == pytest.approx(50 / 4.0, rel=1e-3)
+    assert abs(h_loc[1, 0].item()) < 1e-3  # the empty component barely touches the likelihood
+
+
+def test_loo_prefers_the_true_number_of_clusters():
+    x = _three_blobs()
+    fits = {}
+    for k in (2, 3, 6):
+        est = MixtureClusterer(n_clusters=k, epochs=150, random_state=0).fit(x)
+        fits[f"K={k}"] = summarize(est.model_, est.guide_, x)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        elpd = {name: float(az.loo(d).elpd_loo) for name, d in fits.items()}
+        ranking = az.compare(fits)
+    assert max(elpd, key=elpd.get) == "K=3"
+    assert ranking.index[0] == "K=3"
+
+
+class _ShiftModel(PyroModule):
+    """A mixture whose global shift is a latent variable, sampled by the guide below."""
+
+    def __init__(self):
+        super().__init__()
+        self.loc = nn.Parameter(torch.tensor([[-3.0], [3.0]]))
+
+    def forward(self, x, y=None, subsample=None):
+        shift = pyro.sample("shift", dist.Normal(0.0, 10.0))
+        with pyro.plate("data", x.shape[0], subsample=subsample) as idx:
+            k = pyro.sample("y", dist.Categorical(logits=torch.zeros(2)), infer={"enumerate": "parallel"})
+            pyro.sample("x", dist.Normal(self.loc[k] + shift, 1.0).to_event(1), obs=x[idx])
+
+
+class _ShiftGuide(PyroModule):
+    def __init__(self):
+        super().__init__()
+        self.mean = nn.Parameter(torch.tensor(1.0))
+
+    def forward(self, x, y=None, subsample=None):
+        pyro.sample("shift", dist.Normal(self.mean, 0.1))
+
+
+def test_guide_sampled_globals_are_drawn_with_predictive():
+    x = torch.cat([torch.randn(40, 1) - 2.0, torch.randn(40, 1) + 4.0])
+    data = summarize(_ShiftModel(), _ShiftGuide(), x, n_draws=25, seed=1)
+    shift = data["posterior"]["shift"]
+    assert shift.shape == (1, 25)
+    assert abs(float(shift.mean()) - 1.0) < 0.1 and 0.05 < float(shift.std()) < 0.2
+    assert data["log_likelihood"]["x"].shape == (1, 25, 80)
+    mean = data["posterior"]["guide.mean"]  # guide.mean is a point estimate, repeated along the draws
+    assert mean.shape == (1, 25) and float(mean.std()) == 0.0
