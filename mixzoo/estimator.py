@@ -1,0 +1,217 @@
+"""A scikit-learn style facade over any registered model family.
+
+:class:`MixtureClusterer` builds a model/guide pair through the model registry
+(:data:`mixzoo.models.MODELS`), trains it with :func:`mixzoo.fit` and answers the
+usual clustering and density questions (``predict``, ``predict_proba``,
+``score_samples``, ``bic``, ...). It works in :class:`sklearn.pipeline.Pipeline`,
+with :func:`sklearn.base.clone`, grid search and pickling.
+
+>>> from sklearn.pipeline import make_pipeline
+>>> from sklearn.preprocessing import StandardScaler
+>>> pipe = make_pipeline(StandardScaler(), MixtureClusterer(n_clusters=3, random_state=0))  # doctest: +SKIP
+>>> labels = pipe.fit_predict(X)                                                          # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator, ClusterMixin, DensityMixin
+from sklearn.utils import check_random_state
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from .errors import MixzooInputError
+from .inference import make_loss
+from .params import isolated_param_store
+from .posterior import cluster_proba, log_likelihood
+from .runner import FitConfig, build_pair
+from .train import fit as train
+from .validation import check_data, check_n_clusters
+
+__all__ = ["MixtureClusterer"]
+
+
+class MixtureClusterer(ClusterMixin, DensityMixin, BaseEstimator):
+    """Cluster with a mixzoo model family, scikit-learn style.
+
+    ``None`` for a training option takes the model family's default (see ``mixzoo models``).
+
+    :param model: registered model name, e.g. ``"gmm"``.
+    :param n_clusters: number of clusters K (>= 2).
+    :param covariance: ``"diag"`` or ``"full"``, for model families with a covariance option.
+    :param guide: guide name (default: the model's own).
+    :param loss: loss name (default: the model's own).
+    :param epochs: training epochs.
+    :param lr: Adam learning rate.
+    :param batch_size: minibatch size.
+    :param n_init: restarts; the one with the lowest final loss is kept.
+    :param random_state: int, :class:`numpy.random.RandomState` or ``None`` (not reproducible).
+    :param device: ``"cpu"`` or ``"cuda"``.
+    :param progress: show a progress bar while training.
+
+    Fitted attributes: ``model_``, ``guide_``, ``n_features_in_``, ``labels_`` (training
+    clusters), ``history_`` (the :class:`~mixzoo.train.FitResult` of the kept restart),
+    ``final_loss_`` (loss per point), ``n_iter_`` (epochs run) and ``converged_`` (the
+    relative change of the loss over the last epoch was below ``1e-4``).
+    """
+
+    def __init__(
+        self,
+        model: str = "gmm",
+        n_clusters: int = 8,
+        covariance: str = "diag",
+        guide: str | None = None,
+        loss: str | None = None,
+        epochs: int | None = None,
+        lr: float | None = None,
+        batch_size: int | None = None,
+        n_init: int | None = None,
+        random_state: Any = None,
+        device: str = "cpu",
+        progress: bool = False,
+    ) -> None:
+        self.model = model
+        self.n_clusters = n_clusters
+        self.covariance = covariance
+        self.guide = guide
+        self.loss = loss
+        self.epochs = epochs
+        self.lr = lr
+        self.batch_size = batch_size
+        self.n_init = n_init
+        self.random_state = random_state
+        self.device = device
+        self.progress = progress
+
+    def _config(self) -> FitConfig:
+        from .models import get_spec
+
+        spec = get_spec(self.model)
+        options = {"covariance": self.covariance} if "covariance" in spec.options else {}
+        config = FitConfig(
+            model=self.model,
+            guide=self.guide,
+            loss=self.loss,
+            clusters=check_n_clusters(self.n_clusters),
+            epochs=self.epochs,
+            lr=self.lr,
+            batch_size=self.batch_size,
+            n_init=self.n_init,
+            device=self.device,
+            options=options,
+        ).resolved()
+        return config
+
+    def _validate(self, X: Any, reset: bool) -> torch.Tensor:
+        arr = validate_data(self, X, reset=reset, dtype=[np.float64, np.float32], ensure_all_finite=False)
+        return check_data(arr, name="X")
+
+    def fit(self, X: Any, y: Any = None) -> MixtureClusterer:
+        """Train on ``X`` (n_samples, n_features); ``y`` is ignored.
+
+        :raises MixzooInputError: (a ``ValueError``) on bad data or options.
+        """
+        x = self._validate(X, reset=True)
+        if x.shape[0] < 2:
+            raise MixzooInputError(
+                f"n_samples={x.shape[0]} is too few; a mixture needs at least 2 points (and n_clusters of them)."
+            )
+        k = check_n_clusters(self.n_clusters)
+        if x.shape[0] < k:
+            raise MixzooInputError(
+                f"n_samples={x.shape[0]} is fewer than n_clusters={k}; lower n_clusters or pass more data."
+            )
+        c = self._config()
+        c.dim = x.shape[1]
+        rng = check_random_state(self.random_state)
+        loss = make_loss(c.loss)  # type: ignore[arg-type]
+        best: tuple[float, Any, Any, Any] | None = None
+        for _ in range(c.n_init):  # type: ignore[arg-type]
+            seed = int(rng.randint(np.iinfo(np.int32).max))
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed)
+                model, guide = build_pair(c)
+            if hasattr(model, "initialize"):
+                model.initialize(x, seed=seed)
+            result = train(
+                model,
+                guide,
+                x,
+                loss=loss,
+                epochs=c.epochs,  # type: ignore[arg-type]
+                batch_size=c.batch_size,
+                lr=c.lr,  # type: ignore[arg-type]
+                lr_decay=c.lr_decay,
+                seed=seed,
+                device=c.device,
+                progress=self.progress,
+            )
+            with torch.no_grad(), isolated_param_store():
+                final = float(loss.loss(model, guide, x.to(result.device))) / x.shape[0]
+            if best is None or (math.isfinite(final) and not final >= best[0]):
+                best = (final, model, guide, result)
+        assert best is not None
+        self.final_loss_, self.model_, self.guide_, self.history_ = best
+        losses = self.history_.losses
+        self.n_iter_ = self.history_.epochs
+        self.converged_ = len(losses) > 1 and abs(losses[-1] - losses[-2]) <= 1e-4 * max(1.0, abs(losses[-1]))
+        self.labels_ = self._proba(x).argmax(axis=1)
+        return self
+
+    def _device(self) -> torch.device:
+        return next(self.model_.parameters()).device
+
+    def _proba(self, x: torch.Tensor) -> np.ndarray:
+        return cluster_proba(self.model_, self.guide_, x.to(self._device())).cpu().double().numpy()
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        """Cluster probabilities (n_samples, n_clusters): exact posterior, or q(y|x) for amortized guides."""
+        check_is_fitted(self)
+        return self._proba(self._validate(X, reset=False))
+
+    def predict(self, X: Any) -> np.ndarray:
+        """The most probable cluster of each sample."""
+        return self.predict_proba(X).argmax(axis=1)
+
+    def score_samples(self, X: Any) -> np.ndarray:
+        """Per-sample log-likelihood :math:`\\log p(x_n)` with the cluster summed out."""
+        check_is_fitted(self)
+        x = self._validate(X, reset=False).to(self._device())
+        return log_likelihood(self.model_, self.guide_, x).cpu().double().numpy()
+
+    def score(self, X: Any, y: Any = None) -> float:
+        """Mean per-sample log-likelihood of ``X``; ``y`` is ignored."""
+        return float(self.score_samples(X).mean())
+
+    def _n_parameters(self) -> int:
+        if not hasattr(self.model_, "n_parameters"):
+            raise NotImplementedError(
+                f"model {self.model!r} does not report its number of free parameters (n_parameters()); "
+                "BIC/AIC are not defined for it. Compare models with score() on held-out data instead."
+            )
+        return int(self.model_.n_parameters())
+
+    def bic(self, X: Any) -> float:
+        """Bayesian information criterion on ``X`` (lower is better)."""
+        check_is_fitted(self)
+        ll = self.score_samples(X)
+        return float(-2 * ll.sum() + self._n_parameters() * math.log(len(ll)))
+
+    def aic(self, X: Any) -> float:
+        """Akaike information criterion on ``X`` (lower is better)."""
+        check_is_fitted(self)
+        return float(-2 * self.score_samples(X).sum() + 2 * self._n_parameters())
+
+    def sample(self, n_samples: int = 1) -> tuple[np.ndarray, np.ndarray]:
+        """Draw ``n_samples`` points from the fitted model; returns ``(X, clusters)``."""
+        check_is_fitted(self)
+        if not hasattr(self.model_, "sample"):
+            raise NotImplementedError(f"model {self.model!r} has no sample(n) method.")
+        if not isinstance(n_samples, (int, np.integer)) or n_samples < 1:
+            raise MixzooInputError(f"n_samples must be a positive integer, got {n_samples!r}.")
+        gen = torch.Generator().manual_seed(int(check_random_state(self.random_state).randint(2**31 - 1)))
+        x, k = self.model_.sample(int(n_samples), generator=gen)
+        return x.cpu().double().numpy(), k.cpu().numpy()
