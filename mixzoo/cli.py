@@ -1,4 +1,4 @@
-"""Command-line interface: ``mixzoo models``, ``mixzoo fit``, ``mixzoo evaluate``.
+"""Command-line interface: ``mixzoo models``, ``mixzoo fit``, ``mixzoo select``, ``mixzoo evaluate``.
 
 With ``--json`` the last line of stdout is one JSON object (the contract in the
 project's design notes). Bad input ends with one ``mixzoo: error: ...`` line on
@@ -52,6 +52,22 @@ def _parser() -> argparse.ArgumentParser:
     f.add_argument("--overwrite", action="store_true", help="replace an existing run in --out")
     f.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     f.add_argument("--json", action="store_true", help="print the result as one JSON object on the last line")
+
+    s = sub.add_parser("select", help="choose the number of clusters by held-out log-likelihood and LOO")
+    s.add_argument("--model", default="gmm", help=f"one of: {', '.join(MODELS)} (default gmm)")
+    s.add_argument("--data", default="digits", help=f"one of: {', '.join(DATASETS)} (default digits)")
+    s.add_argument("--data-dir", default=None, help="directory of MNIST idx files (or set MIXZOO_DATA)")
+    s.add_argument("--clusters", default="2..12", help="candidate K: a range 2..12 or a list 2,4,8 (default 2..12)")
+    s.add_argument("--heldout", type=float, default=0.2, help="fraction of points held out (default 0.2)")
+    s.add_argument("--epochs", type=int, default=None)
+    s.add_argument("--pca", type=int, default=None, help="reduce the data to D principal components")
+    s.add_argument("--scale", action="store_true", help="standardise each feature")
+    s.add_argument("--subsample", type=int, default=None, help="use N randomly chosen points")
+    s.add_argument("--no-loo", action="store_true", help="skip the PSIS-LOO column")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--out", default=None, help="directory for selection.json")
+    s.add_argument("--overwrite", action="store_true", help="replace an existing selection in --out")
+    s.add_argument("--json", action="store_true", help="print the table and choice as one JSON object last")
 
     e = sub.add_parser("evaluate", help="cluster data with a saved run and report metrics")
     e.add_argument("--run", required=True, help="run directory written by `mixzoo fit --out`")
@@ -123,6 +139,32 @@ def _cmd_evaluate(a: argparse.Namespace) -> None:
     _print_record(run_evaluate(a.run, data=a.data, data_dir=a.data_dir, device=a.device), a.json)
 
 
+def _cmd_select(a: argparse.Namespace) -> None:
+    from .checkpoint import prepare_run_dir, write_json
+    from .data import load_dataset
+    from .selection import parse_clusters, select_clusters
+
+    ks = parse_clusters(a.clusters)
+    run_dir = prepare_run_dir(a.out, a.overwrite) if a.out else None
+    d = load_dataset(a.data, data_dir=a.data_dir, scale=a.scale, pca=a.pca, subsample=a.subsample, seed=a.seed)
+    sel = select_clusters(d.x, ks, model=a.model, heldout=a.heldout, seed=a.seed, loo=not a.no_loo, epochs=a.epochs)
+    print(f"{a.model} on {a.data}: n_train={sel.n_train} n_heldout={sel.n_heldout} seed={a.seed}")
+    rows = [["K", "train_ll", "heldout_ll", "elpd_loo", "p_loo", "bic", "seconds", ""]]
+    for r in sel.rows:
+        mark = ("<- choice" if r.clusters == sel.choice else "") + (" (loo)" if r.clusters == sel.choice_loo else "")
+        rows.append(
+            [_fmt(v) for v in (r.clusters, r.train_loglik, r.heldout_loglik, r.elpd_loo, r.p_loo, r.bic, r.seconds)]
+            + [mark.strip()]
+        )
+    print(_table(rows))
+    print(f"choice: K={sel.choice} (best held-out log-likelihood); LOO prefers K={sel.choice_loo}")
+    record = {"model": a.model, "data": a.data, "seed": a.seed, "clusters": ks, **sel.to_dict()}
+    if run_dir is not None:
+        write_json(run_dir / "selection.json", record)
+    if a.json:
+        print(json.dumps(record))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``mixzoo`` console script; returns the exit code."""
     args = list(sys.argv[1:] if argv is None else argv)
@@ -135,6 +177,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             _cmd_models()
         elif a.command == "fit":
             _cmd_fit(a)
+        elif a.command == "select":
+            _cmd_select(a)
         elif a.command == "evaluate":
             _cmd_evaluate(a)
         else:

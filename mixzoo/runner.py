@@ -172,7 +172,27 @@ def run_fit(
         write_json(run_dir / "metrics.json", record)
         write_json(run_dir / "history.json", {"loss": result.losses, "val_loss": result.val_losses})
         np.save(run_dir / "proba.npy", proba)
+        _write_extras(run_dir, model, guide, x, proba, result, data.labels)
     return record
+
+
+def _write_extras(
+    run_dir: Path,
+    model: nn.Module,
+    guide: nn.Module,
+    x: torch.Tensor,
+    proba: np.ndarray,
+    result: FitResult,
+    labels: np.ndarray | None,
+) -> None:
+    """Write the ArviZ summary (``summary.nc``) and the diagnostic plots into a run directory."""
+    from .plots import write_fit_plots
+    from .summary import save_summary, summarize
+
+    save_summary(summarize(model, guide, x.to(result.device)), run_dir / "summary.nc")
+    write_fit_plots(
+        run_dir, x=x.cpu().numpy(), proba=proba, losses=result.losses, labels=labels, val_losses=result.val_losses
+    )
 
 
 def load_run(run_dir: str) -> tuple[nn.Module, nn.Module, FitConfig]:
