@@ -9,10 +9,13 @@
 from .checkpoint import load_checkpoint, save_checkpoint
 from .data import load_dataset
 from .errors import MixzooInputError, TrainingDivergedError
+from .estimator import MixtureClusterer
 from .guides import EmptyGuide
 from .metrics import clustering_report
 from .models import MODELS, GaussianMixture
 from .posterior import cluster_log_joint, cluster_log_proba, cluster_proba, log_likelihood
+from .selection import select_clusters
+from .summary import save_summary, summarize
 from .train import FitResult, fit, set_seed
 
 __version__ = "0.1.0"
@@ -34,4 +37,8 @@ __all__ = [
     "load_checkpoint",
     "MixzooInputError",
     "TrainingDivergedError",
+    "MixtureClusterer",
+    "summarize",
+    "save_summary",
+    "select_clusters",
 ]
