@@ -45,7 +45,13 @@ def _parser() -> argparse.ArgumentParser:
     f.add_argument("--scale", action="store_true", help="standardise each feature")
     f.add_argument("--subsample", type=int, default=None, help="use N randomly chosen points")
     f.add_argument("--n-init", type=int, default=None, help="restarts; the best final loss is kept")
-    f.add_argument("--covariance", choices=("diag", "full"), default=None, help="gmm covariance type")
+    f.add_argument("--covariance", choices=("diag", "full"), default=None, help="gmm: covariance type")
+    f.add_argument("--flow", choices=("nsf", "maf", "realnvp"), default=None, help="flow-mixture: flow family")
+    f.add_argument("--transforms", type=int, default=None, help="flow-mixture: flow layers per component")
+    f.add_argument("--hidden", default=None, help="flow-mixture: hidden sizes of each layer, e.g. 64,64")
+    f.add_argument("--base", choices=("kmeans", "paper", "normal"), default=None, help="flow-mixture: base distributions")
+    f.add_argument("--temperature", type=float, default=None, help="encoder guide: initial softmax temperature")
+    f.add_argument("--labels", type=int, default=None, help="semi-supervised: reveal N labels (balanced, seeded)")
     f.add_argument("--seed", type=int, default=0)
     f.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     f.add_argument("--out", default=None, help="run directory for checkpoint, config and metrics")
@@ -109,7 +115,8 @@ def _cmd_models() -> None:
 def _cmd_fit(a: argparse.Namespace) -> None:
     from .runner import FitConfig, run_fit
 
-    options = {"covariance": a.covariance} if a.covariance else {}
+    names = ("covariance", "flow", "transforms", "hidden", "base", "temperature")
+    options = {n: getattr(a, n) for n in names if getattr(a, n) is not None}
     config = FitConfig(
         model=a.model,
         data=a.data,
@@ -128,6 +135,7 @@ def _cmd_fit(a: argparse.Namespace) -> None:
         device=a.device,
         data_dir=a.data_dir,
         options=options,
+        labels=a.labels,
     )
     record = run_fit(config, out=a.out, overwrite=a.overwrite, progress=not a.no_progress and sys.stderr.isatty())
     _print_record(record, a.json)

@@ -16,6 +16,7 @@ from .checkpoint import load_checkpoint, prepare_run_dir, save_checkpoint, write
 from .data import Dataset, load_dataset
 from .errors import MixzooInputError
 from .inference import make_loss
+from .labels import oversample_labelled, reveal_labels
 from .metrics import clustering_report
 from .models import get_spec
 from .params import isolated_param_store
@@ -47,6 +48,8 @@ class FitConfig:
     device: str = "cpu"
     data_dir: str | None = None
     options: dict[str, Any] = field(default_factory=dict)
+    labels: int | None = None
+    """Reveal this many true labels (balanced over classes, seeded) for semi-supervised training."""
     dim: int | None = None
 
     def resolved(self) -> FitConfig:
@@ -64,6 +67,11 @@ class FitConfig:
                 f"model {c.model!r} cannot be trained with loss {c.loss!r}; use one of: {', '.join(spec.losses)}."
             )
         make_loss(c.loss)  # unknown loss names fail here
+        unknown = sorted(set(c.options) - set(spec.options))
+        if unknown:
+            raise MixzooInputError(
+                f"option(s) {', '.join(unknown)} do not apply to model {c.model!r}; its options are: {', '.join(spec.options)}."
+            )
         c.options = {**spec.options, **c.options}
         for name, value in spec.defaults(c.options).items():
             if getattr(c, name) is None:
@@ -122,17 +130,23 @@ def run_fit(
     check_n_clusters(c.clusters, x.shape[0])
     c.dim = x.shape[1]
     loss = make_loss(c.loss)  # type: ignore[arg-type]
+    x_train, y = x, None
+    if c.labels:
+        x_train, y = oversample_labelled(x, reveal_labels(data.labels, c.labels, c.seed))
 
     start = time.perf_counter()
     best: tuple[float, nn.Module, nn.Module, FitResult] | None = None
     for i in range(c.n_init):  # type: ignore[arg-type]
         model, guide = build_pair(c)
-        if hasattr(model, "initialize"):
-            model.initialize(x, seed=c.seed + i)
+        for module in (model, guide):
+            if hasattr(module, "initialize"):
+                module.initialize(x, seed=c.seed + i)
         result = fit(
             model,
             guide,
-            x,
+            x_train,
+            y=y,
+            schedules=get_spec(c.model).schedules(model, guide, c.options),
             loss=loss,
             epochs=c.epochs,
             batch_size=c.batch_size,
@@ -166,6 +180,7 @@ def run_fit(
         "seed": c.seed,
         "n_init": c.n_init,
         "pca": c.pca,
+        "labels": c.labels or 0,
     }
     if run_dir is not None:
         save_checkpoint(run_dir, {"model": model, "guide": guide}, asdict(c))

@@ -9,12 +9,19 @@ from typing import Any
 from torch import nn
 
 from ..errors import MixzooInputError
-from ..guides import EmptyGuide
+from ..guides import ClusterEncoder, EmptyGuide
+from ..inference.annealing import ExponentialDecay
+from .flow_mixture import FlowMixture
 from .gmm import GaussianMixture
 
-__all__ = ["ModelSpec", "MODELS", "get_spec", "GaussianMixture"]
+__all__ = ["ModelSpec", "MODELS", "get_spec", "GaussianMixture", "FlowMixture"]
 
 Builder = Callable[[int, int, str, dict[str, Any]], tuple[nn.Module, nn.Module]]
+ScheduleBuilder = Callable[[nn.Module, nn.Module, dict[str, Any]], list[Callable[[int], None]]]
+
+
+def _no_schedules(model: nn.Module, guide: nn.Module, options: dict[str, Any]) -> list[Callable[[int], None]]:
+    return []
 
 
 @dataclass(frozen=True)
@@ -34,6 +41,8 @@ class ModelSpec:
     options: dict[str, Any] = field(default_factory=dict)
     overrides: dict[tuple[str, Any], dict[str, Any]] = field(default_factory=dict)
     """Training defaults that depend on an option, e.g. ``{("covariance", "full"): {"lr": 0.01}}``."""
+    schedules: ScheduleBuilder = _no_schedules
+    """Per-epoch schedules (annealing) for a built pair."""
 
     def defaults(self, options: dict[str, Any]) -> dict[str, Any]:
         """Training defaults (epochs, lr, lr_decay, batch_size, n_init) for these model options."""
@@ -62,6 +71,33 @@ def _build_gmm(dim: int, k: int, guide: str, options: dict[str, Any]) -> tuple[n
     return GaussianMixture(dim, k, covariance=options.get("covariance", "diag")), EmptyGuide()
 
 
+def _hidden(value: Any) -> tuple[int, ...]:
+    if isinstance(value, str):
+        return tuple(int(v) for v in value.split(",") if v)
+    return tuple(int(v) for v in value)
+
+
+def _build_flow_mixture(dim: int, k: int, guide: str, options: dict[str, Any]) -> tuple[nn.Module, nn.Module]:
+    model = FlowMixture(
+        dim,
+        k,
+        kind=options["flow"],
+        transforms=int(options["transforms"]),
+        hidden=_hidden(options["hidden"]),
+        independent=options["flow"] != "realnvp",
+        base=options["base"],
+    )
+    if guide == "empty":
+        return model, EmptyGuide()
+    return model, ClusterEncoder(dim, k, hidden=_hidden(options["encoder_hidden"]), temperature=float(options["temperature"]))
+
+
+def _flow_mixture_schedules(model: nn.Module, guide: nn.Module, options: dict[str, Any]) -> list[Callable[[int], None]]:
+    if not isinstance(guide, ClusterEncoder):
+        return []
+    return [ExponentialDecay(guide, "temperature", float(options["temperature"]), float(options["temperature_decay"]), 1.0)]
+
+
 MODELS: dict[str, ModelSpec] = {
     "gmm": ModelSpec(
         name="gmm",
@@ -77,6 +113,28 @@ MODELS: dict[str, ModelSpec] = {
         options={"covariance": "diag"},
         # Cholesky factors are badly conditioned for Adam at lr 0.1; a smaller step keeps full covariances stable.
         overrides={("covariance", "full"): {"lr": 0.01, "lr_decay": 0.99}},
+    ),
+    "flow-mixture": ModelSpec(
+        name="flow-mixture",
+        description="mixture of normalizing flows (NSF/MAF/RealNVP); MLE, y enumerated (003) or encoder q(y|x) (002)",
+        build=_build_flow_mixture,
+        guides=("empty", "encoder"),
+        losses=("trace-enum", "trace-graph", "trace"),
+        epochs=250,
+        lr=5e-3,
+        lr_decay=0.99,
+        batch_size=500,
+        n_init=1,
+        options={
+            "flow": "nsf",
+            "transforms": 3,
+            "hidden": "32,32",
+            "base": "kmeans",
+            "encoder_hidden": "64,64",
+            "temperature": 5.0,
+            "temperature_decay": 0.98,
+        },
+        schedules=_flow_mixture_schedules,
     ),
 }
 

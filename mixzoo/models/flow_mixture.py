@@ -1,0 +1,129 @@
+r"""Mixture of normalizing flows.
+
+.. math::
+    y_n \sim \operatorname{Cat}(\pi), \qquad x_n \mid y_n = k \sim p_k(x),
+
+with each :math:`p_k` a normalizing flow (:class:`~mixzoo.flows.ComponentFlows`).
+
+- Maximum likelihood (the 003 paper): with the empty guide and
+  :class:`~pyro.infer.TraceEnum_ELBO`, ``"y"`` is enumerated in the model and the
+  loss is the exact negative log-likelihood
+  :math:`-\sum_n \log \sum_k \pi_k\, p_k(x_n)`; responsibilities are exact.
+- Variational (the 002 paper): with :class:`~mixzoo.guides.ClusterEncoder` as the
+  guide, ``"y"`` is enumerated in the guide and the loss is the negative of the
+  ELBO of the paper's eq. (4.3),
+  :math:`\sum_k q(k \mid x) [\log p(x \mid k) + \log p(k) - \log q(k \mid x)]`.
+- Semi-supervised: ``y`` with ``-1`` for unlabelled points. A labelled point's
+  prior puts (all but ``exp(-30)`` of) its mass on its label, so the sum over
+  ``y`` reduces to that label's component and only that flow learns from it.
+
+Inputs are min-max scaled to [0, 1] inside the model (buffers set by
+:meth:`FlowMixture.initialize`), as the 003 paper preprocesses its data; the
+log-Jacobian of that scaling is added, so densities are in the data's own units.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pyro
+import pyro.distributions as dist
+import torch
+import torch.nn.functional as F
+from pyro.nn import PyroModule
+from pyro.ops.indexing import Vindex
+from torch import nn
+
+from ..flows import BaseKind, ComponentFlows, FlowKind
+from ..kmeans import kmeans
+from ..labels import label_logits
+from ..validation import check_data, check_n_clusters
+
+__all__ = ["FlowMixture"]
+
+class FlowMixture(PyroModule):
+    """K-component mixture of normalizing flows, a Pyro model ``model(x, y=None, subsample=None)``.
+
+    :param dim: number of features D.
+    :param n_clusters: number of components K.
+    :param kind: ``"maf"`` or ``"realnvp"``.
+    :param transforms: flow layers per component.
+    :param hidden: hidden sizes of each layer's network.
+    :param independent: separate parameters per component (vmapped) or one conditional flow.
+    :param base: ``"normal"``, ``"paper"`` (003: N(U(0,1)^D, 0.1 I)) or ``"kmeans"``
+        (N(k-means centre, 0.1 I) in the scaled space, set by :meth:`initialize`).
+    :param learn_weights: learn the mixing weights, or keep them uniform.
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        n_clusters: int,
+        *,
+        kind: FlowKind = "maf",
+        transforms: int = 3,
+        hidden: Sequence[int] = (64, 64),
+        independent: bool = True,
+        base: BaseKind | str = "kmeans",
+        learn_weights: bool = True,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        self.dim, self.n_clusters = int(dim), check_n_clusters(n_clusters)
+        if base not in ("normal", "paper", "kmeans"):
+            raise ValueError(f"unknown base {base!r}; choose 'normal', 'paper' or 'kmeans'")
+        self.base = base
+        g = torch.Generator().manual_seed(seed)
+        self.flows = ComponentFlows(
+            dim, n_clusters, kind=kind, transforms=transforms, hidden=hidden, independent=independent,
+            base="normal" if base == "normal" else "paper", generator=g,
+        )
+        self.logits = nn.Parameter(torch.zeros(n_clusters), requires_grad=learn_weights)
+        self.register_buffer("shift", torch.zeros(dim))
+        self.register_buffer("scale", torch.ones(dim))
+
+    @property
+    def weights(self) -> torch.Tensor:
+        return F.softmax(self.logits, -1)
+
+    def normalize(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.shift) / self.scale
+
+    def component_log_prob(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, K) :math:`\\log p_k(x_n)` in the data's units."""
+        return self.flows.log_prob(self.normalize(x)) - self.scale.log().sum()
+
+    def log_joint(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, K) :math:`\\log \\pi_k + \\log p_k(x_n)`."""
+        return F.log_softmax(self.logits, -1) + self.component_log_prob(x)
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None, subsample: torch.Tensor | None = None) -> None:
+        with pyro.plate("data", x.shape[0], subsample=subsample) as idx:
+            xb = x[idx]
+            logits = label_logits(F.log_softmax(self.logits, -1).expand(len(idx), -1), None if y is None else y[idx])
+            k = pyro.sample("y", dist.Categorical(logits=logits), infer={"enumerate": "parallel"})
+            logp = self.component_log_prob(xb)
+            pyro.factor("x", Vindex(logp)[torch.arange(len(idx), device=x.device), k])
+
+    @torch.no_grad()
+    def initialize(self, x: torch.Tensor, seed: int = 0) -> FlowMixture:
+        """Min-max scaling from the data; with ``base="kmeans"``, base means at k-means++ centres."""
+        x = check_data(x, dim=self.dim).to(self.shift.device)
+        check_n_clusters(self.n_clusters, x.shape[0])
+        lo, hi = x.min(0).values, x.max(0).values
+        self.shift.copy_(lo)
+        self.scale.copy_(torch.where(hi > lo, hi - lo, torch.ones_like(hi)))
+        if self.base == "kmeans":
+            centres, _ = kmeans(self.normalize(x).cpu(), self.n_clusters, torch.Generator().manual_seed(seed))
+            self.flows.set_base(centres.to(x.device))
+        return self
+
+    @torch.no_grad()
+    def sample(self, n: int, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Draw ``n`` points and their components."""
+        k = torch.multinomial(self.weights.cpu(), n, replacement=True, generator=generator)
+        x = torch.empty(n, self.dim, device=self.shift.device)
+        for j in k.unique().tolist():
+            sel = k == j
+            x[sel] = self.flows.sample(int(sel.sum()), j, generator) * self.scale + self.shift
+        return x, k
