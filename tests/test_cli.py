@@ -1,4 +1,5 @@
 import json
+import re
 
 import pytest
 
@@ -76,3 +77,23 @@ def test_bad_input_is_one_clear_line_and_exit_2(args, message, capsys, monkeypat
     import re
 
     assert re.search(message, err)
+
+
+def test_flow_mixture_semi_supervised_from_the_cli(capsys):
+    args = ["fit", "--model", "flow-mixture", "--guide", "encoder", "--data", "two-circles", "--labels", "32"]
+    assert main(args + ["--epochs", "2", "--hidden", "8", "--transforms", "1", "--json"]) == 0
+    rec = _json_last_line(capsys)
+    assert rec["model"] == "flow-mixture" and rec["guide"] == "encoder" and rec["labels"] == 32 and rec["n"] == 2000
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--model", "flow-mixture", "--covariance", "full"], "option\\(s\\) covariance do not apply to model 'flow-mixture'"),
+        (["--model", "flow-mixture", "--data", "two-circles", "--labels", "1"], "--labels must lie between 2"),
+        (["--model", "flow-mixture", "--loss", "trace", "--data", "moons"], "cannot sum out the model's enumerated site 'y'"),
+    ],
+)
+def test_flow_mixture_bad_input(args, message, capsys):
+    assert main(["fit", "--epochs", "1", *args]) == 2
+    assert re.search(message, capsys.readouterr().err)
