@@ -188,4 +188,3 @@ class ComponentFlows(nn.Module):
         context = torch.zeros(n, self.n_components, device=z.device, dtype=z.dtype)
         context[:, k] = 1
         return self.shared.flow.transform(context).inv(z)
-

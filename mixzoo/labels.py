@@ -36,7 +36,9 @@ def reveal_labels(labels: np.ndarray | None, n_labels: int, seed: int) -> np.nda
         raise MixzooInputError("--labels needs a data set with known labels.")
     classes = np.unique(labels)
     if n_labels < len(classes) or n_labels > len(labels):
-        raise MixzooInputError(f"--labels must lie between {len(classes)} (one per class) and {len(labels)}, got {n_labels}.")
+        raise MixzooInputError(
+            f"--labels must lie between {len(classes)} (one per class) and {len(labels)}, got {n_labels}."
+        )
     rng = np.random.default_rng(seed)
     out = np.full(len(labels), -1, dtype=np.int64)
     per_class = np.array_split(np.arange(n_labels), len(classes))

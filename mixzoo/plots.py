@@ -17,7 +17,17 @@ from matplotlib.figure import Figure
 
 from .metrics import contingency, hungarian_match
 
-__all__ = ["plot_loss", "plot_clusters", "plot_confidence", "plot_confusion", "write_fit_plots"]
+__all__ = [
+    "plot_loss",
+    "plot_clusters",
+    "plot_confidence",
+    "plot_confusion",
+    "write_fit_plots",
+    "plot_decision_regions",
+    "plot_component_densities",
+    "plot_component_samples",
+    "write_model_plots",
+]
 
 PathLike = str | os.PathLike[str]
 
@@ -128,4 +138,92 @@ def write_fit_plots(
     ]
     if labels is not None:
         paths.append(plot_confusion(labels, pred, d / "confusion.png"))
+    return paths
+
+
+def _grid(x: np.ndarray, n: int = 200, pad: float = 0.1) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    lo, hi = x.min(0), x.max(0)
+    span = hi - lo
+    gx = np.linspace(lo[0] - pad * span[0], hi[0] + pad * span[0], n)
+    gy = np.linspace(lo[1] - pad * span[1], hi[1] + pad * span[1], n)
+    xx, yy = np.meshgrid(gx, gy)
+    return xx, yy, np.stack([xx.ravel(), yy.ravel()], -1).astype(np.float32)
+
+
+def plot_decision_regions(model: Any, guide: Any, x: Any, path: PathLike, *, n: int = 200) -> Path:
+    """2-D data coloured by cluster over the regions where each cluster has the highest posterior."""
+    import torch
+
+    from .posterior import cluster_proba
+
+    xs = np.asarray(x, dtype=np.float32)
+    if xs.shape[1] != 2:
+        raise ValueError(f"decision regions need 2-D data, got {xs.shape[1]} features")
+    xx, yy, pts = _grid(xs, n)
+    dev = next(iter(model.buffers()), torch.empty(0)).device
+    regions = cluster_proba(model, guide, torch.as_tensor(pts, device=dev)).argmax(1).cpu().numpy().reshape(xx.shape)
+    pred = cluster_proba(model, guide, torch.as_tensor(xs, device=dev)).argmax(1).cpu().numpy()
+    fig = Figure(figsize=(5, 5))
+    ax = fig.add_subplot()
+    k = int(max(regions.max(), pred.max())) + 1
+    ax.contourf(xx, yy, regions, levels=np.arange(k + 1) - 0.5, cmap="tab10", vmin=0, vmax=9, alpha=0.25)
+    ax.scatter(xs[:, 0], xs[:, 1], c=pred, cmap="tab10", vmin=0, vmax=9, s=4)
+    ax.set(title="clusters and decision regions", xlabel="x1", ylabel="x2")
+    return _save(fig, path)
+
+
+def plot_component_densities(model: Any, x: Any, path: PathLike, *, n: int = 150, n_samples: int = 200) -> Path:
+    """Per-component density contours of a 2-D mixture (``model.component_log_prob``) with samples of each."""
+    import torch
+
+    xs = np.asarray(x, dtype=np.float32)
+    xx, yy, pts = _grid(xs, n)
+    dev = next(iter(model.buffers()), torch.empty(0)).device
+    with torch.no_grad():
+        dens = model.component_log_prob(torch.as_tensor(pts, device=dev)).exp().cpu().numpy()
+    k = dens.shape[1]
+    cols = min(k, 5)
+    rows = -(-k // cols)
+    fig = Figure(figsize=(3 * cols, 3 * rows))
+    g = torch.Generator().manual_seed(0)
+    for j in range(k):
+        ax = fig.add_subplot(rows, cols, j + 1)
+        ax.contourf(xx, yy, dens[:, j].reshape(xx.shape), levels=12, cmap="viridis")
+        if hasattr(model, "flows"):
+            s = model.flows.sample(n_samples, j, g).cpu() * model.scale.cpu() + model.shift.cpu()
+            ax.scatter(s[:, 0], s[:, 1], s=2, c="white", alpha=0.6)
+        ax.set(title=f"component {j}", xticks=[], yticks=[], xlim=(xx.min(), xx.max()), ylim=(yy.min(), yy.max()))
+    return _save(fig, path)
+
+
+def plot_component_samples(model: Any, image_shape: Sequence[int], path: PathLike, *, per_component: int = 8) -> Path:
+    """A grid of images: one row of samples per component (models with ``flows`` or ``sample_component``)."""
+    import torch
+
+    k = model.n_clusters
+    g = torch.Generator().manual_seed(0)
+    fig = Figure(figsize=(per_component, k))
+    for j in range(k):
+        with torch.no_grad():
+            s = model.flows.sample(per_component, j, g).cpu() * model.scale.cpu() + model.shift.cpu()
+        for i in range(per_component):
+            ax = fig.add_subplot(k, per_component, j * per_component + i + 1)
+            ax.imshow(s[i].reshape(tuple(image_shape)).clamp(0, 1).numpy(), cmap="gray")
+            ax.axis("off")
+    return _save(fig, path)
+
+
+def write_model_plots(
+    run_dir: PathLike, model: Any, guide: Any, x: Any, image_shape: Sequence[int] | None = None
+) -> list[Path]:
+    """Model-level plots: decision regions and component densities for 2-D data, sample grids for images."""
+    d = Path(run_dir)
+    xs = np.asarray(x)
+    paths = []
+    if xs.shape[1] == 2:
+        paths.append(plot_decision_regions(model, guide, xs, d / "regions.png"))
+        if hasattr(model, "component_log_prob"):
+            paths.append(plot_component_densities(model, xs, d / "densities.png"))
+    elif image_shape is not None and hasattr(model, "flows"):
+        paths.append(plot_component_samples(model, image_shape, d / "samples.png"))
     return paths

@@ -40,6 +40,8 @@ def _guide_trace(guide: Callable[..., Any], x: torch.Tensor) -> Trace:
 
 def _enumerated_log_joint(model: Callable[..., Any], guide: Callable[..., Any], x: torch.Tensor) -> torch.Tensor:
     guide_tr = _guide_trace(guide, x)
+    if CLUSTER_SITE in guide_tr.nodes:  # an amortized guide's sample of y must not be replayed: y is enumerated here
+        guide_tr.remove_node(CLUSTER_SITE)
     enum_model = poutine.enum(model, first_available_dim=-2)
     tr = poutine.trace(poutine.replay(enum_model, trace=guide_tr)).get_trace(x)
     if CLUSTER_SITE not in tr.nodes:

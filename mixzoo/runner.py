@@ -187,7 +187,7 @@ def run_fit(
         write_json(run_dir / "metrics.json", record)
         write_json(run_dir / "history.json", {"loss": result.losses, "val_loss": result.val_losses})
         np.save(run_dir / "proba.npy", proba)
-        _write_extras(run_dir, model, guide, x, proba, result, data.labels)
+        _write_extras(run_dir, model, guide, x, proba, result, data)
     return record
 
 
@@ -198,16 +198,17 @@ def _write_extras(
     x: torch.Tensor,
     proba: np.ndarray,
     result: FitResult,
-    labels: np.ndarray | None,
+    data: Dataset,
 ) -> None:
     """Write the ArviZ summary (``summary.nc``) and the diagnostic plots into a run directory."""
-    from .plots import write_fit_plots
+    from .plots import write_fit_plots, write_model_plots
     from .summary import save_summary, summarize
 
     save_summary(summarize(model, guide, x.to(result.device)), run_dir / "summary.nc")
     write_fit_plots(
-        run_dir, x=x.cpu().numpy(), proba=proba, losses=result.losses, labels=labels, val_losses=result.val_losses
+        run_dir, x=x.cpu().numpy(), proba=proba, losses=result.losses, labels=data.labels, val_losses=result.val_losses
     )
+    write_model_plots(run_dir, model, guide, x.to(result.device), data.image_shape)
 
 
 def load_run(run_dir: str) -> tuple[nn.Module, nn.Module, FitConfig]:

@@ -89,9 +89,15 @@ def test_flow_mixture_semi_supervised_from_the_cli(capsys):
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["--model", "flow-mixture", "--covariance", "full"], "option\\(s\\) covariance do not apply to model 'flow-mixture'"),
+        (
+            ["--model", "flow-mixture", "--covariance", "full"],
+            "option\\(s\\) covariance do not apply to model 'flow-mixture'",
+        ),
         (["--model", "flow-mixture", "--data", "two-circles", "--labels", "1"], "--labels must lie between 2"),
-        (["--model", "flow-mixture", "--loss", "trace", "--data", "moons"], "cannot sum out the model's enumerated site 'y'"),
+        (
+            ["--model", "flow-mixture", "--loss", "trace", "--data", "moons"],
+            "cannot sum out the model's enumerated site 'y'",
+        ),
     ],
 )
 def test_flow_mixture_bad_input(args, message, capsys):

@@ -39,7 +39,12 @@ class ClusterEncoder(PyroModule):
     """
 
     def __init__(
-        self, dim: int, n_clusters: int, hidden: Sequence[int] = (64, 64), temperature: float = 1.0, supervised_weight: float = 1.0
+        self,
+        dim: int,
+        n_clusters: int,
+        hidden: Sequence[int] = (64, 64),
+        temperature: float = 1.0,
+        supervised_weight: float = 1.0,
     ) -> None:
         super().__init__()
         layers: list[nn.Module] = []

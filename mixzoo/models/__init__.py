@@ -89,13 +89,17 @@ def _build_flow_mixture(dim: int, k: int, guide: str, options: dict[str, Any]) -
     )
     if guide == "empty":
         return model, EmptyGuide()
-    return model, ClusterEncoder(dim, k, hidden=_hidden(options["encoder_hidden"]), temperature=float(options["temperature"]))
+    return model, ClusterEncoder(
+        dim, k, hidden=_hidden(options["encoder_hidden"]), temperature=float(options["temperature"])
+    )
 
 
 def _flow_mixture_schedules(model: nn.Module, guide: nn.Module, options: dict[str, Any]) -> list[Callable[[int], None]]:
     if not isinstance(guide, ClusterEncoder):
         return []
-    return [ExponentialDecay(guide, "temperature", float(options["temperature"]), float(options["temperature_decay"]), 1.0)]
+    return [
+        ExponentialDecay(guide, "temperature", float(options["temperature"]), float(options["temperature_decay"]), 1.0)
+    ]
 
 
 MODELS: dict[str, ModelSpec] = {

@@ -41,6 +41,7 @@ from ..validation import check_data, check_n_clusters
 
 __all__ = ["FlowMixture"]
 
+
 class FlowMixture(PyroModule):
     """K-component mixture of normalizing flows, a Pyro model ``model(x, y=None, subsample=None)``.
 
@@ -75,8 +76,14 @@ class FlowMixture(PyroModule):
         self.base = base
         g = torch.Generator().manual_seed(seed)
         self.flows = ComponentFlows(
-            dim, n_clusters, kind=kind, transforms=transforms, hidden=hidden, independent=independent,
-            base="normal" if base == "normal" else "paper", generator=g,
+            dim,
+            n_clusters,
+            kind=kind,
+            transforms=transforms,
+            hidden=hidden,
+            independent=independent,
+            base="normal" if base == "normal" else "paper",
+            generator=g,
         )
         self.logits = nn.Parameter(torch.zeros(n_clusters), requires_grad=learn_weights)
         self.register_buffer("shift", torch.zeros(dim))
