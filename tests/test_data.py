@@ -12,7 +12,8 @@ from mixzoo.data.datasets import DATASETS
 def _write_idx(path, arr, gz=True):
     header = struct.pack(">BBBB", 0, 0, 0x08, arr.ndim) + struct.pack(">" + "I" * arr.ndim, *arr.shape)
     raw = header + arr.astype(np.uint8).tobytes()
-    (gzip.open if gz else open)(path, "wb").write(raw)
+    with (gzip.open if gz else open)(path, "wb") as f:
+        f.write(raw)
 
 
 @pytest.fixture
