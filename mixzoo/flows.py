@@ -133,7 +133,8 @@ class ComponentFlows(nn.Module):
         with torch.no_grad():
             self.base_loc.copy_(loc)
             if scale is not None:
-                self.base_scale.copy_(torch.as_tensor(scale, dtype=self.base_scale.dtype).expand_as(self.base_scale))
+                value = torch.as_tensor(scale, dtype=self.base_scale.dtype, device=self.base_scale.device)
+                self.base_scale.copy_(value.expand_as(self.base_scale))
 
     def _stacked_state(self) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
         params = {n: self.stacked[_key(n)] for n in self._param_names()}

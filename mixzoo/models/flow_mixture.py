@@ -51,8 +51,10 @@ class FlowMixture(PyroModule):
     :param transforms: flow layers per component.
     :param hidden: hidden sizes of each layer's network.
     :param independent: separate parameters per component (vmapped) or one conditional flow.
-    :param base: ``"normal"``, ``"paper"`` (003: N(U(0,1)^D, 0.1 I)) or ``"kmeans"``
-        (N(k-means centre, 0.1 I) in the scaled space, set by :meth:`initialize`).
+    :param base: ``"normal"``, ``"paper"`` (003: N(U(0,1)^D, 0.1 I)), ``"kmeans"``
+        (N(k-means centre, 0.1 I) in the scaled space, set by :meth:`initialize`) or
+        ``"clusters"`` (N(k-means centre, diag of the cluster's variances): the mixture
+        starts as the diagonal GMM of the k-means partition).
     :param learn_weights: learn the mixing weights, or keep them uniform.
     """
 
@@ -71,8 +73,8 @@ class FlowMixture(PyroModule):
     ) -> None:
         super().__init__()
         self.dim, self.n_clusters = int(dim), check_n_clusters(n_clusters)
-        if base not in ("normal", "paper", "kmeans"):
-            raise ValueError(f"unknown base {base!r}; choose 'normal', 'paper' or 'kmeans'")
+        if base not in ("normal", "paper", "kmeans", "clusters"):
+            raise ValueError(f"unknown base {base!r}; choose 'normal', 'paper', 'kmeans' or 'clusters'")
         self.base = base
         g = torch.Generator().manual_seed(seed)
         self.flows = ComponentFlows(
@@ -120,9 +122,16 @@ class FlowMixture(PyroModule):
         lo, hi = x.min(0).values, x.max(0).values
         self.shift.copy_(lo)
         self.scale.copy_(torch.where(hi > lo, hi - lo, torch.ones_like(hi)))
-        if self.base == "kmeans":
-            centres, _ = kmeans(self.normalize(x).cpu(), self.n_clusters, torch.Generator().manual_seed(seed))
-            self.flows.set_base(centres.to(x.device))
+        if self.base in ("kmeans", "clusters"):
+            z = self.normalize(x).cpu()
+            centres, labels = kmeans(z, self.n_clusters, torch.Generator().manual_seed(seed))
+            scale = None
+            if self.base == "clusters":  # a diagonal GMM from the k-means partition
+                scale = torch.stack(
+                    [z[labels == j].std(0) if (labels == j).sum() > 1 else z.std(0) for j in range(self.n_clusters)]
+                )
+                scale = scale.clamp(min=1e-2)
+            self.flows.set_base(centres.to(x.device), None if scale is None else scale.to(x.device))
         return self
 
     @torch.no_grad()
