@@ -24,7 +24,7 @@ from pyro.poutine.trace_struct import Trace
 
 from .params import StateDict, isolated_param_store
 
-__all__ = ["cluster_log_joint", "cluster_log_proba", "cluster_proba", "log_likelihood", "CLUSTER_SITE", "DATA_PLATE"]
+__all__ = ["enumerated_log_joint", "cluster_log_joint", "cluster_log_proba", "cluster_proba", "log_likelihood", "CLUSTER_SITE", "DATA_PLATE"]
 
 CLUSTER_SITE = "y"
 DATA_PLATE = "data"
@@ -38,7 +38,8 @@ def _guide_trace(guide: Callable[..., Any], x: torch.Tensor) -> Trace:
     return poutine.trace(guide).get_trace(x)
 
 
-def _enumerated_log_joint(model: Callable[..., Any], guide: Callable[..., Any], x: torch.Tensor) -> torch.Tensor:
+def enumerated_log_joint(model: Callable[..., Any], guide: Callable[..., Any], x: torch.Tensor) -> torch.Tensor:
+    """(N, K) :math:`\log p(x_n, y=k)`, differentiable, from one enumerated trace of the model on all of ``x``."""
     guide_tr = _guide_trace(guide, x)
     if CLUSTER_SITE in guide_tr.nodes:  # an amortized guide's sample of y must not be replayed: y is enumerated here
         guide_tr.remove_node(CLUSTER_SITE)
@@ -75,7 +76,7 @@ def cluster_log_joint(
 ) -> torch.Tensor:
     """The (N, K) log joint :math:`\\log p(x_n, y=k)` by enumerating ``"y"`` in the model."""
     with torch.no_grad(), isolated_param_store(param_state):
-        return _in_chunks(lambda xb: _enumerated_log_joint(model, guide, xb), x, batch_size)
+        return _in_chunks(lambda xb: enumerated_log_joint(model, guide, xb), x, batch_size)
 
 
 def cluster_log_proba(
@@ -93,7 +94,7 @@ def cluster_log_proba(
         site = guide_tr.nodes.get(CLUSTER_SITE)
         if site is not None and site["type"] == "sample" and not site["is_observed"]:
             return torch.log_softmax(site["fn"].logits, dim=-1).reshape(xb.shape[0], -1)
-        return torch.log_softmax(_enumerated_log_joint(model, guide, xb), dim=-1)
+        return torch.log_softmax(enumerated_log_joint(model, guide, xb), dim=-1)
 
     with torch.no_grad(), isolated_param_store(param_state):
         return _in_chunks(one, x, batch_size)
