@@ -50,7 +50,7 @@ def _parser() -> argparse.ArgumentParser:
     f.add_argument("--transforms", type=int, default=None, help="flow-mixture: flow layers per component")
     f.add_argument("--hidden", default=None, help="flow-mixture: hidden sizes of each layer, e.g. 64,64")
     f.add_argument(
-        "--base", choices=("kmeans", "paper", "normal"), default=None, help="flow-mixture: base distributions"
+        "--base", choices=("kmeans", "clusters", "paper", "normal"), default=None, help="flow-mixture: base distributions"
     )
     f.add_argument("--temperature", type=float, default=None, help="encoder guide: initial softmax temperature")
     f.add_argument("--labels", type=int, default=None, help="semi-supervised: reveal N labels (balanced, seeded)")
