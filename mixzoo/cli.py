@@ -54,6 +54,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     f.add_argument("--temperature", type=float, default=None, help="encoder guide: initial softmax temperature")
     f.add_argument("--labels", type=int, default=None, help="semi-supervised: reveal N labels (balanced, seeded)")
+    f.add_argument("--features", choices=("linear", "quadratic"), default=None, help="energy-mixture: sufficient statistics")
+    f.add_argument(
+        "--pretrain-classes",
+        default=None,
+        help="deep transfer: train a classifier on these classes (e.g. 0,1,2,3,4), cluster the others on its features",
+    )
+    f.add_argument("--classifier-epochs", type=int, default=5, help="deep transfer: classifier training epochs")
     f.add_argument("--seed", type=int, default=0)
     f.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     f.add_argument("--out", default=None, help="run directory for checkpoint, config and metrics")
@@ -117,7 +124,7 @@ def _cmd_models() -> None:
 def _cmd_fit(a: argparse.Namespace) -> None:
     from .runner import FitConfig, run_fit
 
-    names = ("covariance", "flow", "transforms", "hidden", "base", "temperature")
+    names = ("covariance", "flow", "transforms", "hidden", "base", "temperature", "features")
     options = {n: getattr(a, n) for n in names if getattr(a, n) is not None}
     config = FitConfig(
         model=a.model,
@@ -138,6 +145,8 @@ def _cmd_fit(a: argparse.Namespace) -> None:
         data_dir=a.data_dir,
         options=options,
         labels=a.labels,
+        pretrain_classes=a.pretrain_classes,
+        classifier_epochs=a.classifier_epochs,
     )
     record = run_fit(config, out=a.out, overwrite=a.overwrite, progress=not a.no_progress and sys.stderr.isatty())
     _print_record(record, a.json)

@@ -22,6 +22,7 @@ from .models import get_spec
 from .params import isolated_param_store
 from .posterior import cluster_proba
 from .train import FitResult, fit
+from .transfer import transfer_split
 from .validation import check_data, check_n_clusters
 
 __all__ = ["FitConfig", "run_fit", "run_evaluate", "load_run", "build_pair"]
@@ -48,6 +49,10 @@ class FitConfig:
     device: str = "cpu"
     data_dir: str | None = None
     options: dict[str, Any] = field(default_factory=dict)
+    pretrain_classes: str | None = None
+    """Deep transfer (000 paper): train a classifier on these classes (e.g. "0,1,2,3,4"), cluster the
+    others on its last hidden layer; with the NCE loss its training data are the noise."""
+    classifier_epochs: int = 5
     labels: int | None = None
     """Reveal this many true labels (balanced over classes, seeded) for semi-supervised training."""
     dim: int | None = None
@@ -89,8 +94,9 @@ def build_pair(config: FitConfig) -> tuple[nn.Module, nn.Module]:
     return get_spec(config.model).build(config.dim, config.clusters, config.guide, config.options)
 
 
-def _load_data(config: FitConfig) -> Dataset:
-    return load_dataset(
+def _load_data(config: FitConfig) -> tuple[Dataset, dict[str, Any]]:
+    """The data set of a config and the loss options it implies (the transfer noise)."""
+    data = load_dataset(
         config.data,
         data_dir=config.data_dir,
         scale=config.scale,
@@ -98,6 +104,18 @@ def _load_data(config: FitConfig) -> Dataset:
         subsample=config.subsample,
         seed=config.seed,
     )
+    if not config.pretrain_classes:
+        return data, {}
+    try:
+        classes = [int(v) for v in config.pretrain_classes.split(",") if v.strip()]
+    except ValueError:
+        raise MixzooInputError(f"--pretrain-classes must be comma-separated integers, got {config.pretrain_classes!r}.") from None
+    if data.labels is None:
+        raise MixzooInputError("--pretrain-classes needs a labelled data set to train the classifier on.")
+    td = transfer_split(data.x, data.labels, classes, epochs=config.classifier_epochs, seed=config.seed, device=config.device)
+    rest = int(len(np.unique(td.labels)))
+    features = Dataset(f"{data.name}-transfer", td.features, td.labels, rest)
+    return features, {"noise": td.noise, "classifier_accuracy": td.classifier_accuracy}
 
 
 def _metrics(
@@ -121,7 +139,7 @@ def run_fit(
     """Run one CLI fit and return the JSON record (metrics, timing, names)."""
     c = config.resolved()
     run_dir = prepare_run_dir(out, overwrite) if out else None
-    data = _load_data(c)
+    data, transfer = _load_data(c)
     x = check_data(data.x)
     if c.clusters is None:
         if data.n_classes is None:
@@ -129,7 +147,7 @@ def run_fit(
         c.clusters = data.n_classes
     check_n_clusters(c.clusters, x.shape[0])
     c.dim = x.shape[1]
-    loss = make_loss(c.loss)  # type: ignore[arg-type]
+    loss = make_loss(c.loss, **({"noise": transfer["noise"]} if "noise" in transfer and c.loss == "nce" else {}))  # type: ignore[arg-type]
     x_train, y = x, None
     if c.labels:
         x_train, y = oversample_labelled(x, reveal_labels(data.labels, c.labels, c.seed))
@@ -181,6 +199,7 @@ def run_fit(
         "n_init": c.n_init,
         "pca": c.pca,
         "labels": c.labels or 0,
+        **({"classifier_accuracy": transfer["classifier_accuracy"]} if transfer else {}),
     }
     if run_dir is not None:
         save_checkpoint(run_dir, {"model": model, "guide": guide}, asdict(c))
@@ -232,7 +251,7 @@ def run_evaluate(
         c.data = data
     if data_dir is not None:
         c.data_dir = data_dir
-    ds = _load_data(c)
+    ds, _ = _load_data(c)
     x = check_data(ds.x, dim=c.dim)
     model.to(device)
     guide.to(device)

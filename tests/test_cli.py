@@ -103,3 +103,21 @@ def test_flow_mixture_semi_supervised_from_the_cli(capsys):
 def test_flow_mixture_bad_input(args, message, capsys):
     assert main(["fit", "--epochs", "1", *args]) == 2
     assert re.search(message, capsys.readouterr().err)
+
+
+def test_deep_transfer_recipe_from_the_cli(capsys):
+    args = ["fit", "--model", "energy-mixture", "--loss", "nce", "--data", "digits", "--pretrain-classes", "0,1,2,3,4"]
+    assert main(args + ["--clusters", "5", "--epochs", "2", "--classifier-epochs", "2", "--json"]) == 0
+    rec = _json_last_line(capsys)
+    assert rec["model"] == "energy-mixture" and rec["dim"] == 64 and rec["classifier_accuracy"] > 0.8
+    assert 850 < rec["n"] < 950  # digits 5-9 only
+
+
+@pytest.mark.parametrize(
+    "classes, message",
+    [("a,b", "comma-separated integers"), ("0,99", "are not classes of the data"), ("0", "at least 2 classes on each side")],
+)
+def test_deep_transfer_bad_classes(classes, message, capsys):
+    args = ["fit", "--model", "energy-mixture", "--data", "digits", "--pretrain-classes", classes, "--epochs", "1"]
+    assert main(args) == 2
+    assert re.search(message, capsys.readouterr().err)

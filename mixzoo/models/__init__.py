@@ -11,10 +11,11 @@ from torch import nn
 from ..errors import MixzooInputError
 from ..guides import ClusterEncoder, EmptyGuide
 from ..inference.annealing import ExponentialDecay
+from .energy_mixture import EnergyMixture
 from .flow_mixture import FlowMixture
 from .gmm import GaussianMixture
 
-__all__ = ["ModelSpec", "MODELS", "get_spec", "GaussianMixture", "FlowMixture"]
+__all__ = ["ModelSpec", "MODELS", "get_spec", "GaussianMixture", "FlowMixture", "EnergyMixture"]
 
 Builder = Callable[[int, int, str, dict[str, Any]], tuple[nn.Module, nn.Module]]
 ScheduleBuilder = Callable[[nn.Module, nn.Module, dict[str, Any]], list[Callable[[int], None]]]
@@ -102,6 +103,10 @@ def _flow_mixture_schedules(model: nn.Module, guide: nn.Module, options: dict[st
     ]
 
 
+def _build_energy_mixture(dim: int, k: int, guide: str, options: dict[str, Any]) -> tuple[nn.Module, nn.Module]:
+    return EnergyMixture(dim, k, features=options["features"]), EmptyGuide()
+
+
 MODELS: dict[str, ModelSpec] = {
     "gmm": ModelSpec(
         name="gmm",
@@ -139,6 +144,17 @@ MODELS: dict[str, ModelSpec] = {
             "temperature_decay": 0.98,
         },
         schedules=_flow_mixture_schedules,
+    ),
+    "energy-mixture": ModelSpec(
+        name="energy-mixture",
+        description="non-normalized exponential-family mixture estimated by NCE (000); deep features via --pretrain-classes",
+        build=_build_energy_mixture,
+        guides=("empty",),
+        losses=("nce",),
+        epochs=30,
+        lr=0.01,
+        batch_size=1024,
+        options={"features": "linear"},
     ),
 }
 

@@ -1,0 +1,122 @@
+r"""Non-normalized (energy-based) mixtures in the exponential family.
+
+.. math::
+    p(x \mid \theta, c) = h(x) \sum_{k=1}^K \exp\big(\theta_k^\top f(x) + c_k\big)
+
+(the 000 paper's eq. (7)-(8) and, with a network's features, eq. (26)). The
+:math:`c_k = \log \pi_k - \log Z(\theta_k)` absorb the mixing weights and the
+unknown normalizers and are learned with :math:`\theta` by noise-contrastive
+estimation (:class:`~mixzoo.inference.NCE`); :math:`h` is left out, which is
+exact when :math:`h \equiv 1` and cancels when the noise is the pretrained
+classifier's own training data (eq. 30-32).
+
+Features :math:`f`: ``"quadratic"`` gives the paper's 1-D Gaussian form
+:math:`\exp(\theta_{k1} x^2 + \theta_{k2} x + c_k)` (per dimension, i.e.
+diagonal Gaussians in D dimensions); ``"linear"`` uses the inputs themselves as
+the sufficient statistics (deep features computed beforehand).
+
+The cluster posterior is eq. (12)/(27),
+:math:`p(y = k \mid x) = \operatorname{softmax}_k(\theta_k^\top f(x) + c_k)`, which
+:func:`mixzoo.cluster_proba` obtains by enumerating ``"y"``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import pyro
+import pyro.distributions as dist
+import torch
+from pyro.nn import PyroModule
+from pyro.ops.indexing import Vindex
+from torch import nn
+
+from ..errors import MixzooInputError
+from ..kmeans import kmeans
+from ..validation import check_data
+
+__all__ = ["EnergyMixture"]
+
+Features = Literal["quadratic", "linear"]
+
+
+class EnergyMixture(PyroModule):
+    """Mixture of K exponential-family energies, a Pyro model ``model(x, y=None, subsample=None)``.
+
+    :param dim: number of input features D.
+    :param n_clusters: number of components K (1 is allowed for plain NCE of one non-normalized model).
+    :param features: ``"quadratic"`` (f(x) = (x^2, x)) or ``"linear"`` (f(x) = x).
+    """
+
+    def __init__(self, dim: int, n_clusters: int, features: Features = "linear") -> None:
+        super().__init__()
+        if features not in ("quadratic", "linear"):
+            raise MixzooInputError(f"unknown features {features!r}; choose 'quadratic' or 'linear'.")
+        if int(n_clusters) < 1:
+            raise MixzooInputError(f"number of clusters must be at least 1, got {n_clusters}.")
+        self.dim, self.n_clusters, self.features = int(dim), int(n_clusters), features
+        n_stats = 2 * self.dim if features == "quadratic" else self.dim
+        self.theta = nn.Parameter(torch.zeros(self.n_clusters, n_stats))
+        self.c = nn.Parameter(torch.zeros(self.n_clusters))
+        if features == "quadratic":
+            with torch.no_grad():
+                self.theta[:, : self.dim] = -0.5
+
+    def statistics(self, x: torch.Tensor) -> torch.Tensor:
+        """Sufficient statistics f(x), shape (N, S)."""
+        return torch.cat([x * x, x], -1) if self.features == "quadratic" else x
+
+    def log_potentials(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, K) :math:`\\theta_k^\\top f(x_n) + c_k`: the log of each non-normalized component."""
+        return self.statistics(x) @ self.theta.T + self.c
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None, subsample: torch.Tensor | None = None) -> None:
+        k_log = math.log(self.n_clusters)
+        with pyro.plate("data", x.shape[0], subsample=subsample) as idx:
+            k = pyro.sample(
+                "y",
+                dist.Categorical(logits=torch.zeros(self.n_clusters, device=x.device)),
+                obs=None if y is None else y[idx],
+                infer={"enumerate": "parallel"},
+            )
+            # + log K cancels the uniform prior, so summing out y gives log sum_k exp(theta_k f + c_k)
+            potentials = self.log_potentials(x[idx])
+            pyro.factor("x", Vindex(potentials)[torch.arange(len(idx), device=x.device), k] + k_log)
+
+    def gaussian_parameters(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """For ``features="quadratic"``: the implied (means, variances), each (K, D); NaN where theta_1 >= 0."""
+        if self.features != "quadratic":
+            raise ValueError("gaussian_parameters needs features='quadratic'")
+        t1, t2 = self.theta[:, : self.dim], self.theta[:, self.dim :]
+        var = torch.where(t1 < 0, -0.5 / t1, torch.full_like(t1, float("nan")))
+        return t2 * var, var
+
+    @torch.no_grad()
+    def initialize(self, x: torch.Tensor, seed: int = 0) -> EnergyMixture:
+        """Start each component at a k-means cluster: a Gaussian energy with the data's variances
+        (quadratic) or the logistic regression that reproduces the k-means partition (linear)."""
+        x = check_data(x, dim=self.dim).to(self.c.device)
+        g = torch.Generator().manual_seed(seed)
+        centres, _ = kmeans(x.cpu(), self.n_clusters, g)
+        centres = centres.to(x.device)
+        sd = x.std(0).clamp(min=1e-6)
+        if self.features == "quadratic":
+            var = sd**2
+            self.theta[:, : self.dim] = -0.5 / var
+            self.theta[:, self.dim :] = centres / var
+            self.c.copy_(-(centres**2 / (2 * var)).sum(-1) - 0.5 * torch.log(2 * math.pi * var).sum())
+        else:
+            # the posterior softmax(theta f + c) of eq. (27) is a multinomial logistic regression:
+            # start from the one that reproduces the k-means partition
+            from sklearn.linear_model import LogisticRegression
+
+            labels = torch.cdist(x, centres).argmin(-1).cpu().numpy()
+            lr = LogisticRegression(C=1.0, max_iter=300).fit(x.cpu().numpy(), labels)
+            coef = torch.as_tensor(lr.coef_, dtype=x.dtype, device=x.device)
+            bias = torch.as_tensor(lr.intercept_, dtype=x.dtype, device=x.device)
+            if coef.shape[0] != self.n_clusters:  # fewer distinct k-means labels than K
+                raise MixzooInputError("k-means found fewer distinct clusters than K; lower the number of clusters.")
+            self.theta.copy_(coef)
+            self.c.copy_(bias - (x @ coef.T + bias).logsumexp(-1).mean())
+        return self

@@ -1,0 +1,148 @@
+import math
+
+import numpy as np
+import pyro.distributions as dist
+import pytest
+import torch
+
+import mixzoo
+from mixzoo import EmptyGuide, MixzooInputError
+from mixzoo.guides import ClusterEncoder
+from mixzoo.inference import NCE
+from mixzoo.inference.noise import DistributionNoise, GaussianNoise, SampleNoise
+from mixzoo.models.energy_mixture import EnergyMixture
+
+
+def _lbfgs(model, loss, x, noise_samples, iters=300):
+    opt = torch.optim.LBFGS(model.parameters(), max_iter=iters, line_search_fn="strong_wolfe", tolerance_grad=1e-9)
+
+    def closure():
+        opt.zero_grad()
+        value = loss.differentiable_loss(model, EmptyGuide(), x, noise_samples=noise_samples) / len(x)
+        value.backward()
+        return value
+
+    opt.step(closure)
+    return model
+
+
+def test_nce_recovers_a_gaussian_and_its_log_normaliser():
+    torch.manual_seed(0)
+    x = torch.randn(8000, 1) * 0.5 + 1.0
+    loss = NCE(nu=1.0)
+    loss.sources[0][0].fit(x)
+    model = _lbfgs(EnergyMixture(1, 1, "quadratic"), loss, x, [loss.sources[0][0].sample(8000)])
+    # N(1, 0.5^2): theta = (-1/(2 s^2), m/s^2) = (-2, 4), c = -m^2/(2 s^2) - log(s sqrt(2 pi))
+    np.testing.assert_allclose(model.theta.detach().numpy()[0], [-2.0, 4.0], atol=0.15)
+    assert model.c.item() == pytest.approx(-2.0 - math.log(0.5 * math.sqrt(2 * math.pi)), abs=0.15)
+
+
+def test_loss_is_the_logistic_objective_of_eq_4():
+    torch.manual_seed(1)
+    x, noise = torch.randn(50, 1), torch.randn(80, 1) * 2
+    model = EnergyMixture(1, 2, "quadratic")
+    with torch.no_grad():
+        model.theta.copy_(torch.tensor([[-0.5, 1.0], [-0.3, -1.0]]))
+        model.c.copy_(torch.tensor([-1.0, -2.0]))
+    nd = dist.Normal(torch.zeros(1), 2 * torch.ones(1)).to_event(1)
+    loss = NCE([(nd, 80)])
+    got = loss.loss(model, EmptyGuide(), x, noise_samples=[noise])
+    log_p = lambda u: torch.logsumexp(model.log_potentials(u), -1)  # noqa: E731
+    g = lambda u: math.log(50) + log_p(u) - math.log(80) - nd.log_prob(u)  # noqa: E731
+    j = torch.nn.functional.logsigmoid(g(x)).sum() + torch.nn.functional.logsigmoid(-g(noise)).sum()
+    assert got == pytest.approx(-j.item(), rel=1e-5)
+
+
+def test_multiple_noise_equals_single_noise_with_the_mixture_theorem_2():
+    torch.manual_seed(2)
+    x = torch.cat([torch.randn(100, 1), torch.randn(100, 1) + 4])
+    n1 = dist.Normal(torch.zeros(1), torch.ones(1)).to_event(1)
+    n2 = dist.Normal(4 * torch.ones(1), torch.ones(1)).to_event(1)
+    y1, y2 = n1.sample((100,)), n2.sample((100,))
+
+    class Mixture(torch.distributions.Distribution):
+        event_shape = torch.Size([1])
+        arg_constraints: dict = {}
+
+        def log_prob(self, u):
+            return torch.logaddexp(n1.log_prob(u), n2.log_prob(u)) - math.log(2)
+
+    multi, single = NCE([(n1, 100), (n2, 100)]), NCE([(DistributionNoise(Mixture(validate_args=False)), 200)])
+    grads, values = [], []
+    for loss, noise in ((multi, [y1, y2]), (single, [torch.cat([y1, y2])])):
+        for shift in (0.0, 0.7):
+            model = EnergyMixture(1, 2, "quadratic")
+            with torch.no_grad():
+                model.theta.copy_(torch.tensor([[-0.5, 0.2], [-0.4, 1.5]]) + shift)
+            value = loss.differentiable_loss(model, EmptyGuide(), x, noise_samples=noise)
+            value.backward()
+            values.append(value.item())
+            grads.append(torch.cat([model.theta.grad.flatten(), model.c.grad]))
+    torch.testing.assert_close(grads[0], grads[2])
+    torch.testing.assert_close(grads[1], grads[3])
+    # the losses differ by a constant that does not depend on the parameters
+    assert values[0] - values[2] == pytest.approx(values[1] - values[3], abs=1e-3)
+
+
+def _two_component_mse(n, reps=5, iters=60):
+    """Median squared error of (theta, c) for 0.5 N(0,1) + 0.5 N(4,1) with noise N(2, 5)."""
+    true = np.array([[-0.5, 0.0, -0.5 * math.log(2 * math.pi) + math.log(0.5)], [-0.5, 4.0, -8.0 - 0.5 * math.log(2 * math.pi) + math.log(0.5)]])
+    errs = []
+    for rep in range(reps):
+        g = torch.Generator().manual_seed(100 * rep + n)
+        z = torch.rand(n, generator=g) < 0.5
+        x = (torch.randn(n, 1, generator=g) + 4 * z[:, None]).float()
+        noise_dist = dist.Normal(torch.tensor([2.0]), torch.tensor([math.sqrt(5.0)])).to_event(1)
+        loss = NCE(noise_dist)
+        model = EnergyMixture(1, 2, "quadratic")
+        with torch.no_grad():
+            model.theta.copy_(torch.tensor([[-0.4, 0.5], [-0.4, 3.0]]))
+            model.c.copy_(torch.tensor([-2.0, -12.0]))
+        noise = noise_dist.sample((n,))
+        _lbfgs(model, loss, x, [noise], iters=iters)
+        est = torch.cat([model.theta, model.c[:, None]], 1).detach().numpy()
+        est = est[np.argsort(-est[:, 1] / (2 * est[:, 0]))]  # order components by their mean
+        errs.append(((est - true) ** 2).mean())
+    return float(np.median(errs))
+
+
+def test_two_component_error_falls_with_n():
+    small, large = _two_component_mse(2**9), _two_component_mse(2**11)
+    assert large < small / 2  # MSE ~ 1/N: a 4x larger sample should cut it by about 4
+
+
+def test_nce_trains_through_fit_and_clusters():
+    torch.manual_seed(3)
+    x = torch.cat([torch.randn(400, 2) - 3, torch.randn(400, 2) + 3])
+    model = EnergyMixture(2, 2, "quadratic").initialize(x)
+    result = mixzoo.fit(model, EmptyGuide(), x, loss=NCE(), epochs=25, lr=0.05, batch_size=400, progress=False)
+    assert result.losses[-1] < result.losses[0]
+    pred = mixzoo.cluster_proba(model, EmptyGuide(), x).argmax(1).numpy()
+    truth = np.repeat([0, 1], 400)
+    assert max((pred == truth).mean(), (pred != truth).mean()) > 0.99
+
+
+def test_nce_refuses_a_guide_that_samples_y():
+    x = torch.randn(50, 2)
+    with pytest.raises(MixzooInputError, match="NCE needs the empty guide"):
+        mixzoo.fit(EnergyMixture(2, 2), ClusterEncoder(2, 2), x, loss=NCE(), epochs=1, progress=False)
+
+
+def test_bad_noise_specs():
+    with pytest.raises(MixzooInputError, match="noise must be"):
+        NCE("gaussian")
+    with pytest.raises(MixzooInputError, match="nu must be positive"):
+        NCE(nu=0)
+    with pytest.raises(MixzooInputError, match="non-empty \\(M, D\\)"):
+        SampleNoise(torch.zeros(0, 2), lambda u: u.sum(-1))
+    with pytest.raises(MixzooInputError, match="event shape"):
+        DistributionNoise(torch.distributions.Normal(0.0, 1.0))
+
+
+def test_gaussian_noise_matches_the_data():
+    x = torch.randn(5000, 2) @ torch.tensor([[2.0, 0.0], [1.0, 0.5]]) + torch.tensor([1.0, -1.0])
+    noise = GaussianNoise()
+    noise.fit(x)
+    s = noise.sample(20000)
+    torch.testing.assert_close(s.mean(0), x.mean(0), atol=0.1, rtol=0)
+    torch.testing.assert_close(torch.cov(s.T), torch.cov(x.T), atol=0.15, rtol=0)
