@@ -39,7 +39,7 @@ def _guide_trace(guide: Callable[..., Any], x: torch.Tensor) -> Trace:
 
 
 def enumerated_log_joint(model: Callable[..., Any], guide: Callable[..., Any], x: torch.Tensor) -> torch.Tensor:
-    """(N, K) :math:`\log p(x_n, y=k)`, differentiable, from one enumerated trace of the model on all of ``x``."""
+    r"""(N, K) :math:`\log p(x_n, y=k)`, differentiable, from one enumerated trace of the model on all of ``x``."""
     guide_tr = _guide_trace(guide, x)
     if CLUSTER_SITE in guide_tr.nodes:  # an amortized guide's sample of y must not be replayed: y is enumerated here
         guide_tr.remove_node(CLUSTER_SITE)
