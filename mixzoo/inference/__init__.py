@@ -10,14 +10,16 @@ from pyro.infer import ELBO, Trace_ELBO, TraceEnum_ELBO, TraceGraph_ELBO
 from ..errors import MixzooInputError
 from .compat import check_pair
 from .nce import NCE
+from .vimco import VIMCO
 
-__all__ = ["LOSSES", "make_loss", "check_pair", "NCE"]
+__all__ = ["LOSSES", "make_loss", "check_pair", "NCE", "VIMCO"]
 
 LOSSES: dict[str, Callable[..., ELBO]] = {
     "trace-enum": lambda **kw: TraceEnum_ELBO(max_plate_nesting=1, **kw),
     "trace-graph": lambda **kw: TraceGraph_ELBO(max_plate_nesting=1, **kw),
     "trace": lambda **kw: Trace_ELBO(max_plate_nesting=1, **kw),
     "nce": lambda **kw: NCE(**kw),
+    "vimco": lambda **kw: VIMCO(**kw),
 }
 """Loss name -> constructor taking keyword options (e.g. ``num_particles``)."""
 

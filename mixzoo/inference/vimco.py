@@ -1,0 +1,133 @@
+r"""VIMCO: variational inference for Monte Carlo objectives (Mnih and Rezende, 2016).
+
+With :math:`M` particles :math:`h^{(1..M)} \sim q(h \mid x)` and log weights
+:math:`w_i = \log p(x, h^{(i)}) - \log q(h^{(i)} \mid x)`, the multi-sample bound
+(the IWAE bound) is
+
+.. math:: \hat L = \log \frac{1}{M} \sum_{i=1}^M e^{w_i} \le \log p(x).
+
+Its gradient is estimated by
+
+.. math::
+    \nabla \hat L \approx \sum_i \big(\hat L - \hat L_{-i}\big) \nabla \log q(h^{(i)} \mid x)
+    + \sum_i \tilde w_i \nabla w_i ,
+    \qquad \tilde w_i = \frac{e^{w_i}}{\sum_j e^{w_j}},
+
+where the first sum runs over the sites that cannot be reparameterized (the
+discrete cluster ``"y"``) and the leave-one-out baseline replaces :math:`w_i` by
+the geometric mean of the other weights,
+
+.. math:: \hat L_{-i} = \log \frac{1}{M} \Big( \sum_{j \ne i} e^{w_j} + \exp\big(\tfrac{1}{M-1} \textstyle\sum_{j \ne i} w_j\big) \Big).
+
+Everything is computed in log space (``logsumexp``), per data point, with the
+particles vectorized in a plate. The loss value is :math:`-\hat L` summed over the
+data (scaled like the data plate); the gradient is that of a surrogate whose
+derivative is the estimator above.
+
+Pyro's ``RenyiELBO(alpha=0)`` computes the same bound but gives no learning
+signal to a discrete guide; this class does.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from pyro.infer import ELBO
+from pyro.infer.enum import get_importance_trace
+from pyro.poutine.trace_struct import Trace
+
+from ..errors import MixzooInputError
+
+__all__ = ["VIMCO", "vimco_objective"]
+
+
+def vimco_objective(log_weights: torch.Tensor, log_q_nonreparam: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-point multi-sample bound and VIMCO surrogate from (M, N) log weights.
+
+    :param log_weights: :math:`w_{i,n}`, differentiable (reparameterized paths and parameters).
+    :param log_q_nonreparam: :math:`\\log q` of the non-reparameterizable sites, (M, N).
+    :return: ``(bound, surrogate)``, each (N,): the bound :math:`\\hat L_n`, and a surrogate whose
+        gradient is the VIMCO estimator of :math:`\\nabla \\hat L_n`.
+    """
+    m = log_weights.shape[0]
+    if m < 2:
+        raise MixzooInputError("VIMCO needs at least 2 particles (num_particles >= 2).")
+    log_m = math.log(m)
+    bound = torch.logsumexp(log_weights, 0) - log_m
+    w = log_weights.detach()
+    # leave-one-out with the geometric mean of the others in place of w_i
+    mean_others = (w.sum(0, keepdim=True) - w) / (m - 1)  # (M, N)
+    eye = torch.eye(m, dtype=torch.bool, device=w.device)[:, :, None]  # (M, M, 1): row i replaces entry i
+    replaced = torch.where(eye, mean_others[:, None, :], w[None, :, :])  # (M, M, N)
+    loo = torch.logsumexp(replaced, 1) - log_m  # (M, N)
+    signal = bound.detach()[None, :] - loo
+    surrogate = bound + (signal * log_q_nonreparam).sum(0)
+    return bound, surrogate
+
+
+class VIMCO(ELBO):
+    """VIMCO loss: ``pyro.infer.SVI(model, guide, optim, VIMCO(num_particles=M))``.
+
+    :param num_particles: number of particles M (>= 2), vectorized in a plate.
+    :param max_plate_nesting: plates in the model besides the particle plate (1 for the mixzoo contract).
+    """
+
+    def __init__(self, num_particles: int = 5, max_plate_nesting: int = 1) -> None:
+        if num_particles < 2:
+            raise MixzooInputError(f"VIMCO needs num_particles >= 2, got {num_particles}.")
+        super().__init__(num_particles=num_particles, max_plate_nesting=max_plate_nesting, vectorize_particles=True)
+
+    def _get_trace(
+        self, model: Callable[..., Any], guide: Callable[..., Any], args: Any, kwargs: Any
+    ) -> tuple[Trace, Trace]:
+        return get_importance_trace("flat", self.max_plate_nesting, model, guide, args, kwargs)
+
+    def _terms(
+        self, model: Callable[..., Any], guide: Callable[..., Any], args: Any, kwargs: Any
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        model_trace, guide_trace = self._get_vectorized_trace(model, guide, args, kwargs)
+        m = self.num_particles
+        log_w: torch.Tensor | float = 0.0
+        log_q_nr: torch.Tensor | float = 0.0
+        scale = None
+        for trace, sign in ((model_trace, 1.0), (guide_trace, -1.0)):
+            for site in trace.nodes.values():
+                if site["type"] != "sample" or "log_prob" not in site:
+                    continue
+                lp = site["log_prob"]
+                if lp.dim() == 0:
+                    lp = lp.expand(m, 1)
+                elif lp.dim() == 1:
+                    lp = lp[:, None] if lp.shape[0] == m else lp[None, :]
+                log_w = log_w + sign * lp
+                if sign < 0 and not site["fn"].has_rsample:
+                    log_q_nr = log_q_nr + lp
+                if any(f.name == "data" for f in site["cond_indep_stack"]):
+                    scale = site["scale"]
+        if not isinstance(log_w, torch.Tensor):
+            raise MixzooInputError("VIMCO found no sample sites to weight.")
+        log_w = log_w.expand(m, log_w.shape[-1]) if log_w.shape[0] == 1 else log_w
+        if not isinstance(log_q_nr, torch.Tensor):
+            log_q_nr = torch.zeros_like(log_w)
+        bound, surrogate = vimco_objective(log_w, log_q_nr.expand_as(log_w))
+        scale = 1.0 if scale is None else scale
+        return -scale * bound.sum(), -scale * surrogate.sum()
+
+    def loss(self, model: Callable[..., Any], guide: Callable[..., Any], *args: Any, **kwargs: Any) -> float:
+        """The negative multi-sample bound :math:`-\\sum_n \\hat L_n` (an estimate of it)."""
+        with torch.no_grad():
+            return float(self._terms(model, guide, args, kwargs)[0])
+
+    def differentiable_loss(
+        self, model: Callable[..., Any], guide: Callable[..., Any], *args: Any, **kwargs: Any
+    ) -> torch.Tensor:
+        """The VIMCO surrogate loss: its gradient is the VIMCO estimator (its value is not the bound)."""
+        return self._terms(model, guide, args, kwargs)[1]
+
+    def loss_and_grads(self, model: Callable[..., Any], guide: Callable[..., Any], *args: Any, **kwargs: Any) -> float:
+        loss, surrogate = self._terms(model, guide, args, kwargs)
+        surrogate.backward()
+        return float(loss.detach())

@@ -1,0 +1,134 @@
+import itertools
+import math
+
+import pyro
+import pyro.distributions as dist
+import pytest
+import torch
+from pyro.infer import SVI, RenyiELBO
+
+from mixzoo.inference import VIMCO
+from mixzoo.inference.vimco import vimco_objective
+
+
+class Toy(torch.nn.Module):
+    """p(h) p(x | h) with h in {0, 1, 2}, and q(h) = Cat(softmax(phi)): a small discrete model."""
+
+    def __init__(self):
+        super().__init__()
+        self.a = torch.nn.Parameter(torch.tensor([0.2, -0.3, 0.1]))
+        self.mu = torch.nn.Parameter(torch.tensor([-1.0, 0.5, 2.0]))
+        self.phi = torch.nn.Parameter(torch.tensor([0.3, 0.0, -0.4]))
+
+    def model(self, x, y=None, subsample=None):
+        pyro.module("toy", self)
+        with pyro.plate("data", x.shape[0]):
+            h = pyro.sample("h", dist.Categorical(logits=self.a))
+            pyro.sample("x", dist.Normal(self.mu[h], 1.0), obs=x)
+
+    def guide(self, x, y=None, subsample=None):
+        pyro.module("toy", self)
+        with pyro.plate("data", x.shape[0]):
+            pyro.sample("h", dist.Categorical(logits=self.phi.expand(x.shape[0], 3)))
+
+    def log_w(self, h, x):
+        return (
+            torch.log_softmax(self.a, 0)[h]
+            + dist.Normal(self.mu[h], 1.0).log_prob(x)
+            - torch.log_softmax(self.phi, 0)[h]
+        )
+
+    def exact_expected_bound(self, x, m):
+        """E_q[log 1/M sum_i exp w(h_i)] by enumerating all K^M particle configurations."""
+        log_q = torch.log_softmax(self.phi, 0)
+        total = 0.0
+        for config in itertools.product(range(3), repeat=m):
+            h = torch.tensor(config)
+            prob = log_q[h].sum().exp()
+            total = total + prob * (torch.logsumexp(self.log_w(h, x), 0) - math.log(m))
+        return total
+
+
+@pytest.mark.parametrize("m", [2, 3])
+def test_vimco_gradient_matches_the_exact_gradient_of_the_expected_bound(m):
+    pyro.set_rng_seed(0)
+    toy = Toy()
+    x0 = torch.tensor(0.3)
+    exact = torch.autograd.grad(toy.exact_expected_bound(x0, m), list(toy.parameters()))
+    n = 40000
+    x = x0.expand(n).clone()
+    loss = VIMCO(num_particles=m)
+    with pyro.get_param_store().scope():
+        loss.loss_and_grads(toy.model, toy.guide, x)
+    est = [-p.grad / n for p in toy.parameters()]
+    for e, g in zip(est, exact, strict=True):
+        torch.testing.assert_close(e, g, atol=0.01, rtol=0.05)
+    # the score-function part matters: without it the guide's gradient is wrong
+    assert exact[2].abs().max() > 0.02
+
+
+def test_renyi_alpha_zero_gives_the_guide_no_signal_but_vimco_does():
+    pyro.set_rng_seed(1)
+    toy = Toy()
+    x = torch.full((5000,), 0.3)
+    grads = {}
+    for name, loss in (("renyi", RenyiELBO(alpha=0.0, num_particles=3, max_plate_nesting=1)), ("vimco", VIMCO(3))):
+        toy.zero_grad()
+        with pyro.get_param_store().scope():
+            loss.loss_and_grads(toy.model, toy.guide, x)
+        grads[name] = toy.phi.grad.clone()
+    exact = torch.autograd.grad(toy.exact_expected_bound(torch.tensor(0.3), 3), [toy.phi])[0]
+    err = lambda g: (-g / 5000 - exact).abs().max()  # noqa: E731
+    assert err(grads["vimco"]) < 0.02 < err(grads["renyi"])
+
+
+def test_loss_is_the_iwae_bound():
+    pyro.set_rng_seed(2)
+    toy = Toy()
+    x0 = torch.tensor(0.3)
+    n = 40000
+    with pyro.get_param_store().scope():
+        value = VIMCO(num_particles=3).loss(toy.model, toy.guide, x0.expand(n).clone())
+    with torch.no_grad():
+        expected = toy.exact_expected_bound(x0, 3).item()
+    assert -value / n == pytest.approx(expected, abs=0.01)
+
+
+def test_objective_is_finite_for_extreme_log_weights():
+    w = torch.tensor([[1000.0, -1000.0], [-1000.0, 1000.0], [0.0, 0.0]], requires_grad=True)
+    log_q = torch.tensor([[-1.0, -2.0], [-0.5, -0.1], [-3.0, -1.0]], requires_grad=True)
+    bound, surrogate = vimco_objective(w, log_q)
+    assert torch.isfinite(bound).all() and torch.isfinite(surrogate).all()
+    assert bound[0].item() == pytest.approx(1000 - math.log(3), rel=1e-6)
+    surrogate.sum().backward()
+    assert torch.isfinite(w.grad).all() and torch.isfinite(log_q.grad).all()
+    # a particle whose weight dominates gets the whole reparameterized gradient
+    assert w.grad[0, 0].item() == pytest.approx(1.0)
+
+
+def test_leave_one_out_baseline_uses_the_geometric_mean():
+    w = torch.tensor([[0.0], [1.0], [3.0]])
+    log_q = torch.zeros(3, 1, requires_grad=True)
+    bound, surrogate = vimco_objective(w, log_q)
+    surrogate.sum().backward()
+    # signal for particle 0: L - log((e^1 + e^3 + e^{(1+3)/2}) / 3)
+    expected = bound.item() - math.log((math.e + math.e**3 + math.e**2) / 3)
+    assert log_q.grad[0, 0].item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_vimco_trains_through_svi():
+    pyro.set_rng_seed(3)
+    toy = Toy()
+    x = torch.cat([torch.randn(300) - 1.0, torch.randn(300) + 2.0])
+    svi = SVI(toy.model, toy.guide, pyro.optim.Adam({"lr": 0.05}), VIMCO(4))
+    with pyro.get_param_store().scope():
+        first = sum(svi.step(x) for _ in range(5))
+        for _ in range(200):
+            svi.step(x)
+        last = sum(svi.step(x) for _ in range(5))
+    assert last < first
+
+
+def test_one_particle_is_refused():
+    with pytest.raises(ValueError, match="num_particles >= 2"):
+        VIMCO(num_particles=1)
