@@ -54,6 +54,18 @@ def _parser() -> argparse.ArgumentParser:
     )
     f.add_argument("--temperature", type=float, default=None, help="encoder guide: initial softmax temperature")
     f.add_argument("--labels", type=int, default=None, help="semi-supervised: reveal N labels (balanced, seeded)")
+    f.add_argument("--arch", choices=("mlp", "cnn"), default=None, help="neural-mixture: network for the scores")
+    f.add_argument("--channels", default=None, help="neural-mixture: CNN channels per block, e.g. 64,128,256")
+    f.add_argument("--gamma", type=float, default=None, help="neural-mixture: divisor of a* in the sigmoid (5)")
+    f.add_argument(
+        "--no-normalize",
+        dest="normalize",
+        action="store_false",
+        default=None,
+        help="neural-mixture: do not batch-normalize the scores (shows the collapse)",
+    )
+    f.add_argument("--sobel", action="store_true", default=None, help="neural-mixture: Sobel edges as CNN input")
+    f.add_argument("--augment", action="store_true", default=None, help="neural-mixture: eq. (7) with augmented images")
     f.add_argument("--features", choices=("linear", "quadratic"), default=None, help="energy-mixture: sufficient statistics")
     f.add_argument(
         "--pretrain-classes",
@@ -125,6 +137,7 @@ def _cmd_fit(a: argparse.Namespace) -> None:
     from .runner import FitConfig, run_fit
 
     names = ("covariance", "flow", "transforms", "hidden", "base", "temperature", "features")
+    names += ("arch", "channels", "gamma", "normalize", "sobel", "augment")
     options = {n: getattr(a, n) for n in names if getattr(a, n) is not None}
     config = FitConfig(
         model=a.model,

@@ -2,5 +2,6 @@
 
 from .empty import EmptyGuide
 from .encoder import ClusterEncoder
+from .estep import EStepGuide
 
-__all__ = ["EmptyGuide", "ClusterEncoder"]
+__all__ = ["EmptyGuide", "ClusterEncoder", "EStepGuide"]

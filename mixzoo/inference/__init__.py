@@ -9,10 +9,11 @@ from pyro.infer import ELBO, Trace_ELBO, TraceEnum_ELBO, TraceGraph_ELBO
 
 from ..errors import MixzooInputError
 from .compat import check_pair
+from .em import EM
 from .nce import NCE
 from .vimco import VIMCO
 
-__all__ = ["LOSSES", "make_loss", "check_pair", "NCE", "VIMCO"]
+__all__ = ["LOSSES", "make_loss", "check_pair", "NCE", "VIMCO", "EM"]
 
 LOSSES: dict[str, Callable[..., ELBO]] = {
     "trace-enum": lambda **kw: TraceEnum_ELBO(max_plate_nesting=1, **kw),
@@ -20,6 +21,7 @@ LOSSES: dict[str, Callable[..., ELBO]] = {
     "trace": lambda **kw: Trace_ELBO(max_plate_nesting=1, **kw),
     "nce": lambda **kw: NCE(**kw),
     "vimco": lambda **kw: VIMCO(**kw),
+    "em": lambda **kw: EM(**kw),
 }
 """Loss name -> constructor taking keyword options (e.g. ``num_particles``)."""
 

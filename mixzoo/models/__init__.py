@@ -9,13 +9,14 @@ from typing import Any
 from torch import nn
 
 from ..errors import MixzooInputError
-from ..guides import ClusterEncoder, EmptyGuide
+from ..guides import ClusterEncoder, EmptyGuide, EStepGuide
 from ..inference.annealing import ExponentialDecay
 from .energy_mixture import EnergyMixture
 from .flow_mixture import FlowMixture
 from .gmm import GaussianMixture
+from .neural_mixture import NeuralMixture
 
-__all__ = ["ModelSpec", "MODELS", "get_spec", "GaussianMixture", "FlowMixture", "EnergyMixture"]
+__all__ = ["ModelSpec", "MODELS", "get_spec", "GaussianMixture", "FlowMixture", "EnergyMixture", "NeuralMixture"]
 
 Builder = Callable[[int, int, str, dict[str, Any]], tuple[nn.Module, nn.Module]]
 ScheduleBuilder = Callable[[nn.Module, nn.Module, dict[str, Any]], list[Callable[[int], None]]]
@@ -107,6 +108,22 @@ def _build_energy_mixture(dim: int, k: int, guide: str, options: dict[str, Any])
     return EnergyMixture(dim, k, features=options["features"]), EmptyGuide()
 
 
+def _build_neural_mixture(dim: int, k: int, guide: str, options: dict[str, Any]) -> tuple[nn.Module, nn.Module]:
+    model = NeuralMixture(
+        dim,
+        k,
+        arch=options["arch"],
+        hidden=_hidden(options["hidden"]),
+        channels=_hidden(options["channels"]),
+        image_shape=options["image"] or None,
+        gamma=float(options["gamma"]),
+        normalize=bool(options["normalize"]),
+        sobel=bool(options["sobel"]),
+        augment=bool(options["augment"]),
+    )
+    return model, EStepGuide(model)
+
+
 MODELS: dict[str, ModelSpec] = {
     "gmm": ModelSpec(
         name="gmm",
@@ -155,6 +172,26 @@ MODELS: dict[str, ModelSpec] = {
         lr=0.01,
         batch_size=1024,
         options={"features": "linear"},
+    ),
+    "neural-mixture": ModelSpec(
+        name="neural-mixture",
+        description="neural mixture: sigmoid of batch-normalized relevance scores, trained by batch-wise EM (001)",
+        build=_build_neural_mixture,
+        guides=("e-step",),
+        losses=("em", "trace-enum"),
+        epochs=100,
+        lr=1e-3,
+        batch_size=128,
+        options={
+            "arch": "mlp",
+            "hidden": "32,32",
+            "channels": "64,128,256",
+            "image": "",
+            "gamma": 5.0,
+            "normalize": True,
+            "sobel": False,
+            "augment": False,
+        },
     ),
 }
 

@@ -1,0 +1,148 @@
+r"""Batch-wise expectation-maximization as a :class:`pyro.infer.ELBO`.
+
+The guide is the E-step: it enumerates the cluster site ``"y"`` with the
+posterior responsibilities :math:`r_{nk} = q(y_n = k \mid x_n)` of the current
+parameters :math:`\theta^t`. The loss is the negative EM objective of the 001
+paper's eq. (1), restricted to the minibatch and held constant in :math:`r`:
+
+.. math::
+    L(\theta \mid \theta^t) = -\frac{N}{B} \sum_{n \in \text{batch}} \sum_{k=1}^K
+        \operatorname{sg}(r_{nk}) \, \bigl[\log p(y_n = k) + \textstyle\sum_s \log p_s(x_n \mid y_n = k)\bigr]
+        \;-\; \sum_{\text{global } s} \log p_s,
+
+where :math:`\operatorname{sg}` stops gradients and :math:`s` runs over the
+model's sample and factor sites. For the neural mixture
+(:class:`~mixzoo.models.neural_mixture.NeuralMixture`) the data site is
+:math:`\log \operatorname{sigmoid}(a^*_{nk}/\gamma)`, so with a uniform prior this
+is :math:`N` times the paper's eq. (6) (:math:`\frac{1}{n}\sum` over the batch
+becomes the plate's :math:`N/B` scaling), and eq. (7) when the model adds the
+augmented inputs' term. One optimizer step on it is the M-step (section 6).
+
+Relation to :class:`~pyro.infer.TraceEnum_ELBO`: with the same guide,
+:math:`-\mathrm{ELBO} = L - \sum_n H(r_n)`, and because :math:`r` is constant
+in the M-step the entropy has no gradient: both losses have the same gradient
+with respect to :math:`\theta`, and their values differ by the entropy.
+``EM`` computes :math:`L` itself, so the loss it reports is the EM objective.
+
+Reference: Tissera et al., *Neural Mixture Models with Expectation-Maximization
+for End-to-end Deep Clustering* (the 001 paper), eqs. (1), (6), (7).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import torch
+from pyro.infer.elbo import ELBO
+from pyro.infer.enum import get_importance_trace
+from pyro.poutine.enum_messenger import EnumMessenger
+from pyro.poutine.subsample_messenger import _Subsample
+from pyro.poutine.trace_struct import Trace
+from pyro.util import warn_if_nan
+
+from ..errors import MixzooInputError
+
+__all__ = ["EM"]
+
+CLUSTER_SITE = "y"
+
+
+def _in_plate(site: dict[str, Any], name: str) -> bool:
+    return any(f.name == name for f in site["cond_indep_stack"])
+
+
+class EM(ELBO):
+    """Batch-wise EM: the guide's enumerated ``"y"`` gives the responsibilities of the
+    E-step, held constant; the loss is the negative expected complete-data log-likelihood.
+
+    :param max_plate_nesting: plates nested in the model (1: the ``"data"`` plate).
+    :param num_particles: E-steps averaged per loss (they coincide for a deterministic guide).
+    :param data_plate: the plate over points; sites inside it are weighted by :math:`r`.
+    """
+
+    enumerates_model = False
+    """The cluster site is enumerated in the guide, not summed out in the model."""
+
+    def __init__(self, max_plate_nesting: int = 1, num_particles: int = 1, data_plate: str = "data") -> None:
+        super().__init__(num_particles=num_particles, max_plate_nesting=max_plate_nesting)
+        self.data_plate = data_plate
+
+    def check_pair(self, model_trace: Trace, guide_trace: Trace) -> None:
+        """Refuse a guide that does not enumerate ``"y"`` or that samples other latents."""
+        site = guide_trace.nodes.get(CLUSTER_SITE)
+        if site is None or site["type"] != "sample" or site["is_observed"]:
+            raise MixzooInputError(
+                "loss EM needs a guide that samples the cluster site 'y' (the E-step), "
+                "e.g. the neural mixture's 'e-step' guide; this guide does not."
+            )
+        if site["infer"].get("enumerate") != "parallel":
+            raise MixzooInputError("loss EM needs the guide's 'y' declared with infer={'enumerate': 'parallel'}.")
+        others = [
+            name
+            for name, s in guide_trace.nodes.items()
+            if s["type"] == "sample"
+            and not s["is_observed"]
+            and name != CLUSTER_SITE
+            and not isinstance(s["fn"], _Subsample)
+        ]
+        if others:
+            raise MixzooInputError(
+                f"loss EM holds only the E-step over 'y' fixed; the guide also samples {', '.join(others)}. "
+                "Use an ELBO (--loss trace-enum) for guides with further latents."
+            )
+
+    def _get_trace(
+        self, model: Callable[..., Any], guide: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> tuple[Trace, Trace]:
+        """The E-step (guide, ``"y"`` enumerated in parallel) and the model replayed against it."""
+        guide = EnumMessenger(first_available_dim=-1 - self.max_plate_nesting)(guide)
+        model = EnumMessenger()(model)
+        return get_importance_trace("flat", self.max_plate_nesting, model, guide, args, kwargs)
+
+    def _get_traces(
+        self, model: Callable[..., Any], guide: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Iterator[tuple[Trace, Trace]]:
+        for _ in range(self.num_particles):
+            yield self._get_trace(model, guide, args, kwargs)
+
+    def _particle_loss(self, model_trace: Trace, guide_trace: Trace) -> torch.Tensor:
+        q = guide_trace.nodes.get(CLUSTER_SITE)
+        if q is None:
+            raise MixzooInputError("loss EM needs a guide that samples the cluster site 'y'.")
+        r = q["fn"].log_prob(q["value"]).detach().exp()  # (K, B): responsibilities of the E-step
+        total = torch.zeros((), device=r.device)
+        for site in model_trace.nodes.values():
+            if site["type"] != "sample":
+                continue
+            log_p = site["log_prob"]  # already scaled by N/B inside the data plate
+            if _in_plate(site, self.data_plate):
+                total = total + (r * log_p).sum()  # sites that do not depend on y: sum_k r = 1
+            else:
+                total = total + log_p.sum()
+        return -total
+
+    def differentiable_loss(self, model: Callable[..., Any], guide: Callable[..., Any], *args: Any, **kwargs: Any):
+        """The EM loss :math:`L(\\theta \\mid \\theta^t)` as a tensor that autograd can differentiate."""
+        loss = 0.0
+        for model_trace, guide_trace in self._get_traces(model, guide, args, kwargs):
+            loss = loss + self._particle_loss(model_trace, guide_trace) / self.num_particles
+        warn_if_nan(loss, "loss")
+        return loss
+
+    def loss(self, model: Callable[..., Any], guide: Callable[..., Any], *args: Any, **kwargs: Any) -> float:
+        """The EM loss as a float."""
+        with torch.no_grad():
+            return float(self.differentiable_loss(model, guide, *args, **kwargs))
+
+    def loss_and_grads(self, model: Callable[..., Any], guide: Callable[..., Any], *args: Any, **kwargs: Any) -> float:
+        """The EM loss; its gradient (the M-step direction) is accumulated into the parameters."""
+        loss = 0.0
+        for model_trace, guide_trace in self._get_traces(model, guide, args, kwargs):
+            particle = self._particle_loss(model_trace, guide_trace) / self.num_particles
+            trainable = any(s["type"] == "param" for tr in (model_trace, guide_trace) for s in tr.nodes.values())
+            if trainable and particle.requires_grad:
+                particle.backward()
+            loss += float(particle.detach())
+        warn_if_nan(loss, "loss")
+        return loss

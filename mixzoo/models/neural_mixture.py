@@ -1,0 +1,250 @@
+r"""Neural mixture model trained by batch-wise EM (the 001 paper).
+
+A network :math:`g_\theta` (an MLP for vectors, a small CNN for images) outputs K
+relevance scores :math:`a_n = g_\theta(x_n)`. Normalized over the batch without
+affine parameters (section 5),
+
+.. math::
+    a^*_{nk} = \frac{a_{nk} - \mu_k}{\sigma_k}, \qquad
+    f(x_n \mid y_n = k, \theta) = h_k(x_n) = \operatorname{sigmoid}(a^*_{nk} / \gamma),
+
+the cluster likelihoods share a common integral (eqs. 3-5: the batch mean of
+:math:`h_k` is about 0.5), which is what keeps clusters from collapsing. The
+prior is :math:`p(y = k) = 1/K` by default. The Pyro model scores
+:math:`\log \operatorname{sigmoid}(a^*_{nk}/\gamma)` for each enumerated
+:math:`y = k`; with augmented inputs :math:`x^{tr}` it adds
+:math:`\log \operatorname{sigmoid}(a^{tr*}_{nk}/\gamma)` (eq. 7).
+
+The E-step guide (:class:`~mixzoo.guides.estep.EStepGuide`) enumerates ``"y"``
+with :math:`\operatorname{softmax}_k(a^*_{nk} + \log p(y=k))`, detached (section
+6); with :class:`~mixzoo.inference.em.EM` the loss is eq. (6)/(7).
+
+Statistics: in training (module in train mode and autograd recording) the
+batch's :math:`\mu, \sigma` are used and a running mean/variance is kept; under
+``torch.no_grad()`` (prediction, :func:`~mixzoo.posterior.cluster_proba`) or in
+eval mode the running statistics are used, so predictions do not depend on the
+batch size (section 8.1). ``normalize=False`` uses :math:`a` itself, the
+setting in which the paper shows collapse to one cluster (Fig. 5a, Table 1).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import pyro
+import pyro.distributions as dist
+import torch
+import torch.nn.functional as F
+from pyro.nn import PyroModule
+from pyro.ops.indexing import Vindex
+from torch import nn
+
+from ..augment import Augment, as_images, sobel
+from ..errors import MixzooInputError
+from ..labels import label_logits
+from ..validation import check_data, check_n_clusters
+
+__all__ = ["NeuralMixture", "RelevanceNorm", "image_shape_for"]
+
+
+def image_shape_for(dim: int, image: str | Sequence[int] | None = None) -> tuple[int, int, int]:
+    """(C, H, W) from ``"HxW"``/``"CxHxW"`` or a sequence, or a square grey image of ``dim`` pixels."""
+    if image is None or image == "":
+        side = math.isqrt(dim)
+        if side * side != dim:
+            raise MixzooInputError(
+                f"a CNN needs images; {dim} features are not a square image. Pass the shape, e.g. image='28x28'."
+            )
+        return (1, side, side)
+    shape = tuple(int(s) for s in image.split("x")) if isinstance(image, str) else tuple(int(s) for s in image)
+    shape = (1, *shape) if len(shape) == 2 else shape
+    if len(shape) != 3 or math.prod(shape) != dim:
+        raise MixzooInputError(f"image shape {image!r} does not hold {dim} features; give HxW or CxHxW.")
+    return shape  # type: ignore[return-value]
+
+
+class RelevanceNorm(nn.Module):
+    """Normalization of relevance scores over the batch, without affine parameters.
+
+    :param n_clusters: K.
+    :param momentum: weight of the newest batch in the running mean and variance.
+    :param eps: added to the variance.
+    """
+
+    def __init__(self, n_clusters: int, momentum: float = 0.1, eps: float = 1e-5) -> None:
+        super().__init__()
+        self.momentum, self.eps = float(momentum), float(eps)
+        self.register_buffer("running_mean", torch.zeros(n_clusters))
+        self.register_buffer("running_var", torch.ones(n_clusters))
+
+    def forward(self, a: torch.Tensor, batch_stats: bool, update: bool = False) -> torch.Tensor:
+        """:math:`a^*`: with the batch's statistics (updating the running ones if asked) or the running ones."""
+        if not batch_stats:
+            return (a - self.running_mean) / torch.sqrt(self.running_var + self.eps)
+        if a.shape[0] < 2:
+            raise MixzooInputError("batch normalization of relevance scores needs batches of at least 2 points.")
+        mean, var = a.mean(0), a.var(0, unbiased=False)
+        if update:
+            with torch.no_grad():
+                self.running_mean.lerp_(mean.detach(), self.momentum)
+                self.running_var.lerp_(a.detach().var(0, unbiased=True), self.momentum)
+        return (a - mean) / torch.sqrt(var + self.eps)
+
+
+def _mlp(dim: int, hidden: Sequence[int], k: int) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    width = dim
+    for h in hidden:
+        layers += [nn.Linear(width, h), nn.ReLU()]
+        width = h
+    layers.append(nn.Linear(width, k))
+    return nn.Sequential(*layers)
+
+
+def _cnn(shape: tuple[int, int, int], channels: Sequence[int], hidden: Sequence[int], k: int) -> nn.Sequential:
+    """The paper's Table 2 pattern: conv-ReLU blocks with max-pooling after all but the last, then FC layers."""
+    layers: list[nn.Module] = []
+    c, h, w = shape
+    for i, out in enumerate(channels):
+        layers += [nn.Conv2d(c, out, 3, padding=1), nn.ReLU()]
+        c = out
+        if i < len(channels) - 1:
+            layers.append(nn.MaxPool2d(2))
+            h, w = h // 2, w // 2
+    layers.append(nn.Flatten())
+    return nn.Sequential(*layers, *_mlp(c * h * w, hidden, k))
+
+
+class NeuralMixture(PyroModule):
+    """Neural mixture, a Pyro model ``model(x, y=None, subsample=None, x_aug=None)``.
+
+    :param dim: number of features D (images as flat rows of ``image_shape``).
+    :param n_clusters: K.
+    :param arch: ``"mlp"`` or ``"cnn"``.
+    :param hidden: hidden sizes of the MLP, or of the CNN's fully connected part.
+    :param channels: CNN channels per conv block (the paper's MNIST net: 64, 128, 256 with ``hidden=(32,)``).
+    :param image_shape: (H, W) or (C, H, W) for ``"cnn"``/augmentation; default a square grey image.
+    :param gamma: :math:`\\gamma`, the divisor of :math:`a^*` in the sigmoid (5 for batches of 128).
+    :param normalize: normalize the scores over the batch (``False`` demonstrates the collapse).
+    :param sobel: feed the CNN vertical and horizontal Sobel edges of the grey image (section 8.2).
+    :param augment: add eq. (7)'s term for a randomly transformed copy of each batch (images).
+    :param prior: cluster prior (K,), uniform by default.
+    :param momentum: momentum of the running statistics.
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        n_clusters: int,
+        *,
+        arch: str = "mlp",
+        hidden: Sequence[int] = (32, 32),
+        channels: Sequence[int] = (64, 128, 256),
+        image_shape: str | Sequence[int] | None = None,
+        gamma: float = 5.0,
+        normalize: bool = True,
+        sobel: bool = False,
+        augment: bool = False,
+        prior: Sequence[float] | torch.Tensor | None = None,
+        momentum: float = 0.1,
+    ) -> None:
+        super().__init__()
+        self.dim, self.n_clusters = int(dim), check_n_clusters(n_clusters)
+        if arch not in ("mlp", "cnn"):
+            raise MixzooInputError(f"unknown arch {arch!r}; choose 'mlp' or 'cnn'.")
+        if not gamma > 0:
+            raise MixzooInputError(f"gamma must be positive (the paper uses 5 for batches of 128), got {gamma!r}.")
+        self.arch, self.gamma, self.normalize, self.use_sobel = arch, float(gamma), bool(normalize), bool(sobel)
+        needs_image = arch == "cnn" or sobel or augment
+        self.image_shape = image_shape_for(self.dim, image_shape) if needs_image else None
+        if sobel and arch != "cnn":
+            raise MixzooInputError("sobel preprocessing feeds a CNN; use arch='cnn'.")
+        if arch == "cnn":
+            assert self.image_shape is not None
+            shape = (2, *self.image_shape[1:]) if sobel else self.image_shape
+            self.net = _cnn(shape, channels, hidden, n_clusters)
+        else:
+            self.net = _mlp(self.dim, hidden, n_clusters)
+        self.augment = Augment(self.image_shape) if augment else None
+        self.norm = RelevanceNorm(n_clusters, momentum)
+        self.register_buffer("log_prior", self._log_prior(prior))
+        self.register_buffer("shift", torch.zeros(self.dim))
+        self.register_buffer("scale", torch.ones(self.dim))
+
+    def _log_prior(self, prior: Sequence[float] | torch.Tensor | None) -> torch.Tensor:
+        if prior is None:
+            return torch.full((self.n_clusters,), -math.log(self.n_clusters))
+        p = torch.as_tensor(prior, dtype=torch.float32)
+        if p.shape != (self.n_clusters,) or not bool((p > 0).all()) or abs(float(p.sum()) - 1) > 1e-4:
+            raise MixzooInputError(f"prior must be {self.n_clusters} positive weights summing to 1, got {prior!r}.")
+        return p.log()
+
+    def relevance(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, K) raw relevance scores :math:`a = g_\\theta(x)` of flat rows or images."""
+        if self.arch == "mlp":
+            return self.net((x.reshape(x.shape[0], -1) - self.shift) / self.scale)
+        img = as_images(x, self.image_shape)  # type: ignore[arg-type]
+        return self.net(sobel(img) if self.use_sobel else img)
+
+    def scores(self, x: torch.Tensor, batch_stats: bool | None = None, update: bool = False) -> torch.Tensor:
+        """(B, K) normalized relevance scores :math:`a^*` (or :math:`a` when ``normalize=False``).
+
+        :param batch_stats: use the batch's statistics; ``None`` does so while training with autograd on.
+        :param update: fold the batch's statistics into the running ones.
+        """
+        a = self.relevance(x)
+        if not self.normalize:
+            return a
+        if batch_stats is None:
+            batch_stats = self.training and torch.is_grad_enabled()
+        return self.norm(a, batch_stats, update)
+
+    def cluster_log_likelihood(self, a_star: torch.Tensor) -> torch.Tensor:
+        """(B, K) :math:`\\log h_k(x) = \\log \\operatorname{sigmoid}(a^*/\\gamma)`."""
+        return F.logsigmoid(a_star / self.gamma)
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        y: torch.Tensor | None = None,
+        subsample: torch.Tensor | None = None,
+        x_aug: torch.Tensor | None = None,
+    ) -> None:
+        train = self.training and torch.is_grad_enabled()
+        with pyro.plate("data", x.shape[0], subsample=subsample) as idx:
+            xb = x[idx]
+            a_star = self.scores(xb, batch_stats=train, update=train)
+            logits = label_logits(self.log_prior.expand(len(idx), -1), None if y is None else y[idx])
+            k = pyro.sample("y", dist.Categorical(logits=logits), infer={"enumerate": "parallel"})
+            rows = torch.arange(len(idx), device=x.device)
+            pyro.factor("x", Vindex(self.cluster_log_likelihood(a_star))[rows, k])
+            if x_aug is None and train and self.augment is not None:
+                x_aug = self.augment(xb)
+            if x_aug is not None:
+                if x_aug.shape[0] != len(idx):
+                    raise MixzooInputError(
+                        f"x_aug must hold one row per batch point ({len(idx)}), got {x_aug.shape[0]}."
+                    )
+                a_tr = self.scores(x_aug, batch_stats=train, update=False)
+                pyro.factor("x_aug", Vindex(self.cluster_log_likelihood(a_tr))[rows, k])
+
+    @torch.no_grad()
+    def initialize(self, x: torch.Tensor, seed: int = 0, batch_size: int = 4096) -> NeuralMixture:
+        """Seeded weights; for the MLP, inputs standardised with the data's mean and std; running statistics
+        of the scores set from the whole data set."""
+        x = check_data(x, dim=self.dim).to(self.shift.device)
+        check_n_clusters(self.n_clusters, x.shape[0])
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            for m in self.net.modules():
+                if hasattr(m, "reset_parameters") and m is not self.net:
+                    m.reset_parameters()
+        if self.arch == "mlp":
+            sd = x.std(0)
+            self.shift.copy_(x.mean(0))
+            self.scale.copy_(torch.where(sd > 0, sd, torch.ones_like(sd)))
+        a = torch.cat([self.relevance(x[i : i + batch_size]) for i in range(0, x.shape[0], batch_size)])
+        self.norm.running_mean.copy_(a.mean(0))
+        self.norm.running_var.copy_(a.var(0))
+        return self

@@ -1,0 +1,106 @@
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from pyro.infer import TraceEnum_ELBO
+
+import mixzoo
+from mixzoo.errors import MixzooInputError
+from mixzoo.guides import EmptyGuide, EStepGuide
+from mixzoo.inference import EM, make_loss
+from mixzoo.models import GaussianMixture, NeuralMixture
+from mixzoo.params import isolated_param_store
+
+
+@pytest.fixture
+def pair():
+    torch.manual_seed(0)
+    x = torch.randn(64, 2) * torch.tensor([2.0, 0.5])
+    model = NeuralMixture(2, 3, hidden=(8,), gamma=5.0)
+    model.initialize(x, seed=0)
+    return model, EStepGuide(model), x
+
+
+def _grads(loss: torch.Tensor, model: torch.nn.Module) -> list[torch.Tensor]:
+    return list(torch.autograd.grad(loss, list(model.net.parameters())))
+
+
+def _eq6(model: NeuralMixture, xb: torch.Tensor, x_aug: torch.Tensor | None = None) -> torch.Tensor:
+    """The paper's eq. (6) (eq. (7) with x_aug), written out by hand."""
+
+    def norm(a: torch.Tensor) -> torch.Tensor:
+        return (a - a.mean(0)) / torch.sqrt(a.var(0, unbiased=False) + model.norm.eps)
+
+    a_star = norm(model.relevance(xb))
+    p = F.softmax(a_star, -1).detach()
+    log_h = F.logsigmoid(a_star / model.gamma)
+    if x_aug is not None:
+        log_h = log_h + F.logsigmoid(norm(model.relevance(x_aug)) / model.gamma)
+    return -(p * log_h).sum(-1).mean()
+
+
+def test_em_gradient_equals_eq6_gradient(pair):
+    model, guide, x = pair
+    n = x.shape[0]
+    with isolated_param_store():
+        loss = EM().differentiable_loss(model, guide, x)
+        got = _grads(loss, model)
+    want = _grads(n * _eq6(model, x), model)
+    for g, w in zip(got, want, strict=True):
+        torch.testing.assert_close(g, w, rtol=1e-4, atol=1e-5)
+    assert max(float(w.abs().max()) for w in want) > 1e-3  # a real gradient, not zeros
+    # value: N * eq. (6) plus the constant prior term -sum_n sum_k p log(1/K) = N log K
+    torch.testing.assert_close(float(loss), float(n * _eq6(model, x)) + n * math.log(3), rtol=1e-5, atol=1e-4)
+
+
+def test_em_gradient_on_a_minibatch_is_scaled_by_n_over_b(pair):
+    model, guide, x = pair
+    idx = torch.arange(5, 37)
+    with isolated_param_store():
+        got = _grads(EM().differentiable_loss(model, guide, x, None, idx), model)
+    want = _grads(x.shape[0] * _eq6(model, x[idx]), model)
+    for g, w in zip(got, want, strict=True):
+        torch.testing.assert_close(g, w, rtol=1e-4, atol=1e-5)
+
+
+def test_em_gradient_with_augmented_inputs_equals_eq7(pair):
+    model, guide, x = pair
+    x_aug = x + 0.3 * torch.randn(x.shape, generator=torch.Generator().manual_seed(1))
+    with isolated_param_store():
+        got = _grads(EM().differentiable_loss(model, guide, x, None, None, x_aug=x_aug), model)
+    want = _grads(x.shape[0] * _eq6(model, x, x_aug), model)
+    for g, w in zip(got, want, strict=True):
+        torch.testing.assert_close(g, w, rtol=1e-4, atol=1e-5)
+
+
+def test_trace_enum_has_the_same_gradient_and_differs_by_the_entropy(pair):
+    model, guide, x = pair
+    with isolated_param_store():
+        em = EM().differentiable_loss(model, guide, x)
+        em_grad = _grads(em, model)
+        te = TraceEnum_ELBO(max_plate_nesting=1).differentiable_loss(model, guide, x)
+        te_grad = _grads(te, model)
+    for g, w in zip(em_grad, te_grad, strict=True):
+        torch.testing.assert_close(g, w, rtol=1e-4, atol=1e-5)
+    with torch.no_grad():
+        a = model.relevance(x)
+        p = F.softmax((a - a.mean(0)) / torch.sqrt(a.var(0, unbiased=False) + model.norm.eps), -1)
+        entropy = float(-(p * p.log()).sum())
+    torch.testing.assert_close(float(em) - float(te), entropy, rtol=1e-4, atol=1e-3)
+
+
+def test_em_is_registered_and_refuses_a_guide_without_y(blobs):
+    assert isinstance(make_loss("em"), EM)
+    x = blobs[0][:200]
+    with pytest.raises(MixzooInputError, match="site .y."):
+        mixzoo.fit(GaussianMixture(2, 3), EmptyGuide(), x, loss=EM(), epochs=1, progress=False)
+
+
+def test_loss_and_grads_matches_differentiable_loss(pair):
+    model, guide, x = pair
+    with isolated_param_store():
+        value = float(EM().differentiable_loss(model, guide, x))
+        assert EM().loss(model, guide, x) != pytest.approx(value)  # loss() uses running statistics (no grad)
+        assert EM().loss_and_grads(model, guide, x) == pytest.approx(value, rel=1e-6)
+    assert all(p.grad is not None and bool(p.grad.abs().sum() > 0) for p in model.net.parameters())

@@ -1,0 +1,128 @@
+import json
+
+import pytest
+import torch
+
+import mixzoo
+from mixzoo.augment import Augment, sobel
+from mixzoo.cli import main
+from mixzoo.errors import MixzooInputError
+from mixzoo.guides import EStepGuide
+from mixzoo.inference import EM
+from mixzoo.inference.consistency import fit_two_fold
+from mixzoo.metrics import clustering_report
+from mixzoo.models import NeuralMixture
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def _train(x: torch.Tensor, k: int, normalize: bool, epochs: int = 8, seed: int = 0):
+    model = NeuralMixture(x.shape[1], k, hidden=(16, 16), normalize=normalize)
+    guide = EStepGuide(model)
+    model.initialize(x, seed=seed)
+    mixzoo.fit(model, guide, x, loss=EM(), epochs=epochs, batch_size=128, lr=3e-3, seed=seed, progress=False)
+    return model, guide
+
+
+def _batch_means(model: NeuralMixture, xb: torch.Tensor) -> torch.Tensor:
+    """Table 1: the batch mean of h_k(x) = sigmoid(a*/gamma) per cluster, as in training."""
+    with torch.no_grad():
+        return torch.sigmoid(model.scores(xb, batch_stats=True) / model.gamma).mean(0)
+
+
+def test_normalization_keeps_every_cluster_and_batch_means_near_one_half(blobs):
+    x, labels, _, _ = blobs
+    model, guide = _train(x, 3, normalize=True)
+    means = _batch_means(model, x[:128])
+    assert torch.allclose(means, torch.full((3,), 0.5), atol=0.02), means
+    proba = mixzoo.cluster_proba(model, guide, x)
+    assert len(proba.argmax(1).unique()) == 3
+    assert clustering_report(labels, proba.numpy())["acc"] > 0.95
+
+
+def test_without_normalization_training_collapses(blobs):
+    x, labels, _, _ = blobs
+    model, guide = _train(x, 3, normalize=False)
+    proba = mixzoo.cluster_proba(model, guide, x)
+    assert len(proba.argmax(1).unique()) < 3  # fewer clusters than the data has
+    means = _batch_means(model, x[:128])
+    assert float((means - 0.5).abs().max()) > 0.2, means  # nothing holds h_k near 0.5 (Table 1, un-normalized row)
+
+
+def test_predictions_use_running_statistics_and_do_not_depend_on_batch_size(blobs):
+    x = blobs[0]
+    model, guide = _train(x, 3, normalize=True, epochs=2)
+    small = mixzoo.cluster_proba(model, guide, x, batch_size=7)
+    large = mixzoo.cluster_proba(model, guide, x, batch_size=4096)
+    torch.testing.assert_close(small, large, rtol=1e-5, atol=1e-6)
+    with torch.no_grad():  # batch statistics of 7 points would give other probabilities
+        batch = torch.softmax(model.scores(x[:7], batch_stats=True), -1)
+    assert (batch - large[:7]).abs().max() > 1e-2
+    assert not torch.allclose(model.norm.running_mean, torch.zeros(3))
+
+
+def test_guide_posterior_is_softmax_of_normalized_scores(blobs):
+    x = blobs[0][:50]
+    model = NeuralMixture(2, 3, hidden=(8,)).initialize(x)
+    guide = EStepGuide(model)
+    with torch.no_grad():
+        want = torch.softmax(model.scores(x, batch_stats=False), -1)
+    torch.testing.assert_close(mixzoo.cluster_proba(model, guide, x), want)
+    assert not list(guide.parameters())  # the E-step evaluates the model's network, it owns nothing
+
+
+def test_augment_and_sobel():
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(4, 64, generator=g)
+    aug = Augment((8, 8))
+    a1 = aug(x, torch.Generator().manual_seed(1))
+    a2 = aug(x, torch.Generator().manual_seed(1))
+    assert a1.shape == x.shape and torch.equal(a1, a2)
+    assert (a1 - x).abs().mean() > 0.01
+    edges = sobel(x.reshape(4, 1, 8, 8))
+    assert edges.shape == (4, 2, 8, 8)
+    flat = sobel(torch.ones(1, 1, 8, 8))[..., 1:-1, 1:-1]
+    assert flat.abs().max() == 0  # no edges inside a constant image
+
+
+def test_two_fold_runs_both_steps_and_differs_from_em_only():
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(256, 64, generator=g)
+    states = []
+    for consistency in (True, False):
+        model = NeuralMixture(64, 4, arch="cnn", channels=(4, 8), hidden=(16,), augment=True, sobel=True)
+        guide = EStepGuide(model)
+        model.initialize(x, seed=0)
+        result = fit_two_fold(model, guide, x, epochs=2, lr=1e-3, consistency=consistency, progress=False)
+        assert len(result.losses) == 2 and all(torch.isfinite(torch.tensor(result.losses)))
+        assert (result.kl[-1] > 0) == consistency
+        states.append(torch.cat([p.detach().flatten() for p in model.parameters()]))
+    assert (states[0] - states[1]).abs().max() > 1e-4
+
+
+def test_bad_options_are_refused():
+    with pytest.raises(MixzooInputError, match="gamma"):
+        NeuralMixture(2, 3, gamma=0.0)
+    with pytest.raises(MixzooInputError, match="square image"):
+        NeuralMixture(10, 3, arch="cnn")
+    with pytest.raises(MixzooInputError, match="arch"):
+        NeuralMixture(4, 3, arch="rnn")
+    with pytest.raises(MixzooInputError, match="augmentations"):
+        model = NeuralMixture(4, 2)
+        fit_two_fold(model, EStepGuide(model), torch.rand(20, 4), epochs=1, progress=False)
+
+
+def test_cli_fit_neural_mixture(capsys):
+    assert main(["fit", "--model", "neural-mixture", "--data", "moons", "--epochs", "2", "--json"]) == 0
+    record = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert record["model"] == "neural-mixture" and record["loss"] == "em" and record["guide"] == "e-step"
+    assert record["acc"] > 0.5
+    code = main(["fit", "--model", "neural-mixture", "--data", "moons", "--epochs", "1", "--gamma", "-1"])
+    assert code == 2
+    assert "gamma" in capsys.readouterr().err
