@@ -66,6 +66,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     f.add_argument("--sobel", action="store_true", default=None, help="neural-mixture: Sobel edges as CNN input")
     f.add_argument("--augment", action="store_true", default=None, help="neural-mixture: eq. (7) with augmented images")
+    f.add_argument("--latent", type=int, default=None, help="gmvae: dimension of z")
+    f.add_argument("--likelihood", choices=("gaussian", "bernoulli"), default=None, help="gmvae: p(x|z)")
+    f.add_argument("--anneal-every", type=int, default=None, help="gmvae: halve the std floors every N epochs (0: off)")
+    f.add_argument("--pretrain", type=int, default=None, help="gmvae: autoencoder pretraining epochs (0: off)")
     f.add_argument("--features", choices=("linear", "quadratic"), default=None, help="energy-mixture: sufficient statistics")
     f.add_argument(
         "--pretrain-classes",
@@ -136,7 +140,8 @@ def _cmd_models() -> None:
 def _cmd_fit(a: argparse.Namespace) -> None:
     from .runner import FitConfig, run_fit
 
-    names = ("covariance", "flow", "transforms", "hidden", "base", "temperature", "features")
+    names = ("covariance", "flow", "transforms", "hidden", "base", "temperature", "features", "latent", "likelihood")
+    names += ("anneal_every", "pretrain")
     names += ("arch", "channels", "gamma", "normalize", "sobel", "augment")
     options = {n: getattr(a, n) for n in names if getattr(a, n) is not None}
     config = FitConfig(

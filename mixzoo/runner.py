@@ -156,9 +156,9 @@ def run_fit(
     best: tuple[float, nn.Module, nn.Module, FitResult] | None = None
     for i in range(c.n_init):  # type: ignore[arg-type]
         model, guide = build_pair(c)
-        for module in (model, guide):
-            if hasattr(module, "initialize"):
-                module.initialize(x, seed=c.seed + i)
+        model.to(c.device)
+        guide.to(c.device)
+        get_spec(c.model).initialize(model, guide, x.to(c.device), c.seed + i, c.options)
         result = fit(
             model,
             guide,

@@ -132,3 +132,15 @@ def test_vimco_trains_through_svi():
 def test_one_particle_is_refused():
     with pytest.raises(ValueError, match="num_particles >= 2"):
         VIMCO(num_particles=1)
+
+
+def test_importance_log_likelihood_of_the_toy_is_exact_in_the_limit():
+    from mixzoo.inference.vimco import importance_log_likelihood
+
+    toy = Toy()
+    x = torch.tensor([0.3, -1.0, 2.5])
+    with torch.no_grad():
+        exact = torch.logsumexp(torch.log_softmax(toy.a, 0)[:, None] + dist.Normal(toy.mu[:, None], 1.0).log_prob(x), 0)
+    pyro.set_rng_seed(4)
+    est = importance_log_likelihood(toy.model, toy.guide, x, num_samples=4000)
+    torch.testing.assert_close(est, exact, atol=0.02, rtol=0)

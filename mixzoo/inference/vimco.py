@@ -41,7 +41,7 @@ from pyro.poutine.trace_struct import Trace
 
 from ..errors import MixzooInputError
 
-__all__ = ["VIMCO", "vimco_objective"]
+__all__ = ["VIMCO", "vimco_objective", "importance_log_likelihood"]
 
 
 def vimco_objective(log_weights: torch.Tensor, log_q_nonreparam: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -95,9 +95,9 @@ class VIMCO(ELBO):
         scale = None
         for trace, sign in ((model_trace, 1.0), (guide_trace, -1.0)):
             for site in trace.nodes.values():
-                if site["type"] != "sample" or "log_prob" not in site:
+                if site["type"] != "sample" or "unscaled_log_prob" not in site:
                     continue
-                lp = site["log_prob"]
+                lp = site["unscaled_log_prob"]  # the data plate's N/B scale is applied once, to the bound
                 if lp.dim() == 0:
                     lp = lp.expand(m, 1)
                 elif lp.dim() == 1:
@@ -131,3 +131,30 @@ class VIMCO(ELBO):
         loss, surrogate = self._terms(model, guide, args, kwargs)
         surrogate.backward()
         return float(loss.detach())
+
+
+def importance_log_likelihood(
+    model: Callable[..., Any],
+    guide: Callable[..., Any],
+    x: torch.Tensor,
+    num_samples: int = 100,
+    batch_size: int = 1024,
+) -> torch.Tensor:
+    """(N,) importance-sampling estimate of :math:`\log p(x_n)` with the guide as proposal:
+    :math:`\log \frac{1}{S} \sum_s p(x_n, h_s) / q(h_s \mid x_n)` (the S-sample IWAE bound,
+    which tends to :math:`\log p(x_n)` as S grows)."""
+    from ..params import isolated_param_store
+
+    loss = VIMCO(num_particles=num_samples)
+    out = []
+    with torch.no_grad(), isolated_param_store():
+        for xb in x.split(batch_size):
+            model_trace, guide_trace = loss._get_vectorized_trace(model, guide, (xb,), {})
+            log_w = sum(
+                sign * site["unscaled_log_prob"]
+                for trace, sign in ((model_trace, 1.0), (guide_trace, -1.0))
+                for site in trace.nodes.values()
+                if site["type"] == "sample" and "unscaled_log_prob" in site
+            )
+            out.append(torch.logsumexp(log_w, 0) - math.log(num_samples))
+    return torch.cat(out)

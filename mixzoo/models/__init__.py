@@ -9,10 +9,11 @@ from typing import Any
 from torch import nn
 
 from ..errors import MixzooInputError
-from ..guides import ClusterEncoder, EmptyGuide, EStepGuide
-from ..inference.annealing import ExponentialDecay
+from ..guides import ClusterEncoder, EmptyGuide, EStepGuide, GMVAEGuide
+from ..inference.annealing import ExponentialDecay, StepDecay
 from .energy_mixture import EnergyMixture
 from .flow_mixture import FlowMixture
+from .gmvae import GMVAE, pretrain_autoencoder
 from .gmm import GaussianMixture
 from .neural_mixture import NeuralMixture
 
@@ -20,6 +21,15 @@ __all__ = ["ModelSpec", "MODELS", "get_spec", "GaussianMixture", "FlowMixture", 
 
 Builder = Callable[[int, int, str, dict[str, Any]], tuple[nn.Module, nn.Module]]
 ScheduleBuilder = Callable[[nn.Module, nn.Module, dict[str, Any]], list[Callable[[int], None]]]
+
+
+Initializer = Callable[[nn.Module, nn.Module, Any, int, dict[str, Any]], None]
+
+
+def _initialize_each(model: nn.Module, guide: nn.Module, x: Any, seed: int, options: dict[str, Any]) -> None:
+    for module in (model, guide):
+        if hasattr(module, "initialize"):
+            module.initialize(x, seed=seed)
 
 
 def _no_schedules(model: nn.Module, guide: nn.Module, options: dict[str, Any]) -> list[Callable[[int], None]]:
@@ -45,6 +55,8 @@ class ModelSpec:
     """Training defaults that depend on an option, e.g. ``{("covariance", "full"): {"lr": 0.01}}``."""
     schedules: ScheduleBuilder = _no_schedules
     """Per-epoch schedules (annealing) for a built pair."""
+    initialize: Initializer = _initialize_each
+    """Data-dependent initialisation of a built pair before training (called once per restart)."""
 
     def defaults(self, options: dict[str, Any]) -> dict[str, Any]:
         """Training defaults (epochs, lr, lr_decay, batch_size, n_init) for these model options."""
@@ -124,6 +136,26 @@ def _build_neural_mixture(dim: int, k: int, guide: str, options: dict[str, Any])
     return model, EStepGuide(model)
 
 
+def _build_gmvae(dim: int, k: int, guide: str, options: dict[str, Any]) -> tuple[nn.Module, nn.Module]:
+    hidden = _hidden(options["hidden"])
+    latent = int(options["latent"])
+    model = GMVAE(dim, k, latent=latent, hidden=hidden, likelihood=options["likelihood"])
+    return model, GMVAEGuide(dim, k, latent=latent, hidden=hidden, structured=guide == "qzxy")
+
+
+def _gmvae_schedules(model: nn.Module, guide: nn.Module, options: dict[str, Any]) -> list[Callable[[int], None]]:
+    every = int(options["anneal_every"])
+    if every <= 0:  # no annealing: the floors stay at their final value
+        model.eps_x = guide.eps_z = 1e-4
+        return []
+    return [StepDecay(model, "eps_x", 1.0, every, 0.5, 1e-4), StepDecay(guide, "eps_z", 1.0, every, 0.5, 1e-4)]
+
+
+def _gmvae_initialize(model: nn.Module, guide: nn.Module, x: Any, seed: int, options: dict[str, Any]) -> None:
+    if int(options["pretrain"]) > 0:
+        pretrain_autoencoder(model, guide, x, epochs=int(options["pretrain"]), seed=seed)
+
+
 MODELS: dict[str, ModelSpec] = {
     "gmm": ModelSpec(
         name="gmm",
@@ -192,6 +224,19 @@ MODELS: dict[str, ModelSpec] = {
             "sobel": False,
             "augment": False,
         },
+    ),
+    "gmvae": ModelSpec(
+        name="gmvae",
+        description="Gaussian-mixture VAE with q(z|y,x) (004): VIMCO, enumerated y (EnumY) or NVIL; std annealing",
+        build=_build_gmvae,
+        guides=("qzxy", "mean-field"),
+        losses=("vimco", "trace-enum", "trace-graph"),
+        epochs=100,
+        lr=1e-3,
+        batch_size=128,
+        options={"latent": 10, "hidden": "256,256", "likelihood": "gaussian", "anneal_every": 10, "pretrain": 20},
+        schedules=_gmvae_schedules,
+        initialize=_gmvae_initialize,
     ),
 }
 

@@ -1,0 +1,74 @@
+import pytest
+import torch
+from pyro.infer import TraceEnum_ELBO, TraceGraph_ELBO
+
+import mixzoo
+from mixzoo.guides import GMVAEGuide
+from mixzoo.inference import VIMCO
+from mixzoo.inference.annealing import StepDecay
+from mixzoo.models import GMVAE, get_spec
+from mixzoo.models.gmvae import pretrain_autoencoder
+
+
+@pytest.fixture
+def blobs8():
+    g = torch.Generator().manual_seed(0)
+    centres = torch.randn(3, 8, generator=g) * 4
+    labels = torch.arange(300) % 3
+    return centres[labels] + torch.randn(300, 8, generator=g), labels
+
+
+@pytest.mark.parametrize(
+    "loss",
+    [VIMCO(num_particles=4), TraceEnum_ELBO(max_plate_nesting=1), TraceGraph_ELBO(max_plate_nesting=1)],
+    ids=["vimco", "enum-y", "nvil"],
+)
+@pytest.mark.parametrize("structured", [True, False], ids=["qzxy", "mean-field"])
+def test_the_same_pair_trains_under_all_three_losses(blobs8, loss, structured):
+    x, _ = blobs8
+    torch.manual_seed(0)
+    model, guide = GMVAE(8, 3, latent=2, hidden=(32,)), GMVAEGuide(8, 3, latent=2, hidden=(32,), structured=structured)
+    result = mixzoo.fit(model, guide, x, loss=loss, epochs=15, lr=5e-3, batch_size=100, progress=False)
+    assert all(torch.isfinite(torch.tensor(result.losses)))
+    assert sum(result.losses[-3:]) < sum(result.losses[:3])
+    proba = mixzoo.cluster_proba(model, guide, x)
+    torch.testing.assert_close(proba.sum(1), torch.ones(300))
+
+
+def test_std_floors_are_annealed_by_the_schedule(blobs8):
+    x, _ = blobs8
+    model, guide = GMVAE(8, 3, latent=2, hidden=(16,)), GMVAEGuide(8, 3, latent=2, hidden=(16,))
+    spec = get_spec("gmvae")
+    schedules = spec.schedules(model, guide, {**spec.options, "anneal_every": 2})
+    seen = []
+    mixzoo.fit(
+        model,
+        guide,
+        x,
+        loss=VIMCO(3),
+        epochs=5,
+        schedules=schedules,
+        progress=False,
+        callback=lambda e, r: seen.append((model.eps_x, guide.eps_z)),
+    )
+    assert seen == [(1.0, 1.0), (1.0, 1.0), (0.5, 0.5), (0.5, 0.5), (0.25, 0.25)]
+    assert StepDecay(model, "eps_x", 1.0, every=1, floor=1e-4).value(40) == 1e-4
+
+
+def test_autoencoder_pretraining_sets_cluster_means_from_a_gmm_on_the_codes(blobs8):
+    x, labels = blobs8
+    torch.manual_seed(0)
+    model, guide = GMVAE(8, 3, latent=2, hidden=(32,)), GMVAEGuide(8, 3, latent=2, hidden=(32,))
+    before = model.mu_y.detach().clone()
+    pretrain_autoencoder(model, guide, x, epochs=30, batch_size=50, lr=5e-3)
+    assert not torch.allclose(before, model.mu_y)
+    pred = mixzoo.cluster_proba(model, guide, x).argmax(1)
+    acc = mixzoo.metrics.cluster_accuracy(labels.numpy(), pred.numpy())
+    assert acc > 0.95  # q(y|x) learned the GMM's clusters of the codes, which are the blobs
+
+
+def test_observed_labels_skip_the_y_sample(blobs8):
+    x, labels = blobs8
+    model, guide = GMVAE(8, 3, latent=2, hidden=(16,)), GMVAEGuide(8, 3, latent=2, hidden=(16,))
+    result = mixzoo.fit(model, guide, x, y=labels, loss=VIMCO(3), epochs=3, progress=False)
+    assert len(result.losses) == 3
