@@ -140,7 +140,7 @@ def importance_log_likelihood(
     num_samples: int = 100,
     batch_size: int = 1024,
 ) -> torch.Tensor:
-    """(N,) importance-sampling estimate of :math:`\log p(x_n)` with the guide as proposal:
+    r"""(N,) importance-sampling estimate of :math:`\log p(x_n)` with the guide as proposal:
     :math:`\log \frac{1}{S} \sum_s p(x_n, h_s) / q(h_s \mid x_n)` (the S-sample IWAE bound,
     which tends to :math:`\log p(x_n)` as S grows)."""
     from ..params import isolated_param_store

@@ -13,8 +13,8 @@ from ..guides import ClusterEncoder, EmptyGuide, EStepGuide, GMVAEGuide
 from ..inference.annealing import ExponentialDecay, StepDecay
 from .energy_mixture import EnergyMixture
 from .flow_mixture import FlowMixture
-from .gmvae import GMVAE, pretrain_autoencoder
 from .gmm import GaussianMixture
+from .gmvae import GMVAE, pretrain_autoencoder
 from .neural_mixture import NeuralMixture
 
 __all__ = ["ModelSpec", "MODELS", "get_spec", "GaussianMixture", "FlowMixture", "EnergyMixture", "NeuralMixture"]
