@@ -20,9 +20,9 @@ import pyro.distributions as dist
 import torch
 import torch.nn.functional as F
 from pyro.nn import PyroModule
-from torch import nn
 
 from ..labels import label_logits
+from ..nets import mlp
 from ..validation import check_data
 
 __all__ = ["ClusterEncoder"]
@@ -47,13 +47,7 @@ class ClusterEncoder(PyroModule):
         supervised_weight: float = 1.0,
     ) -> None:
         super().__init__()
-        layers: list[nn.Module] = []
-        width = dim
-        for h in hidden:
-            layers += [nn.Linear(width, h), nn.ReLU()]
-            width = h
-        layers.append(nn.Linear(width, n_clusters))
-        self.net = nn.Sequential(*layers)
+        self.net = mlp([dim, *hidden, n_clusters])
         self.temperature = float(temperature)
         self.supervised_weight = float(supervised_weight)
         self.dim = int(dim)
