@@ -50,7 +50,10 @@ def _parser() -> argparse.ArgumentParser:
     f.add_argument("--transforms", type=int, default=None, help="flow-mixture: flow layers per component")
     f.add_argument("--hidden", default=None, help="flow-mixture: hidden sizes of each layer, e.g. 64,64")
     f.add_argument(
-        "--base", choices=("kmeans", "clusters", "paper", "normal"), default=None, help="flow-mixture: base distributions"
+        "--base",
+        choices=("kmeans", "clusters", "paper", "normal"),
+        default=None,
+        help="flow-mixture: base distributions",
     )
     f.add_argument("--temperature", type=float, default=None, help="encoder guide: initial softmax temperature")
     f.add_argument("--labels", type=int, default=None, help="semi-supervised: reveal N labels (balanced, seeded)")
@@ -66,11 +69,22 @@ def _parser() -> argparse.ArgumentParser:
     )
     f.add_argument("--sobel", action="store_true", default=None, help="neural-mixture: Sobel edges as CNN input")
     f.add_argument("--augment", action="store_true", default=None, help="neural-mixture: eq. (7) with augmented images")
+    f.add_argument(
+        "--two-fold",
+        action="store_true",
+        default=None,
+        help="neural-mixture: Algorithm 1 (EM step, then consistency step)",
+    )
+    f.add_argument(
+        "--consistency-lr", type=float, default=None, help="neural-mixture: learning rate of the consistency step"
+    )
     f.add_argument("--latent", type=int, default=None, help="gmvae: dimension of z")
     f.add_argument("--likelihood", choices=("gaussian", "bernoulli"), default=None, help="gmvae: p(x|z)")
     f.add_argument("--anneal-every", type=int, default=None, help="gmvae: halve the std floors every N epochs (0: off)")
     f.add_argument("--pretrain", type=int, default=None, help="gmvae: autoencoder pretraining epochs (0: off)")
-    f.add_argument("--features", choices=("linear", "quadratic"), default=None, help="energy-mixture: sufficient statistics")
+    f.add_argument(
+        "--features", choices=("linear", "quadratic"), default=None, help="energy-mixture: sufficient statistics"
+    )
     f.add_argument(
         "--pretrain-classes",
         default=None,
@@ -142,7 +156,7 @@ def _cmd_fit(a: argparse.Namespace) -> None:
 
     names = ("covariance", "flow", "transforms", "hidden", "base", "temperature", "features", "latent", "likelihood")
     names += ("anneal_every", "pretrain")
-    names += ("arch", "channels", "gamma", "normalize", "sobel", "augment")
+    names += ("arch", "channels", "gamma", "normalize", "sobel", "augment", "two_fold", "consistency_lr")
     options = {n: getattr(a, n) for n in names if getattr(a, n) is not None}
     config = FitConfig(
         model=a.model,

@@ -109,10 +109,14 @@ def _load_data(config: FitConfig) -> tuple[Dataset, dict[str, Any]]:
     try:
         classes = [int(v) for v in config.pretrain_classes.split(",") if v.strip()]
     except ValueError:
-        raise MixzooInputError(f"--pretrain-classes must be comma-separated integers, got {config.pretrain_classes!r}.") from None
+        raise MixzooInputError(
+            f"--pretrain-classes must be comma-separated integers, got {config.pretrain_classes!r}."
+        ) from None
     if data.labels is None:
         raise MixzooInputError("--pretrain-classes needs a labelled data set to train the classifier on.")
-    td = transfer_split(data.x, data.labels, classes, epochs=config.classifier_epochs, seed=config.seed, device=config.device)
+    td = transfer_split(
+        data.x, data.labels, classes, epochs=config.classifier_epochs, seed=config.seed, device=config.device
+    )
     rest = int(len(np.unique(td.labels)))
     features = Dataset(f"{data.name}-transfer", td.features, td.labels, rest)
     return features, {"noise": td.noise, "classifier_accuracy": td.classifier_accuracy}
@@ -147,6 +151,8 @@ def run_fit(
         c.clusters = data.n_classes
     check_n_clusters(c.clusters, x.shape[0])
     c.dim = x.shape[1]
+    if "image" in c.options and not c.options["image"] and data.image_shape:
+        c.options["image"] = list(data.image_shape)  # image models see the data's own shape
     loss = make_loss(c.loss, **({"noise": transfer["noise"]} if "noise" in transfer and c.loss == "nce" else {}))  # type: ignore[arg-type]
     x_train, y = x, None
     if c.labels:
@@ -159,21 +165,37 @@ def run_fit(
         model.to(c.device)
         guide.to(c.device)
         get_spec(c.model).initialize(model, guide, x.to(c.device), c.seed + i, c.options)
-        result = fit(
-            model,
-            guide,
-            x_train,
-            y=y,
-            schedules=get_spec(c.model).schedules(model, guide, c.options),
-            loss=loss,
-            epochs=c.epochs,
-            batch_size=c.batch_size,
-            lr=c.lr,  # type: ignore[arg-type]
-            lr_decay=c.lr_decay,
-            seed=c.seed + i,
-            device=c.device,
-            progress=progress,
-        )
+        if c.options.get("two_fold"):  # Algorithm 1 of the 001 paper: EM step, then a consistency step
+            from .inference.consistency import fit_two_fold
+
+            result = fit_two_fold(
+                model,
+                guide,
+                x_train,
+                epochs=c.epochs,
+                batch_size=c.batch_size or 128,
+                lr=c.lr,  # type: ignore[arg-type]
+                consistency_lr=float(c.options["consistency_lr"]),
+                seed=c.seed + i,
+                device=c.device,
+                progress=progress,
+            )
+        else:
+            result = fit(
+                model,
+                guide,
+                x_train,
+                y=y,
+                schedules=get_spec(c.model).schedules(model, guide, c.options),
+                loss=loss,
+                epochs=c.epochs,
+                batch_size=c.batch_size,
+                lr=c.lr,  # type: ignore[arg-type]
+                lr_decay=c.lr_decay,
+                seed=c.seed + i,
+                device=c.device,
+                progress=progress,
+            )
         with torch.no_grad(), isolated_param_store():
             final = float(loss.loss(model, guide, x.to(result.device))) / x.shape[0]
         if best is None or (math.isfinite(final) and final < best[0]):

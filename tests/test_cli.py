@@ -121,3 +121,10 @@ def test_deep_transfer_bad_classes(classes, message, capsys):
     args = ["fit", "--model", "energy-mixture", "--data", "digits", "--pretrain-classes", classes, "--epochs", "1"]
     assert main(args) == 2
     assert re.search(message, capsys.readouterr().err)
+
+
+def test_neural_mixture_two_fold_from_the_cli(capsys):
+    args = ["fit", "--model", "neural-mixture", "--data", "digits", "--arch", "cnn", "--channels", "4,8"]
+    assert main(args + ["--two-fold", "--augment", "--epochs", "1", "--consistency-lr", "1e-3", "--json"]) == 0
+    rec = _json_last_line(capsys)
+    assert rec["model"] == "neural-mixture" and rec["loss"] == "em" and rec["epochs"] == 1

@@ -223,6 +223,8 @@ MODELS: dict[str, ModelSpec] = {
             "normalize": True,
             "sobel": False,
             "augment": False,
+            "two_fold": False,
+            "consistency_lr": 1e-4,
         },
     ),
     "gmvae": ModelSpec(
