@@ -43,6 +43,7 @@ from torch import nn
 from ..augment import Augment, as_images, sobel
 from ..errors import MixzooInputError
 from ..labels import label_logits
+from ..nets import mlp
 from ..validation import check_data, check_n_clusters
 
 __all__ = ["NeuralMixture", "RelevanceNorm", "image_shape_for"]
@@ -92,16 +93,6 @@ class RelevanceNorm(nn.Module):
         return (a - mean) / torch.sqrt(var + self.eps)
 
 
-def _mlp(dim: int, hidden: Sequence[int], k: int) -> nn.Sequential:
-    layers: list[nn.Module] = []
-    width = dim
-    for h in hidden:
-        layers += [nn.Linear(width, h), nn.ReLU()]
-        width = h
-    layers.append(nn.Linear(width, k))
-    return nn.Sequential(*layers)
-
-
 def _cnn(shape: tuple[int, int, int], channels: Sequence[int], hidden: Sequence[int], k: int) -> nn.Sequential:
     """The paper's Table 2 pattern: conv-ReLU blocks with max-pooling after all but the last, then FC layers."""
     layers: list[nn.Module] = []
@@ -113,7 +104,7 @@ def _cnn(shape: tuple[int, int, int], channels: Sequence[int], hidden: Sequence[
             layers.append(nn.MaxPool2d(2))
             h, w = h // 2, w // 2
     layers.append(nn.Flatten())
-    return nn.Sequential(*layers, *_mlp(c * h * w, hidden, k))
+    return nn.Sequential(*layers, *mlp([c * h * w, *hidden, k]))
 
 
 class NeuralMixture(PyroModule):
@@ -165,7 +156,7 @@ class NeuralMixture(PyroModule):
             shape = (2, *self.image_shape[1:]) if sobel else self.image_shape
             self.net = _cnn(shape, channels, hidden, n_clusters)
         else:
-            self.net = _mlp(self.dim, hidden, n_clusters)
+            self.net = mlp([self.dim, *hidden, n_clusters])
         self.augment = Augment(self.image_shape) if augment else None
         self.norm = RelevanceNorm(n_clusters, momentum)
         self.register_buffer("log_prior", self._log_prior(prior))
