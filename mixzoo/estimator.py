@@ -25,6 +25,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .errors import MixzooInputError
 from .inference import make_loss
+from .models import get_spec
 from .params import isolated_param_store
 from .posterior import cluster_proba, log_likelihood
 from .runner import FitConfig, build_pair
@@ -87,7 +88,6 @@ class MixtureClusterer(ClusterMixin, DensityMixin, BaseEstimator):
         self.progress = progress
 
     def _config(self) -> FitConfig:
-        from .models import get_spec
 
         spec = get_spec(self.model)
         options = {"covariance": self.covariance} if "covariance" in spec.options else {}
@@ -134,13 +134,14 @@ class MixtureClusterer(ClusterMixin, DensityMixin, BaseEstimator):
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(seed)
                 model, guide = build_pair(c)
-            if hasattr(model, "initialize"):
-                model.initialize(x, seed=seed)
+            spec = get_spec(c.model)
+            spec.initialize(model, guide, x, seed, c.options)  # the same data-dependent start as the CLI
             result = train(
                 model,
                 guide,
                 x,
                 loss=loss,
+                schedules=spec.schedules(model, guide, c.options),
                 epochs=c.epochs,  # type: ignore[arg-type]
                 batch_size=c.batch_size,
                 lr=c.lr,  # type: ignore[arg-type]
