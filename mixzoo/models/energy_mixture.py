@@ -112,7 +112,7 @@ class EnergyMixture(PyroModule):
             from sklearn.linear_model import LogisticRegression
 
             labels = torch.cdist(x, centres).argmin(-1).cpu().numpy()
-            lr = LogisticRegression(C=1.0, max_iter=300).fit(x.cpu().numpy(), labels)
+            lr = LogisticRegression(C=1.0, max_iter=2000).fit(x.cpu().numpy(), labels)
             coef = torch.as_tensor(lr.coef_, dtype=x.dtype, device=x.device)
             bias = torch.as_tensor(lr.intercept_, dtype=x.dtype, device=x.device)
             if coef.shape[0] != self.n_clusters:  # fewer distinct k-means labels than K
