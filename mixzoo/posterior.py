@@ -24,7 +24,7 @@ from pyro.poutine.trace_struct import Trace
 
 from .params import StateDict, isolated_param_store
 
-__all__ = ["enumerated_log_joint", "cluster_log_joint", "cluster_log_proba", "cluster_proba", "log_likelihood", "CLUSTER_SITE", "DATA_PLATE"]
+__all__ = ["has_exact_likelihood", "enumerated_log_joint", "cluster_log_joint", "cluster_log_proba", "cluster_proba", "log_likelihood", "CLUSTER_SITE", "DATA_PLATE"]
 
 CLUSTER_SITE = "y"
 DATA_PLATE = "data"
@@ -105,8 +105,31 @@ def cluster_proba(model: Callable[..., Any], guide: Callable[..., Any], x: torch
     return cluster_log_proba(model, guide, x, **kwargs).exp()
 
 
+def has_exact_likelihood(model: Callable[..., Any], guide: Callable[..., Any], x: torch.Tensor) -> bool:
+    """Whether the model's only per-point latent is an enumerated ``"y"``, so that :func:`log_likelihood`
+    is exact (given the guide's values of any global latents)."""
+    with torch.no_grad(), isolated_param_store():
+        guide_tr = _guide_trace(guide, x[:2])
+        guide_tr.nodes.pop(CLUSTER_SITE, None)
+        tr = poutine.trace(poutine.replay(model, trace=guide_tr)).get_trace(x[:2])
+    for name, site in tr.nodes.items():
+        if site["type"] != "sample" or site["is_observed"] or type(site["fn"]).__name__ == "_Subsample":
+            continue
+        if not _in_data_plate(site):  # global latents are replayed from the guide: the sum over y stays exact given them
+            continue
+        if name != CLUSTER_SITE or site["infer"].get("enumerate") != "parallel":
+            return False
+    return True
+
+
 def log_likelihood(
-    model: Callable[..., Any], guide: Callable[..., Any], x: torch.Tensor, **kwargs: Any
+    model: Callable[..., Any], guide: Callable[..., Any], x: torch.Tensor, num_samples: int = 100, **kwargs: Any
 ) -> torch.Tensor:
-    """(N,) exact marginal log-likelihood :math:`\\log p(x_n)` of a model whose only latent per point is ``"y"``."""
-    return torch.logsumexp(cluster_log_joint(model, guide, x, **kwargs), dim=-1)
+    """(N,) marginal log-likelihood :math:`\\log p(x_n)`: exact by enumeration when the model's only
+    latent is ``"y"``; otherwise an importance-sampling estimate with the guide as proposal
+    (``num_samples`` samples; see :func:`mixzoo.inference.vimco.importance_log_likelihood`)."""
+    if has_exact_likelihood(model, guide, x):
+        return torch.logsumexp(cluster_log_joint(model, guide, x, **kwargs), dim=-1)
+    from .inference.vimco import importance_log_likelihood
+
+    return importance_log_likelihood(model, guide, x, num_samples=num_samples)

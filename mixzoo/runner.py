@@ -20,7 +20,7 @@ from .labels import oversample_labelled, reveal_labels
 from .metrics import clustering_report
 from .models import get_spec
 from .params import isolated_param_store
-from .posterior import cluster_proba
+from .posterior import cluster_proba, has_exact_likelihood
 from .train import FitResult, fit
 from .transfer import transfer_split
 from .validation import check_data, check_n_clusters
@@ -245,7 +245,11 @@ def _write_extras(
     from .plots import write_fit_plots, write_model_plots
     from .summary import save_summary, summarize
 
-    save_summary(summarize(model, guide, x.to(result.device)), run_dir / "summary.nc")
+    xd = x.to(result.device)
+    # Laplace draws need an exact likelihood; other models are summarised at the point estimate
+    # (importance-sampled log-likelihood)
+    n_draws = 200 if has_exact_likelihood(model, guide, xd) else 0
+    save_summary(summarize(model, guide, xd, n_draws=n_draws), run_dir / "summary.nc")
     write_fit_plots(
         run_dir, x=x.cpu().numpy(), proba=proba, losses=result.losses, labels=data.labels, val_losses=result.val_losses
     )

@@ -72,3 +72,23 @@ def test_observed_labels_skip_the_y_sample(blobs8):
     model, guide = GMVAE(8, 3, latent=2, hidden=(16,)), GMVAEGuide(8, 3, latent=2, hidden=(16,))
     result = mixzoo.fit(model, guide, x, y=labels, loss=VIMCO(3), epochs=3, progress=False)
     assert len(result.losses) == 3
+
+
+def test_log_likelihood_falls_back_to_importance_sampling(blobs8):
+    from mixzoo.posterior import has_exact_likelihood
+
+    x, _ = blobs8
+    model, guide = GMVAE(8, 3, latent=2, hidden=(16,)), GMVAEGuide(8, 3, latent=2, hidden=(16,))
+    assert not has_exact_likelihood(model, guide, x)
+    ll = mixzoo.log_likelihood(model, guide, x, num_samples=50)
+    assert ll.shape == (300,) and torch.isfinite(ll).all()
+    assert has_exact_likelihood(mixzoo.GaussianMixture(8, 3), mixzoo.EmptyGuide(), x)
+
+
+def test_fit_out_writes_a_summary_for_the_gmvae(tmp_path, capsys):
+    from mixzoo.cli import main
+
+    run = tmp_path / "run"
+    args = ["fit", "--model", "gmvae", "--data", "moons", "--epochs", "1", "--pretrain", "1", "--out", str(run)]
+    assert main(args) == 0
+    assert (run / "summary.nc").stat().st_size > 1000 and (run / "regions.png").exists()

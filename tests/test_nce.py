@@ -146,3 +146,12 @@ def test_gaussian_noise_matches_the_data():
     s = noise.sample(20000)
     torch.testing.assert_close(s.mean(0), x.mean(0), atol=0.1, rtol=0)
     torch.testing.assert_close(torch.cov(s.T), torch.cov(x.T), atol=0.15, rtol=0)
+
+
+def test_two_cluster_linear_energy_starts_from_the_kmeans_partition():
+    torch.manual_seed(4)
+    x = torch.cat([torch.randn(200, 3) - 2, torch.randn(200, 3) + 2])
+    model = EnergyMixture(3, 2, "linear").initialize(x)
+    pred = mixzoo.cluster_proba(model, EmptyGuide(), x).argmax(1).numpy()
+    truth = np.repeat([0, 1], 200)
+    assert max((pred == truth).mean(), (pred != truth).mean()) > 0.99

@@ -115,6 +115,8 @@ class EnergyMixture(PyroModule):
             lr = LogisticRegression(C=1.0, max_iter=2000).fit(x.cpu().numpy(), labels)
             coef = torch.as_tensor(lr.coef_, dtype=x.dtype, device=x.device)
             bias = torch.as_tensor(lr.intercept_, dtype=x.dtype, device=x.device)
+            if coef.shape[0] == 1 and self.n_clusters == 2:  # binary: one logit for class 1 against class 0
+                coef, bias = torch.cat([-coef / 2, coef / 2]), torch.cat([-bias / 2, bias / 2])
             if coef.shape[0] != self.n_clusters:  # fewer distinct k-means labels than K
                 raise MixzooInputError("k-means found fewer distinct clusters than K; lower the number of clusters.")
             self.theta.copy_(coef)
