@@ -26,10 +26,8 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from .errors import MixzooInputError
 from .inference import make_loss
 from .models import get_spec
-from .params import isolated_param_store
 from .posterior import cluster_proba, log_likelihood
-from .runner import FitConfig, build_pair
-from .train import fit as train
+from .runner import FitConfig, fit_restarts
 from .validation import check_data, check_n_clusters
 
 __all__ = ["MixtureClusterer"]
@@ -128,33 +126,8 @@ class MixtureClusterer(ClusterMixin, DensityMixin, BaseEstimator):
         c.dim = x.shape[1]
         rng = check_random_state(self.random_state)
         loss = make_loss(c.loss)  # type: ignore[arg-type]
-        best: tuple[float, Any, Any, Any] | None = None
-        for _ in range(c.n_init):  # type: ignore[arg-type]
-            seed = int(rng.randint(np.iinfo(np.int32).max))
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(seed)
-                model, guide = build_pair(c)
-            spec = get_spec(c.model)
-            spec.initialize(model, guide, x, seed, c.options)  # the same data-dependent start as the CLI
-            result = train(
-                model,
-                guide,
-                x,
-                loss=loss,
-                schedules=spec.schedules(model, guide, c.options),
-                epochs=c.epochs,  # type: ignore[arg-type]
-                batch_size=c.batch_size,
-                lr=c.lr,  # type: ignore[arg-type]
-                lr_decay=c.lr_decay,
-                seed=seed,
-                device=c.device,
-                progress=self.progress,
-            )
-            with torch.no_grad(), isolated_param_store():
-                final = float(loss.loss(model, guide, x.to(result.device))) / x.shape[0]
-            if best is None or (math.isfinite(final) and not final >= best[0]):
-                best = (final, model, guide, result)
-        assert best is not None
+        seeds = [int(rng.randint(np.iinfo(np.int32).max)) for _ in range(c.n_init)]  # type: ignore[arg-type]
+        best = fit_restarts(c, x, seeds, loss=loss, progress=self.progress)
         self.final_loss_, self.model_, self.guide_, self.history_ = best
         losses = self.history_.losses
         self.n_iter_ = self.history_.epochs

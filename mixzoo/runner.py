@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from pyro.infer import ELBO
 from torch import nn
 
 from .checkpoint import load_checkpoint, prepare_run_dir, save_checkpoint, write_json
@@ -133,6 +135,72 @@ def _metrics(
     return proba, report
 
 
+def fit_restarts(
+    c: FitConfig,
+    x: torch.Tensor,
+    seeds: Sequence[int],
+    *,
+    loss: ELBO,
+    x_train: torch.Tensor | None = None,
+    y: Any = None,
+    progress: bool = False,
+) -> tuple[float, nn.Module, nn.Module, FitResult]:
+    """Build, initialise and train the pair of a resolved config once per seed; keep the lowest final loss.
+
+    Each restart is reproducible from its seed alone: the networks are built under that seed, the
+    family's data-dependent initialisation and schedules are applied, and training is seeded with it.
+    ``x_train``/``y`` (the semi-supervised stream) default to ``x`` without labels; the final loss is
+    always measured on ``x``.
+    """
+    spec = get_spec(c.model)
+    x_train = x if x_train is None else x_train
+    best: tuple[float, nn.Module, nn.Module, FitResult] | None = None
+    for seed in seeds:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            model, guide = build_pair(c)
+        model.to(c.device)
+        guide.to(c.device)
+        spec.initialize(model, guide, x.to(c.device), seed, c.options)
+        if c.options.get("two_fold"):  # Algorithm 1 of the 001 paper: EM step, then a consistency step
+            from .inference.consistency import fit_two_fold
+
+            result: FitResult = fit_two_fold(
+                model,
+                guide,
+                x_train,
+                epochs=c.epochs,  # type: ignore[arg-type]
+                batch_size=c.batch_size or 128,
+                lr=c.lr,  # type: ignore[arg-type]
+                consistency_lr=float(c.options["consistency_lr"]),
+                seed=seed,
+                device=c.device,
+                progress=progress,
+            )
+        else:
+            result = fit(
+                model,
+                guide,
+                x_train,
+                y=y,
+                schedules=spec.schedules(model, guide, c.options),
+                loss=loss,
+                epochs=c.epochs,  # type: ignore[arg-type]
+                batch_size=c.batch_size,
+                lr=c.lr,  # type: ignore[arg-type]
+                lr_decay=c.lr_decay,
+                seed=seed,
+                device=c.device,
+                progress=progress,
+            )
+        with torch.no_grad(), isolated_param_store():
+            final = float(loss.loss(model, guide, x.to(result.device))) / x.shape[0]
+        if best is None or (math.isfinite(final) and not final >= best[0]):
+            best = (final, model, guide, result)
+    assert best is not None
+    return best
+
+
 def run_fit(
     config: FitConfig,
     *,
@@ -159,49 +227,8 @@ def run_fit(
         x_train, y = oversample_labelled(x, reveal_labels(data.labels, c.labels, c.seed))
 
     start = time.perf_counter()
-    best: tuple[float, nn.Module, nn.Module, FitResult] | None = None
-    for i in range(c.n_init):  # type: ignore[arg-type]
-        model, guide = build_pair(c)
-        model.to(c.device)
-        guide.to(c.device)
-        get_spec(c.model).initialize(model, guide, x.to(c.device), c.seed + i, c.options)
-        if c.options.get("two_fold"):  # Algorithm 1 of the 001 paper: EM step, then a consistency step
-            from .inference.consistency import fit_two_fold
-
-            result = fit_two_fold(
-                model,
-                guide,
-                x_train,
-                epochs=c.epochs,
-                batch_size=c.batch_size or 128,
-                lr=c.lr,  # type: ignore[arg-type]
-                consistency_lr=float(c.options["consistency_lr"]),
-                seed=c.seed + i,
-                device=c.device,
-                progress=progress,
-            )
-        else:
-            result = fit(
-                model,
-                guide,
-                x_train,
-                y=y,
-                schedules=get_spec(c.model).schedules(model, guide, c.options),
-                loss=loss,
-                epochs=c.epochs,
-                batch_size=c.batch_size,
-                lr=c.lr,  # type: ignore[arg-type]
-                lr_decay=c.lr_decay,
-                seed=c.seed + i,
-                device=c.device,
-                progress=progress,
-            )
-        with torch.no_grad(), isolated_param_store():
-            final = float(loss.loss(model, guide, x.to(result.device))) / x.shape[0]
-        if best is None or (math.isfinite(final) and final < best[0]):
-            best = (final, model, guide, result)
-    assert best is not None
-    final, model, guide, result = best
+    seeds = [c.seed + i for i in range(c.n_init)]  # type: ignore[arg-type]
+    final, model, guide, result = fit_restarts(c, x, seeds, loss=loss, x_train=x_train, y=y, progress=progress)
     seconds = time.perf_counter() - start
     proba, report = _metrics(model, guide, x.to(result.device), data.labels)
     record = {

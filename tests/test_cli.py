@@ -2,6 +2,7 @@ import json
 import re
 
 import pytest
+import torch
 
 from mixzoo.cli import main
 
@@ -128,3 +129,13 @@ def test_neural_mixture_two_fold_from_the_cli(capsys):
     assert main(args + ["--two-fold", "--augment", "--epochs", "1", "--consistency-lr", "1e-3", "--json"]) == 0
     rec = _json_last_line(capsys)
     assert rec["model"] == "neural-mixture" and rec["loss"] == "em" and rec["epochs"] == 1
+
+
+def test_seeded_cli_runs_repeat_exactly_for_randomly_initialised_networks(capsys):
+    args = ["fit", "--model", "flow-mixture", "--data", "moons", "--epochs", "2", "--hidden", "8", "--seed", "3", "--json"]
+    records = []
+    for _ in range(2):
+        torch.manual_seed(len(records) * 1000 + 7)  # a different global state each time must not matter
+        assert main(args) == 0
+        records.append(_json_last_line(capsys))
+    assert records[0]["final_loss"] == records[1]["final_loss"] and records[0]["acc"] == records[1]["acc"]
