@@ -95,42 +95,29 @@ def digits(args: argparse.Namespace, command: str) -> None:
         base = dict(hidden=(256, 128), image_shape=(8, 8))
         r, sec = _em(x, d.labels, 10, epochs=epochs, lr=1e-3, seed=seed, **base)
         rows.append(["MLP", "EM, eq. (6)", seed, r["acc"], r["nmi"], sec])
-        for consistency in (False, True):
-            model = NeuralMixture(64, 10, augment=True, **base)
-            guide = EStepGuide(model)
-            model.initialize(x, seed=seed)
-            res = fit_two_fold(
-                model,
-                guide,
-                x,
-                epochs=epochs,
-                lr=1e-3,
-                consistency_lr=1e-3,
-                consistency=consistency,
-                seed=seed,
-                progress=False,
-            )
-            r = _evaluate(model, guide, x, d.labels)
-            name = "two-fold (Algorithm 1)" if consistency else "EM, eq. (7) with augmentations"
-            rows.append(["MLP", name, seed, r["acc"], r["nmi"], res.seconds])
-        for consistency in (False, True):  # the CNN: C32-C64 (max-pooling between) F32 F10
-            model = NeuralMixture(64, 10, arch="cnn", channels=(32, 64), hidden=(32,), augment=True)
-            guide = EStepGuide(model)
-            model.initialize(x, seed=seed)
-            res = fit_two_fold(
-                model,
-                guide,
-                x,
-                epochs=100,
-                lr=1e-3,
-                consistency_lr=1e-3,
-                consistency=consistency,
-                seed=seed,
-                progress=False,
-            )
-            r = _evaluate(model, guide, x, d.labels)
-            name = "two-fold (Algorithm 1)" if consistency else "EM, eq. (7) with augmentations"
-            rows.append(["CNN", name, seed, r["acc"], r["nmi"], res.seconds])
+        networks = [
+            ("MLP", dict(base), epochs),
+            ("CNN", dict(arch="cnn", channels=(32, 64), hidden=(32,)), 100),  # C32-C64 (max-pooling between) F32 F10
+        ]
+        for label, net, net_epochs in networks:
+            for consistency in (False, True):
+                model = NeuralMixture(64, 10, augment=True, **net)
+                guide = EStepGuide(model)
+                model.initialize(x, seed=seed)
+                res = fit_two_fold(
+                    model,
+                    guide,
+                    x,
+                    epochs=net_epochs,
+                    lr=1e-3,
+                    consistency_lr=1e-3,
+                    consistency=consistency,
+                    seed=seed,
+                    progress=False,
+                )
+                r = _evaluate(model, guide, x, d.labels)
+                name = "two-fold (Algorithm 1)" if consistency else "EM, eq. (7) with augmentations"
+                rows.append([label, name, seed, r["acc"], r["nmi"], res.seconds])
     body = (
         "## Neural mixture (001): digits\n\n"
         f"`{command}` - scikit-learn digits (1797 images 8x8, scaled to [0, 1]), MLP 256-128 ({epochs} epochs) or "
