@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from .errors import MixzooInputError
+from .training_state import atomic_save, safe_load
 
 __all__ = ["prepare_run_dir", "save_checkpoint", "load_checkpoint", "write_json", "CHECKPOINT", "CONFIG"]
 
@@ -48,9 +49,7 @@ def save_checkpoint(run_dir: str | os.PathLike[str], modules: dict[str, nn.Modul
     """Save each module's state_dict (moved to CPU) and the JSON ``config`` into ``run_dir``."""
     d = Path(run_dir)
     state = {name: {k: v.detach().cpu() for k, v in m.state_dict().items()} for name, m in modules.items()}
-    tmp = d / (CHECKPOINT + ".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, d / CHECKPOINT)
+    atomic_save(state, d / CHECKPOINT)
     write_json(d / CONFIG, config)
 
 
@@ -61,6 +60,9 @@ def load_checkpoint(run_dir: str | os.PathLike[str]) -> tuple[dict[str, dict[str
         raise MixzooInputError(
             f"{str(d)!r} is not a mixzoo run (no {CHECKPOINT} and {CONFIG}); pass the --out of a fit."
         )
-    state = torch.load(d / CHECKPOINT, map_location="cpu", weights_only=True)
-    config = json.loads((d / CONFIG).read_text())
+    state = safe_load(d / CHECKPOINT, "checkpoint")
+    try:
+        config = json.loads((d / CONFIG).read_text())
+    except json.JSONDecodeError as err:
+        raise MixzooInputError(f"{str(d / CONFIG)!r} is not valid JSON ({err}).") from None
     return state, config

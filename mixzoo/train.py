@@ -20,8 +20,11 @@ parameter are finite; on NaN/inf it restores the last good state and raises
 
 from __future__ import annotations
 
+import copy
 import math
+import os
 import time
+import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -30,11 +33,22 @@ import pyro
 import torch
 from pyro.infer import ELBO, SVI, TraceEnum_ELBO
 from pyro.optim import Adam, ExponentialLR, PyroOptim
+from pyro.optim.optim import _load_state_dict
 from tqdm.auto import tqdm
 
+from .distributed import DistributedContext, DistributedSVI
 from .errors import MixzooInputError, TrainingDivergedError
 from .inference.compat import check_pair
 from .params import StateDict, all_finite, isolated_param_store, modules_of, restore, snapshot
+from .training_state import (
+    FORMAT,
+    atomic_save,
+    capture_rng,
+    data_fingerprint,
+    param_store_values,
+    restore_rng,
+    safe_load,
+)
 from .validation import check_data, check_labels
 
 __all__ = ["fit", "FitResult", "Schedule", "set_seed"]
@@ -60,6 +74,8 @@ class FitResult:
     """``"max_epochs"`` or ``"early_stopping"``."""
     seconds: float = 0.0
     device: str = "cpu"
+    retries: int = 0
+    """How many times a diverged epoch was retried with half the learning rate."""
     param_state: StateDict = field(default_factory=dict)
     """Final param-store state, for parameters declared by bare ``pyro.param`` statements."""
 
@@ -110,6 +126,12 @@ def fit(
     progress: bool = True,
     param_state: StateDict | None = None,
     callback: Callable[[int, FitResult], None] | None = None,
+    retries: int = 0,
+    checkpoint: str | os.PathLike[str] | None = None,
+    checkpoint_every: int = 1,
+    resume: bool = False,
+    checkpoint_meta: dict[str, Any] | None = None,
+    distributed: bool = False,
 ) -> FitResult:
     """Train ``model`` and ``guide`` on ``data`` with SVI and return the history.
 
@@ -127,8 +149,19 @@ def fit(
     :param progress: show a tqdm bar with epoch and loss.
     :param param_state: initial param-store state for parameters declared with bare ``pyro.param``.
     :param callback: called as ``callback(epoch, result)`` after each epoch.
+    :param retries: on a NaN/inf loss, restore the last good epoch and retry it with half the learning
+        rate, at most this many times, before giving up.
+    :param checkpoint: file for the resumable training state (see :mod:`mixzoo.training_state`), written
+        atomically every ``checkpoint_every`` epochs.
+    :param resume: continue from the state in ``checkpoint`` (it must exist); with the same seed the run
+        ends with the same parameters as one that was never interrupted.
+    :param checkpoint_meta: extra JSON-like entries stored with the training state.
+    :param distributed: data-parallel training over the initialised :mod:`torch.distributed` process
+        group (see :mod:`mixzoo.distributed`): shards of each minibatch, all-reduced gradients, rank 0
+        alone shows progress and writes the checkpoint.
     :raises MixzooInputError: on bad data or options, or a loss that cannot serve the pair.
-    :raises TrainingDivergedError: when the loss or a parameter becomes NaN/inf; the last good state is restored first.
+    :raises TrainingDivergedError: when the loss or a parameter becomes NaN/inf (after the retries); the last
+        good state is restored first.
     """
     if not isinstance(epochs, int) or epochs < 1:
         raise MixzooInputError(f"epochs must be a positive integer, got {epochs!r}.")
@@ -138,19 +171,33 @@ def fit(
         raise MixzooInputError(f"learning rate must be positive, got {lr!r}.")
     if patience is not None and val_data is None:
         raise MixzooInputError("patience (early stopping) needs val_data to watch.")
-    dev = _resolve_device(device)
+    if not isinstance(retries, int) or retries < 0:
+        raise MixzooInputError(f"retries must be a non-negative integer, got {retries!r}.")
+    if not isinstance(checkpoint_every, int) or checkpoint_every < 1:
+        raise MixzooInputError(f"checkpoint_every must be a positive integer, got {checkpoint_every!r}.")
+    if resume and checkpoint is None:
+        raise MixzooInputError("resume=True needs the checkpoint file to continue from.")
+    ctx = DistributedContext.current() if distributed else DistributedContext()
+    dev = ctx.device(_resolve_device(device))
     x = check_data(data).to(dev)
     y_t = None if y is None else check_labels(y, x.shape[0]).to(dev)
     x_val = None if val_data is None else check_data(val_data, name="val_data", dim=x.shape[1]).to(dev)
+    saved = safe_load(checkpoint, "training state") if resume else None
+    fingerprint = data_fingerprint(x)
+    if saved is not None:
+        _check_saved(saved, fingerprint, checkpoint, ctx)
     loss = loss if loss is not None else TraceEnum_ELBO(max_plate_nesting=1)
     modules = modules_of(model, guide)
     for m in modules:
         m.to(dev)
     n = x.shape[0]
     bs = n if batch_size is None else min(batch_size, n)
+    if bs < ctx.world:
+        raise MixzooInputError(f"batch_size {bs} is smaller than the number of processes ({ctx.world}).")
     if seed is not None:
-        set_seed(seed)
+        set_seed(seed + ctx.rank)  # independent Monte Carlo draws per process, one minibatch order for all
     generator = torch.Generator().manual_seed(0 if seed is None else seed)
+    main = ctx.is_main
 
     result = FitResult(device=str(dev))
     start = time.perf_counter()
@@ -161,46 +208,105 @@ def fit(
                 optim = Adam({"lr": lr})
             else:
                 optim = ExponentialLR({"optimizer": torch.optim.Adam, "optim_args": {"lr": lr}, "gamma": lr_decay})
-        svi = SVI(model, guide, optim, loss)
-        good = snapshot(modules)
+        if distributed:
+            ctx.broadcast(t for m in modules for t in (*m.parameters(), *m.buffers()))
+            svi: SVI = DistributedSVI(model, guide, optim, loss, context=ctx)
+        else:
+            svi = SVI(model, guide, optim, loss)
         best_val, best_state = math.inf, None
-        bar = tqdm(range(epochs), disable=not progress, desc="fit", unit="epoch", leave=False)
+        first = 0
+        if saved is not None:
+            restore(modules, {"modules": saved["modules"], "store": saved["store"]})
+            optim.set_state(saved["optim"])
+            h = saved["history"]
+            result.losses, result.val_losses = list(h["losses"]), list(h["val_losses"])
+            result.best_epoch, best_val, result.retries = h["best_epoch"], h["best_val"], h["retries"]
+            result.epochs = first = int(saved["epoch"])
+            if saved.get("best") is not None:
+                best_state = {"modules": saved["best"], "store": {}}
+            rng = saved["rng"] if not distributed else saved["rng"][ctx.rank]
+            restore_rng(rng, generator)
+        good = snapshot(modules)
+        good_optim = copy.deepcopy(optim.get_state()) if retries else None
+        tries = retries - result.retries
+        bar = tqdm(range(first, epochs), disable=not (progress and main), desc="fit", unit="epoch", leave=False)
         for epoch in bar:
-            for schedule in schedules:
-                schedule(epoch)
-            total = 0.0
-            for idx in _batches(n, bs, generator):
-                idx = idx.to(dev)
+            while True:
                 try:
-                    step_loss = svi.step(x, y_t, idx)
-                except ValueError:  # distribution argument checks reject NaN parameters
-                    if all_finite(modules):
-                        raise
-                    _diverged(modules, good, result, epoch, "a parameter became NaN/inf")
-                if not math.isfinite(step_loss):
-                    _diverged(modules, good, result, epoch, f"the loss became {step_loss}")
-                total += step_loss * len(idx) / n
-            if not all_finite(modules):
-                _diverged(modules, good, result, epoch, "a parameter became NaN/inf")
+                    total = _epoch(svi, schedules, epoch, x, y_t, n, bs, generator, dev, ctx, modules)
+                    break
+                except _Diverged as d:
+                    what = f"training diverged in epoch {epoch + 1}, step {d.step}: {d.what}"
+                    restore(modules, good)
+                    if tries <= 0:
+                        raise TrainingDivergedError(
+                            f"{what}; stopped and restored the parameters of the last good epoch ({result.epochs})"
+                            + (f" after {result.retries} retries with a halved learning rate" if result.retries else "")
+                            + ". Lower the learning rate or check the data scale.",
+                            history=result,
+                        ) from None
+                    tries -= 1
+                    result.retries += 1
+                    _restore_optim(optim, good_optim)
+                    _scale_lr(optim, 0.5)
+                    good_optim = copy.deepcopy(optim.get_state())
+                    if main:
+                        warnings.warn(
+                            f"{what}; retrying from epoch {epoch + 1} with half the learning rate.", stacklevel=2
+                        )
+            if distributed:
+                ctx.broadcast(t for m in modules for t in m.buffers())
             good = snapshot(modules)
             if hasattr(optim, "step"):
                 optim.step()
+            if retries:
+                good_optim = copy.deepcopy(optim.get_state())
             result.losses.append(total / n)
             result.epochs = epoch + 1
             postfix = {"loss": f"{total / n:.4g}"}
+            stop = False
             if x_val is not None:
                 with torch.no_grad():
-                    val = float(loss.loss(model, guide, x_val)) / x_val.shape[0]
+                    val = ctx.sum(float(loss.loss(model, guide, x_val)) / x_val.shape[0]) / ctx.world
                 result.val_losses.append(val)
                 postfix["val"] = f"{val:.4g}"
                 if val < best_val:
                     best_val, best_state, result.best_epoch = val, snapshot(modules), epoch
                 elif patience is not None and epoch - (result.best_epoch or 0) >= patience:
                     result.stopped = "early_stopping"
-                    break
+                    stop = True
             bar.set_postfix(postfix)
             if callback is not None:
                 callback(epoch, result)
+            if checkpoint is not None and (result.epochs % checkpoint_every == 0 or stop or result.epochs == epochs):
+                rng = capture_rng(generator)
+                if distributed:
+                    rng = ctx.gather(rng)
+                if main:
+                    atomic_save(
+                        {
+                            "format": FORMAT,
+                            "epoch": result.epochs,
+                            "world": ctx.world,
+                            "data": fingerprint,
+                            "modules": [{k: v.detach().cpu() for k, v in m.state_dict().items()} for m in modules],
+                            "store": param_store_values(),
+                            "optim": optim.get_state(),
+                            "rng": rng,
+                            "history": {
+                                "losses": result.losses,
+                                "val_losses": result.val_losses,
+                                "best_epoch": result.best_epoch,
+                                "best_val": best_val,
+                                "retries": result.retries,
+                            },
+                            "best": None if best_state is None else best_state["modules"],
+                            "meta": checkpoint_meta or {},
+                        },
+                        checkpoint,
+                    )
+            if stop:
+                break
         bar.close()
         if best_state is not None and patience is not None:
             restore(modules, best_state)
@@ -209,7 +315,97 @@ def fit(
     return result
 
 
+class _Diverged(Exception):
+    def __init__(self, step: int, what: str) -> None:
+        super().__init__(what)
+        self.step, self.what = step, what
+
+
+def _epoch(
+    svi: SVI,
+    schedules: Iterable[Schedule],
+    epoch: int,
+    x: torch.Tensor,
+    y: torch.Tensor | None,
+    n: int,
+    bs: int,
+    generator: torch.Generator,
+    dev: torch.device,
+    ctx: DistributedContext,
+    modules: list[torch.nn.Module],
+) -> float:
+    """One pass over the data; returns the summed loss, or raises :class:`_Diverged` naming the step."""
+    for schedule in schedules:
+        schedule(epoch)
+    total = 0.0
+    batches = _batches(n, bs, generator)
+    if ctx.world > 1 and len(batches) > 1 and len(batches[-1]) < ctx.world:
+        batches[-2:] = [torch.cat(batches[-2:])]  # every process gets at least one point
+    for step, idx in enumerate(batches, start=1):
+        local = ctx.shard(idx).to(dev)
+        if isinstance(svi, DistributedSVI):
+            svi.weight = len(local) / len(idx)
+        try:
+            step_loss = svi.step(x, y, local)
+        except ValueError:  # distribution argument checks reject NaN parameters
+            if all_finite(modules):
+                raise
+            raise _Diverged(step, "a parameter became NaN/inf") from None
+        if not math.isfinite(step_loss):
+            raise _Diverged(step, f"the loss became {step_loss}")
+        total += step_loss * len(idx) / n
+    if not all_finite(modules):
+        raise _Diverged(len(batches), "a parameter became NaN/inf")
+    return total
+
+
+def _restore_optim(optim: PyroOptim, state: dict[str, Any] | None) -> None:
+    """Load a saved :meth:`PyroOptim.get_state` back into the live per-parameter optimizers."""
+    if not state:
+        return
+    params = dict(pyro.get_param_store().named_parameters())
+    for name, st in copy.deepcopy(state).items():
+        if name in params and params[name] in optim.optim_objs:
+            _load_state_dict(optim.optim_objs[params[name]], st)
+
+
+def _scale_lr(optim: PyroOptim, factor: float) -> None:
+    """Multiply the learning rate of every live and future per-parameter optimizer by ``factor``."""
+    for opt in optim.optim_objs.values():
+        inner = getattr(opt, "optimizer", opt)
+        for group in inner.param_groups:
+            group["lr"] *= factor
+        if hasattr(opt, "base_lrs"):
+            opt.base_lrs = [b * factor for b in opt.base_lrs]
+    args = getattr(optim, "pt_optim_args", None)
+    if isinstance(args, dict) and "lr" in args:
+        args["lr"] *= factor
+    kwargs = getattr(optim, "kwargs", None)
+    if isinstance(kwargs, dict) and isinstance(kwargs.get("optim_args"), dict) and "lr" in kwargs["optim_args"]:
+        kwargs["optim_args"]["lr"] *= factor
+
+
+def _check_saved(saved: Any, fingerprint: dict[str, Any], path: Any, ctx: DistributedContext) -> None:
+    if not isinstance(saved, dict) or saved.get("format") != FORMAT:
+        raise MixzooInputError(
+            f"{str(path)!r} is not a mixzoo training state; pass the file fit(checkpoint=...) wrote."
+        )
+    if saved["data"]["shape"] != fingerprint["shape"] or not math.isclose(
+        saved["data"]["sum"], fingerprint["sum"], rel_tol=1e-9, abs_tol=1e-6
+    ):
+        raise MixzooInputError(
+            f"the training state in {str(path)!r} was written for other data (shape {saved['data']['shape']}); "
+            f"resume with the data it started on (shape {fingerprint['shape']})."
+        )
+    if saved.get("world", 1) != ctx.world:
+        raise MixzooInputError(
+            f"the training state in {str(path)!r} was written by {saved.get('world', 1)} process(es); "
+            f"resume with the same number, not {ctx.world}."
+        )
+
+
 def _diverged(modules: list[torch.nn.Module], good: dict[str, Any], result: FitResult, epoch: int, what: str) -> None:
+    """Restore the last good state and raise :class:`TrainingDivergedError` (for loops without retries)."""
     restore(modules, good)
     raise TrainingDivergedError(
         f"training diverged in epoch {epoch + 1}: {what}; stopped and restored the parameters of the last good "

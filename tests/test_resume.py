@@ -1,0 +1,163 @@
+"""Divergence retries, resumable training states and safe loading."""
+
+import os
+import pickle
+
+import pytest
+import torch
+
+import mixzoo
+from mixzoo import EmptyGuide, GaussianMixture, MixzooInputError, TrainingDivergedError
+from mixzoo.guides import GMVAEGuide
+from mixzoo.inference import VIMCO
+from mixzoo.models import GMVAE
+from mixzoo.training_state import safe_load
+
+
+class _Stop(Exception):
+    pass
+
+
+def _gmm(x):
+    return GaussianMixture(2, 3).initialize(x, seed=0), EmptyGuide()
+
+
+def _gmvae():
+    torch.manual_seed(0)
+    return GMVAE(2, 3, latent=2, hidden=(8,)), GMVAEGuide(2, 3, latent=2, hidden=(8,))
+
+
+def _state(*modules):
+    return [{k: v.clone() for k, v in m.state_dict().items()} for m in modules]
+
+
+@pytest.mark.parametrize("family", ["gmm", "gmvae-vimco"])
+def test_resumed_run_ends_with_the_uninterrupted_parameters(blobs, tmp_path, family):
+    """Kill after epoch 4 of 9, resume from the epoch-4 state: bit-identical parameters and history."""
+    x = blobs[0][:600]
+    build = (lambda: _gmm(x)) if family == "gmm" else _gmvae
+    kwargs = dict(epochs=9, batch_size=100, lr=0.02, lr_decay=0.9, seed=5, progress=False)
+    if family != "gmm":
+        kwargs["loss"] = VIMCO(num_particles=3)  # Monte Carlo: the RNG streams must be restored too
+    model, guide = build()
+    full = mixzoo.fit(model, guide, x, checkpoint=tmp_path / "full.pt", checkpoint_every=2, **kwargs)
+    expected = _state(model, guide)
+
+    def interrupt(epoch, result):
+        if epoch == 4:
+            raise _Stop
+
+    model, guide = build()
+    with pytest.raises(_Stop):
+        mixzoo.fit(model, guide, x, checkpoint=tmp_path / "cut.pt", checkpoint_every=2, callback=interrupt, **kwargs)
+    assert safe_load(tmp_path / "cut.pt")["epoch"] == 4
+    model, guide = build()
+    resumed = mixzoo.fit(model, guide, x, checkpoint=tmp_path / "cut.pt", resume=True, **kwargs)
+    assert resumed.losses == full.losses and resumed.epochs == 9
+    for got, want in zip(_state(model, guide), expected, strict=True):
+        for k in want:
+            torch.testing.assert_close(got[k], want[k], rtol=0, atol=0)
+
+
+def test_resume_refuses_other_data_and_missing_state(blobs, tmp_path):
+    x = blobs[0][:300]
+    model, guide = _gmm(x)
+    mixzoo.fit(model, guide, x, epochs=2, progress=False, checkpoint=tmp_path / "s.pt")
+    with pytest.raises(MixzooInputError, match="written for other data"):
+        mixzoo.fit(model, guide, x * 2, epochs=3, progress=False, checkpoint=tmp_path / "s.pt", resume=True)
+    with pytest.raises(MixzooInputError, match="does not exist"):
+        mixzoo.fit(model, guide, x, epochs=3, progress=False, checkpoint=tmp_path / "none.pt", resume=True)
+    with pytest.raises(MixzooInputError, match="needs the checkpoint file"):
+        mixzoo.fit(model, guide, x, epochs=3, progress=False, resume=True)
+
+
+def test_checkpoint_files_are_replaced_atomically(blobs, tmp_path):
+    x = blobs[0][:300]
+    model, guide = _gmm(x)
+    seen = []
+    mixzoo.fit(
+        model,
+        guide,
+        x,
+        epochs=4,
+        progress=False,
+        checkpoint=tmp_path / "s.pt",
+        callback=lambda e, r: seen.append(sorted(os.listdir(tmp_path))),
+    )
+    assert sorted(os.listdir(tmp_path)) == ["s.pt"]  # no temporary file left behind
+    assert safe_load(tmp_path / "s.pt")["epoch"] == 4
+
+
+def _poison_once(model, at_epoch):
+    done = []
+
+    def poison(epoch):
+        if epoch == at_epoch and not done:
+            done.append(epoch)
+            with torch.no_grad():
+                model.loc[0, 0] = float("nan")
+
+    return poison
+
+
+def test_divergence_names_epoch_and_step_and_retries_with_half_the_learning_rate(blobs):
+    x = blobs[0]
+    model, guide = _gmm(x)
+    with pytest.raises(TrainingDivergedError, match=r"diverged in epoch 3, step 1: .*last good epoch \(2\)"):
+        mixzoo.fit(model, guide, x, epochs=6, batch_size=500, progress=False, schedules=[_poison_once(model, 2)])
+    assert torch.isfinite(model.loc).all()
+
+    model, guide = _gmm(x)
+    with pytest.warns(UserWarning, match="retrying from epoch 3 with half the learning rate"):
+        r = mixzoo.fit(
+            model, guide, x, epochs=6, lr=0.04, batch_size=500, progress=False, retries=1,
+            schedules=[_poison_once(model, 2)],
+        )  # fmt: skip
+    assert r.epochs == 6 and r.retries == 1 and torch.isfinite(model.loc).all()
+
+
+def test_retries_run_out(blobs):
+    x = blobs[0]
+    model, guide = _gmm(x)
+
+    def always(epoch):
+        if epoch == 1:
+            with torch.no_grad():
+                model.loc[0, 0] = float("inf")
+
+    with pytest.warns(UserWarning), pytest.raises(TrainingDivergedError, match="after 2 retries"):
+        mixzoo.fit(model, guide, x, epochs=4, progress=False, retries=2, schedules=[always])
+
+
+class _Payload:
+    def __reduce__(self):
+        return (os.system, ("touch pwned-by-checkpoint",))
+
+
+def test_a_pickle_that_runs_code_is_refused_unexecuted(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    run = tmp_path / "run"
+    run.mkdir()
+    torch.save({"model": _Payload()}, run / "checkpoint.pt")
+    (run / "config.json").write_text('{"model": "gmm", "dim": 2, "clusters": 3}')
+    with pytest.raises(MixzooInputError, match="refused: it holds objects other than tensors"):
+        mixzoo.load_checkpoint(run)
+    with pytest.raises(MixzooInputError, match="refused"):
+        safe_load(run / "checkpoint.pt")
+    assert not (tmp_path / "pwned-by-checkpoint").exists()
+    with open(run / "checkpoint.pt", "wb") as f:
+        pickle.dump(_Payload(), f)
+    with pytest.raises(MixzooInputError, match="refused|cannot be read"):
+        mixzoo.load_checkpoint(run)
+    assert not (tmp_path / "pwned-by-checkpoint").exists()
+
+
+def test_a_truncated_checkpoint_is_a_clear_error(tmp_path, blobs):
+    model, guide = _gmm(blobs[0])
+    run = tmp_path / "run"
+    run.mkdir()
+    mixzoo.save_checkpoint(run, {"model": model, "guide": guide}, {"dim": 2})
+    data = (run / "checkpoint.pt").read_bytes()
+    (run / "checkpoint.pt").write_bytes(data[: len(data) // 2])
+    with pytest.raises(MixzooInputError, match="cannot be read"):
+        mixzoo.load_checkpoint(run)
