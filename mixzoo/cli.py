@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from .data import DATASETS
@@ -94,6 +96,11 @@ def _parser() -> argparse.ArgumentParser:
     f.add_argument("--seed", type=int, default=0)
     f.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     f.add_argument("--out", default=None, help="run directory for checkpoint, config and metrics")
+    f.add_argument(
+        "--checkpoint-every", type=int, default=None, help="write a resumable training state into --out every N epochs"
+    )
+    f.add_argument("--resume", default=None, metavar="DIR", help="continue the interrupted run in DIR (its own config)")
+    f.add_argument("--retries", type=int, default=0, help="retry a diverged epoch with half the learning rate N times")
     f.add_argument("--overwrite", action="store_true", help="replace an existing run in --out")
     f.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     f.add_argument("--json", action="store_true", help="print the result as one JSON object on the last line")
@@ -151,8 +158,35 @@ def _cmd_models() -> None:
     print(_table(rows))
 
 
-def _cmd_fit(a: argparse.Namespace) -> None:
-    from .runner import FitConfig, run_fit
+_RESUME_KEEPS = {"command", "resume", "json", "no_progress"}
+
+
+def _cmd_fit(a: argparse.Namespace, defaults: argparse.Namespace) -> None:
+    from .distributed import init_from_env, launched_by_torchrun
+    from .runner import FitConfig, config_from_json, run_fit
+
+    distributed = launched_by_torchrun()
+    if distributed:
+        init_from_env(a.device)
+    main = not distributed or int(os.environ.get("RANK", "0")) == 0
+    progress = not a.no_progress and sys.stderr.isatty() and main
+    if a.resume is not None:
+        changed = sorted(k for k, v in vars(a).items() if k not in _RESUME_KEEPS and v != getattr(defaults, k, v))
+        if changed:
+            raise MixzooInputError(
+                f"--resume continues the run with its saved config; drop {', '.join('--' + k.replace('_', '-') for k in changed)}."
+            )
+        config_path = Path(a.resume) / "config.json"
+        if not config_path.is_file():
+            raise MixzooInputError(f"--resume {a.resume!r} is not a run directory with a config.json.")
+        try:
+            config = config_from_json(json.loads(config_path.read_text()), a.resume)
+        except json.JSONDecodeError as err:
+            raise MixzooInputError(f"{str(config_path)!r} is not valid JSON ({err}).") from None
+        record = run_fit(config, out=a.resume, resume=True, progress=progress, distributed=distributed)
+        if main:
+            _print_record(record, a.json)
+        return
 
     names = ("covariance", "flow", "transforms", "hidden", "base", "temperature", "features", "latent", "likelihood")
     names += ("anneal_every", "pretrain")
@@ -179,9 +213,12 @@ def _cmd_fit(a: argparse.Namespace) -> None:
         labels=a.labels,
         pretrain_classes=a.pretrain_classes,
         classifier_epochs=a.classifier_epochs,
+        checkpoint_every=a.checkpoint_every,
+        retries=a.retries,
     )
-    record = run_fit(config, out=a.out, overwrite=a.overwrite, progress=not a.no_progress and sys.stderr.isatty())
-    _print_record(record, a.json)
+    record = run_fit(config, out=a.out, overwrite=a.overwrite, progress=progress, distributed=distributed)
+    if main:
+        _print_record(record, a.json)
 
 
 def _cmd_evaluate(a: argparse.Namespace) -> None:
@@ -227,7 +264,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if a.command == "models":
             _cmd_models()
         elif a.command == "fit":
-            _cmd_fit(a)
+            _cmd_fit(a, parser.parse_args(["fit"]))
         elif a.command == "select":
             _cmd_select(a)
         elif a.command == "evaluate":

@@ -14,7 +14,7 @@ import torch
 from pyro.infer import ELBO
 from torch import nn
 
-from .checkpoint import load_checkpoint, prepare_run_dir, save_checkpoint, write_json
+from .checkpoint import CONFIG, load_checkpoint, prepare_run_dir, save_checkpoint, write_json
 from .data import Dataset, load_dataset
 from .errors import MixzooInputError
 from .inference import make_loss
@@ -24,10 +24,23 @@ from .models import get_spec
 from .params import isolated_param_store
 from .posterior import cluster_proba, has_exact_likelihood
 from .train import FitResult, fit
+from .training_state import atomic_save, safe_load
 from .transfer import transfer_split
 from .validation import check_data, check_n_clusters
 
-__all__ = ["FitConfig", "run_fit", "run_evaluate", "load_run", "build_pair"]
+__all__ = ["FitConfig", "run_fit", "run_evaluate", "load_run", "build_pair", "load_pair", "config_from_json"]
+
+TRAIN_STATE = "train_state.pt"
+BEST_RESTART = "best_restart.pt"
+
+
+def config_from_json(raw: Any, where: str | Path) -> FitConfig:
+    """A :class:`FitConfig` from a run's ``config.json``; unknown or missing keys are a clear error."""
+    known = set(FitConfig.__dataclass_fields__)
+    if not isinstance(raw, dict) or not set(raw) <= known:
+        extra = sorted(set(raw) - known) if isinstance(raw, dict) else raw
+        raise MixzooInputError(f"{str(where)!r} has a config.json mixzoo cannot read (unknown entries: {extra}).")
+    return FitConfig(**raw)
 
 
 @dataclass
@@ -58,6 +71,10 @@ class FitConfig:
     labels: int | None = None
     """Reveal this many true labels (balanced over classes, seeded) for semi-supervised training."""
     dim: int | None = None
+    checkpoint_every: int | None = None
+    """Write a resumable training state into the run directory every this many epochs."""
+    retries: int = 0
+    """Retry a diverged epoch with half the learning rate at most this many times."""
 
     def resolved(self) -> FitConfig:
         """Fill the model family's defaults and check the names, before any data is read."""
@@ -83,6 +100,8 @@ class FitConfig:
         for name, value in spec.defaults(c.options).items():
             if getattr(c, name) is None:
                 setattr(c, name, value)
+        if not isinstance(c.retries, int) or c.retries < 0:
+            raise MixzooInputError(f"--retries must be a non-negative integer, got {c.retries!r}.")
         if c.n_init < 1:
             raise MixzooInputError(f"--n-init must be at least 1, got {c.n_init}.")
         if c.clusters is not None:
@@ -144,6 +163,9 @@ def fit_restarts(
     x_train: torch.Tensor | None = None,
     y: Any = None,
     progress: bool = False,
+    state_dir: Path | None = None,
+    resume: bool = False,
+    distributed: bool = False,
 ) -> tuple[float, nn.Module, nn.Module, FitResult]:
     """Build, initialise and train the pair of a resolved config once per seed; keep the lowest final loss.
 
@@ -151,11 +173,34 @@ def fit_restarts(
     family's data-dependent initialisation and schedules are applied, and training is seeded with it.
     ``x_train``/``y`` (the semi-supervised stream) default to ``x`` without labels; the final loss is
     always measured on ``x``.
+
+    With ``state_dir`` and ``c.checkpoint_every`` the run is resumable: the restart in
+    progress keeps its training state in ``train_state.pt`` and the best finished
+    restart is kept in ``best_restart.pt``; ``resume=True`` continues from them.
     """
     spec = get_spec(c.model)
     x_train = x if x_train is None else x_train
     best: tuple[float, nn.Module, nn.Module, FitResult] | None = None
-    for seed in seeds:
+    resumable = state_dir is not None and c.checkpoint_every is not None
+    if resumable and c.options.get("two_fold"):
+        raise MixzooInputError("--checkpoint-every/--resume do not cover the two-fold loop (--two-fold); drop one.")
+    state_file = best_file = None
+    done = -1
+    if resumable:
+        state_file, best_file = state_dir / TRAIN_STATE, state_dir / BEST_RESTART  # type: ignore[operator]
+        if resume and best_file.is_file():
+            saved = safe_load(best_file, "restart record")
+            done = int(saved["restart"])
+            model, guide = build_pair(c)
+            load_pair(model, guide, saved, c)
+            h = saved["history"]
+            best = (float(saved["final"]), model.to(c.device), guide.to(c.device), FitResult(
+                losses=list(h["losses"]), val_losses=list(h["val_losses"]), epochs=int(h["epochs"]),
+                device=str(h["device"]), retries=int(h["retries"]),
+            ))  # fmt: skip
+    for i, seed in enumerate(seeds):
+        if i <= done:
+            continue
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             model, guide = build_pair(c)
@@ -192,13 +237,64 @@ def fit_restarts(
                 seed=seed,
                 device=c.device,
                 progress=progress,
+                retries=c.retries,
+                distributed=distributed,
+                **(
+                    {
+                        "checkpoint": state_file,
+                        "checkpoint_every": c.checkpoint_every,
+                        "resume": resume and _state_restart(state_file) == i,
+                        "checkpoint_meta": {"restart": i},
+                    }
+                    if resumable
+                    else {}
+                ),
             )
         with torch.no_grad(), isolated_param_store():
             final = float(loss.loss(model, guide, x.to(result.device))) / x.shape[0]
         if best is None or (math.isfinite(final) and not final >= best[0]):
             best = (final, model, guide, result)
+        if best_file is not None and (not distributed or torch.distributed.get_rank() == 0):
+            b_final, b_model, b_guide, b_result = best
+            atomic_save(
+                {
+                    "restart": i,
+                    "final": b_final,
+                    "model": {k: v.detach().cpu() for k, v in b_model.state_dict().items()},
+                    "guide": {k: v.detach().cpu() for k, v in b_guide.state_dict().items()},
+                    "history": {
+                        "losses": b_result.losses,
+                        "val_losses": b_result.val_losses,
+                        "epochs": b_result.epochs,
+                        "device": b_result.device,
+                        "retries": b_result.retries,
+                    },
+                },
+                best_file,
+            )
     assert best is not None
     return best
+
+
+def _state_restart(path: Path | None) -> int | None:
+    """The restart index a saved training state belongs to, or ``None`` when there is none."""
+    if path is None or not path.is_file():
+        return None
+    return int(safe_load(path, "training state").get("meta", {}).get("restart", -1))
+
+
+def load_pair(model: nn.Module, guide: nn.Module, state: dict[str, Any], c: FitConfig) -> None:
+    """Load saved state dicts into a freshly built pair; a checkpoint of another model or K is a clear error."""
+    for name, module in (("model", model), ("guide", guide)):
+        try:
+            module.load_state_dict(state[name])
+        except (RuntimeError, KeyError) as err:
+            detail = str(err).strip().splitlines()
+            raise MixzooInputError(
+                f"the saved {name} does not fit a {c.model!r} model with K={c.clusters}, D={c.dim}, guide {c.guide!r} "
+                f"({detail[1].strip() if len(detail) > 1 else detail[0] if detail else type(err).__name__}); "
+                "was the checkpoint written by another model or number of clusters?"
+            ) from None
 
 
 def run_fit(
@@ -207,10 +303,33 @@ def run_fit(
     out: str | None = None,
     overwrite: bool = False,
     progress: bool = True,
+    resume: bool = False,
+    distributed: bool = False,
 ) -> dict[str, Any]:
-    """Run one CLI fit and return the JSON record (metrics, timing, names)."""
+    """Run one CLI fit and return the JSON record (metrics, timing, names).
+
+    :param resume: continue the interrupted run in ``out`` (written with ``checkpoint_every``).
+    :param distributed: data-parallel training over the initialised process group; rank 0 alone
+        writes ``out``.
+    """
     c = config.resolved()
-    run_dir = prepare_run_dir(out, overwrite) if out else None
+    main = not distributed or torch.distributed.get_rank() == 0
+    if c.checkpoint_every is not None and (not isinstance(c.checkpoint_every, int) or c.checkpoint_every < 1):
+        raise MixzooInputError(f"--checkpoint-every must be a positive integer, got {c.checkpoint_every!r}.")
+    if c.checkpoint_every is not None and not out:
+        raise MixzooInputError("--checkpoint-every needs --out DIR to keep the training state in.")
+    if resume:
+        run_dir: Path | None = Path(out) if out else None
+        if run_dir is None or not (run_dir / CONFIG).is_file():
+            raise MixzooInputError(f"--resume {out!r} is not a run directory with a {CONFIG}; pass the --out of a fit.")
+        if (run_dir / "metrics.json").is_file():
+            raise MixzooInputError(f"the run in {out!r} already finished; there is nothing to resume.")
+        if not (run_dir / TRAIN_STATE).is_file() and not (run_dir / BEST_RESTART).is_file():
+            raise MixzooInputError(
+                f"{out!r} holds no training state to resume ({TRAIN_STATE}); was it run with --checkpoint-every?"
+            )
+    else:
+        run_dir = prepare_run_dir(out, overwrite) if out and main else Path(out) if out else None
     data, transfer = _load_data(c)
     x = check_data(data.x)
     if c.clusters is None:
@@ -226,9 +345,22 @@ def run_fit(
     if c.labels:
         x_train, y = oversample_labelled(x, reveal_labels(data.labels, c.labels, c.seed))
 
+    if run_dir is not None and c.checkpoint_every is not None and main and not resume:
+        write_json(run_dir / CONFIG, asdict(c))  # what --resume rebuilds the run from
     start = time.perf_counter()
     seeds = [c.seed + i for i in range(c.n_init)]  # type: ignore[arg-type]
-    final, model, guide, result = fit_restarts(c, x, seeds, loss=loss, x_train=x_train, y=y, progress=progress)
+    final, model, guide, result = fit_restarts(
+        c,
+        x,
+        seeds,
+        loss=loss,
+        x_train=x_train,
+        y=y,
+        progress=progress and main,
+        state_dir=run_dir if c.checkpoint_every is not None else None,
+        resume=resume,
+        distributed=distributed,
+    )
     seconds = time.perf_counter() - start
     proba, report = _metrics(model, guide, x.to(result.device), data.labels)
     record = {
@@ -250,12 +382,16 @@ def run_fit(
         "labels": c.labels or 0,
         **({"classifier_accuracy": transfer["classifier_accuracy"]} if transfer else {}),
     }
-    if run_dir is not None:
+    if distributed:
+        record["processes"] = torch.distributed.get_world_size()
+    if run_dir is not None and main:
         save_checkpoint(run_dir, {"model": model, "guide": guide}, asdict(c))
         write_json(run_dir / "metrics.json", record)
         write_json(run_dir / "history.json", {"loss": result.losses, "val_loss": result.val_losses})
         np.save(run_dir / "proba.npy", proba)
         _write_extras(run_dir, model, guide, x, proba, result, data)
+        for name in (TRAIN_STATE, BEST_RESTART):  # the finished run's checkpoint supersedes them
+            (run_dir / name).unlink(missing_ok=True)
     return record
 
 
@@ -286,10 +422,12 @@ def _write_extras(
 def load_run(run_dir: str) -> tuple[nn.Module, nn.Module, FitConfig]:
     """Rebuild the model and guide of a run directory with their trained parameters."""
     state, raw = load_checkpoint(run_dir)
-    config = FitConfig(**raw)
-    model, guide = build_pair(config)
-    model.load_state_dict(state["model"])
-    guide.load_state_dict(state["guide"])
+    config = config_from_json(raw, run_dir)
+    try:
+        model, guide = build_pair(config)
+    except (TypeError, AssertionError, KeyError) as err:
+        raise MixzooInputError(f"the config.json of {run_dir!r} cannot rebuild a model ({err}).") from None
+    load_pair(model, guide, state, config)
     return model, guide, config
 
 

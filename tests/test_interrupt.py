@@ -1,0 +1,89 @@
+"""A fit killed by a signal resumes with `mixzoo fit --resume DIR` and ends where an uninterrupted run ends."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from mixzoo.training_state import safe_load
+
+ARGS = ["--model", "gmm", "--data", "digits", "--pca", "8", "--subsample", "800", "--epochs", "16"]
+ARGS += ["--batch-size", "16", "--n-init", "2", "--seed", "3", "--json", "--no-progress"]
+
+
+def _mixzoo(*args, **kwargs):
+    return subprocess.Popen(
+        [sys.executable, "-m", "mixzoo", "fit", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **kwargs,
+    )
+
+
+def _wait_for_restart(run, restart, timeout=120):
+    """Block until the training state of ``restart`` is on disk."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        state = run / "train_state.pt"
+        if state.is_file():
+            try:
+                if safe_load(state)["meta"]["restart"] == restart:
+                    return
+            except Exception:  # mid-rename on some file systems; look again
+                pass
+        time.sleep(0.02)
+    raise AssertionError("the run never reached the expected restart")
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL")
+def test_killed_run_resumes_to_the_uninterrupted_result(tmp_path):
+    whole, cut = tmp_path / "whole", tmp_path / "cut"
+    ref = _mixzoo(*ARGS, "--out", str(whole))
+    proc = _mixzoo(*ARGS, "--out", str(cut), "--checkpoint-every", "2")
+    _wait_for_restart(cut, 1)  # restart 0 finished, restart 1 under way
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    assert not (cut / "metrics.json").exists() and (cut / "best_restart.pt").is_file()
+
+    out, err = ref.communicate(timeout=300)
+    assert ref.returncode == 0, err
+    resumed = subprocess.run(
+        [sys.executable, "-m", "mixzoo", "fit", "--resume", str(cut), "--json"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    a, b = json.loads(out.splitlines()[-1]), json.loads(resumed.stdout.splitlines()[-1])
+    for key in ("acc", "nmi", "ari", "final_loss", "epochs"):
+        assert a[key] == b[key], key
+    want = torch.load(whole / "checkpoint.pt", weights_only=True)
+    got = torch.load(cut / "checkpoint.pt", weights_only=True)
+    for part in ("model", "guide"):
+        for k, v in want[part].items():
+            torch.testing.assert_close(got[part][k], v, rtol=0, atol=0)
+    assert not (cut / "train_state.pt").exists() and not (cut / "best_restart.pt").exists()
+
+
+def test_resume_error_messages(tmp_path, capsys):
+    from mixzoo.cli import main
+
+    main(["fit", "--resume", str(tmp_path)])
+    assert "not a run directory with a config.json" in capsys.readouterr().err
+    run = tmp_path / "run"
+    main(["fit", "--model", "gmm", "--data", "moons", "--epochs", "2", "--out", str(run), "--checkpoint-every", "1"])
+    capsys.readouterr()
+    main(["fit", "--resume", str(run), "--epochs", "5", "--model", "flow-mixture"])
+    assert "drop --epochs, --model" in capsys.readouterr().err
+    main(["fit", "--resume", str(run)])
+    assert "already finished" in capsys.readouterr().err
+    env_free = main(["fit", "--model", "gmm", "--data", "moons", "--checkpoint-every", "1"])
+    assert env_free == 2 and "needs --out DIR" in capsys.readouterr().err
+    assert os.environ.get("WORLD_SIZE") is None
