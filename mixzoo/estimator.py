@@ -104,6 +104,8 @@ class MixtureClusterer(ClusterMixin, DensityMixin, BaseEstimator):
         return config
 
     def _validate(self, X: Any, reset: bool) -> torch.Tensor:
+        if isinstance(X, torch.Tensor):  # any device: the estimator computes on its own
+            X = X.detach().cpu().numpy()
         arr = validate_data(self, X, reset=reset, dtype=[np.float64, np.float32], ensure_all_finite=False)
         return check_data(arr, name="X")
 

@@ -22,6 +22,7 @@ import pyro.poutine as poutine
 import torch
 from pyro.poutine.trace_struct import Trace
 
+from .errors import MixzooInputError
 from .params import StateDict, isolated_param_store
 
 __all__ = ["has_exact_likelihood", "enumerated_log_joint", "cluster_log_joint", "cluster_log_proba", "cluster_proba", "log_likelihood", "CLUSTER_SITE", "DATA_PLATE"]
@@ -101,8 +102,21 @@ def cluster_log_proba(
 
 
 def cluster_proba(model: Callable[..., Any], guide: Callable[..., Any], x: torch.Tensor, **kwargs: Any) -> torch.Tensor:
-    """(N, K) cluster probabilities; see :func:`cluster_log_proba`."""
-    return cluster_log_proba(model, guide, x, **kwargs).exp()
+    """(N, K) cluster probabilities; see :func:`cluster_log_proba`.
+
+    :raises MixzooInputError: for points whose probabilities cannot be computed (every cluster's
+        density underflows or overflows, e.g. data far outside the training range), instead of NaN rows.
+    """
+    proba = cluster_log_proba(model, guide, x, **kwargs).exp()
+    bad = ~torch.isfinite(proba).all(dim=-1)
+    if bad.any():
+        rows = torch.nonzero(bad).flatten()
+        raise MixzooInputError(
+            f"the cluster probabilities of {len(rows)} point(s) (first: row {int(rows[0])}) are not finite: every "
+            "cluster's density under- or overflows there. Scale the data like the training data, or lower the "
+            "learning rate if training diverged."
+        )
+    return proba
 
 
 def has_exact_likelihood(model: Callable[..., Any], guide: Callable[..., Any], x: torch.Tensor) -> bool:

@@ -1,7 +1,17 @@
-"""Input checks run before any training starts.
+"""Input checks run before any training starts, in one place for :func:`mixzoo.fit`, the estimator and the CLI.
 
-Each check raises :class:`~mixzoo.errors.MixzooInputError` with one line that
-names the problem and how to fix it.
+Each check raises :class:`~mixzoo.errors.MixzooInputError` (a ``ValueError``) with
+one line that names the problem and how to fix it.
+
+Documented conversions (no error): integer, boolean and float64 data become
+float32; non-contiguous arrays and tensors (slices, transposes, negative strides)
+are copied into contiguous memory; a tensor on another device (e.g. CUDA) is
+copied to the CPU here and moved to the training device by the caller.
+
+Refused: NaN/inf values (also values beyond float32's range, ~3.4e38, which
+would become inf), values larger than 1e15 in magnitude (their squares overflow
+float32 densities; standardise the data), non-2-D arrays, empty arrays, object,
+string and complex data, and a feature count that differs from the model's.
 """
 
 from __future__ import annotations
@@ -13,7 +23,10 @@ import torch
 
 from .errors import MixzooInputError
 
-__all__ = ["check_data", "check_n_clusters", "check_labels"]
+__all__ = ["check_data", "check_n_clusters", "check_labels", "MAX_ABS"]
+
+MAX_ABS = 1e15
+"""Largest magnitude accepted in data: (1e15)^2 = 1e30 still fits float32 (max ~3.4e38) with room to spare."""
 
 
 def check_data(x: Any, *, name: str = "data", dim: int | None = None) -> torch.Tensor:
@@ -23,9 +36,10 @@ def check_data(x: Any, *, name: str = "data", dim: int | None = None) -> torch.T
         wrong number of features, or holds NaN/inf values.
     """
     if isinstance(x, torch.Tensor):
-        if x.is_complex() or x.dtype == torch.bool:
+        if x.is_complex():
             raise MixzooInputError(f"{name} has dtype {x.dtype}; pass real numbers (float).")
-        t = x.detach()
+        t = x.detach().cpu()
+        finite_before = bool(torch.isfinite(t).all()) if t.is_floating_point() else True
     else:
         try:
             arr = np.asarray(x)
@@ -37,7 +51,8 @@ def check_data(x: Any, *, name: str = "data", dim: int | None = None) -> torch.T
             )
         if np.iscomplexobj(arr):
             raise MixzooInputError(f"{name} is complex; pass real numbers.")
-        t = torch.as_tensor(arr.astype(np.float32, copy=False))
+        finite_before = bool(np.isfinite(arr).all()) if np.issubdtype(arr.dtype, np.floating) else True
+        t = torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32))
     if t.ndim != 2:
         raise MixzooInputError(
             f"{name} must be 2-D (n_samples, n_features) but has shape {tuple(t.shape)}; "
@@ -47,13 +62,25 @@ def check_data(x: Any, *, name: str = "data", dim: int | None = None) -> torch.T
         raise MixzooInputError(f"{name} is empty (shape {tuple(t.shape)}); pass at least one sample and one feature.")
     if dim is not None and t.shape[1] != dim:
         raise MixzooInputError(f"{name} has {t.shape[1]} features but the model was built for {dim}.")
-    t = t.to(torch.float32)
+    t = t.to(torch.float32).contiguous()
     bad = ~torch.isfinite(t)
     if bad.any():
         rows = torch.nonzero(bad.any(dim=1)).flatten()
+        if finite_before:
+            raise MixzooInputError(
+                f"{name} has {int(bad.sum())} values beyond float32's range (~3.4e38; first in row {int(rows[0])}); "
+                "rescale the data, e.g. standardise each feature."
+            )
         raise MixzooInputError(
             f"{name} contains {int(bad.sum())} NaN/inf values (first in row {int(rows[0])}); "
             "drop or impute those rows before fitting."
+        )
+    big = t.abs().amax()
+    if big > MAX_ABS:
+        row = int(torch.nonzero(t.abs().amax(dim=1) > MAX_ABS).flatten()[0])
+        raise MixzooInputError(
+            f"{name} has values as large as {float(big):.3g} (first in row {row}); beyond {MAX_ABS:.0e} squared "
+            "distances overflow float32 densities. Standardise the data (--scale or StandardScaler)."
         )
     return t
 

@@ -54,3 +54,31 @@ def test_labels():
         check_labels([0, 2, 1], 3, 2)
     with pytest.raises(MixzooInputError, match="1-D with 3 entries"):
         check_labels([0, 1], 3, 2)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        np.arange(12, dtype=np.int64).reshape(6, 2),  # integers
+        np.arange(12, dtype=np.float64).reshape(6, 2)[::-1],  # float64, negative strides
+        np.asfortranarray(np.arange(12, dtype=np.float32).reshape(6, 2)),  # column-major
+        torch.arange(12.0).reshape(2, 6).T,  # non-contiguous tensor
+        torch.ones(6, 2, dtype=torch.bool),  # booleans
+        torch.ones(6, 2, dtype=torch.float64),
+    ],
+    ids=["int64", "negative-strides", "fortran", "transposed-tensor", "bool", "float64-tensor"],
+)
+def test_documented_conversions(data):
+    t = check_data(data)
+    assert t.dtype == torch.float32 and t.is_contiguous() and t.device.type == "cpu" and t.shape == (6, 2)
+    torch.testing.assert_close(t, torch.as_tensor(np.asarray(data, dtype=np.float32)))
+
+
+def test_float64_beyond_float32_range_is_named():
+    with pytest.raises(MixzooInputError, match="beyond float32's range .* row 1"):
+        check_data(np.array([[1.0, 2.0], [1e39, 0.0]]))
+
+
+def test_values_too_large_for_densities():
+    with pytest.raises(MixzooInputError, match="as large as 1e\\+20 .* Standardise"):
+        check_data(np.array([[1.0, 2.0], [1e20, 0.0]]))
