@@ -422,7 +422,7 @@ def _write_extras(
 def load_run(run_dir: str) -> tuple[nn.Module, nn.Module, FitConfig]:
     """Rebuild the model and guide of a run directory with their trained parameters."""
     state, raw = load_checkpoint(run_dir)
-    config = config_from_json(raw, run_dir)
+    config = config_from_json(raw, run_dir).resolved()
     try:
         model, guide = build_pair(config)
     except (TypeError, AssertionError, KeyError) as err:

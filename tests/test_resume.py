@@ -161,3 +161,22 @@ def test_a_truncated_checkpoint_is_a_clear_error(tmp_path, blobs):
     (run / "checkpoint.pt").write_bytes(data[: len(data) // 2])
     with pytest.raises(MixzooInputError, match="cannot be read"):
         mixzoo.load_checkpoint(run)
+
+
+def test_checkpoint_of_another_model_or_k_is_a_clear_error(tmp_path):
+    import json
+
+    from mixzoo.runner import FitConfig, load_run, run_fit
+
+    run = tmp_path / "run"
+    run_fit(FitConfig(model="gmm", data="moons", epochs=2), out=str(run), progress=False)
+    config = json.loads((run / "config.json").read_text())
+    (run / "config.json").write_text(json.dumps({**config, "clusters": 4}))
+    with pytest.raises(MixzooInputError, match="does not fit a 'gmm' model with K=4, D=2.*another model or number of clusters"):
+        load_run(str(run))
+    (run / "config.json").write_text(json.dumps({**config, "model": "flow-mixture", "options": {}, "guide": None}))
+    with pytest.raises(MixzooInputError, match="does not fit a 'flow-mixture' model"):
+        load_run(str(run))
+    (run / "config.json").write_text(json.dumps({**config, "colour": "blue"}))
+    with pytest.raises(MixzooInputError, match="unknown entries: \\['colour'\\]"):
+        load_run(str(run))
