@@ -1,10 +1,10 @@
 """Mixtures of normalizing flows: 2-D toys, MNIST5 against k-means and a GMM, and the batched K-flow pass.
 
     python benchmarks/flow_mixture.py toys
-    python benchmarks/flow_mixture.py ratio [--device cuda]
+    python benchmarks/flow_mixture.py ratio [--device cuda] [--n 1000] [--repeats 20] [--out FILE]
     python benchmarks/flow_mixture.py mnist5 --data-dir ../shared/data/mnist [--device cuda] [--epochs 10]
 
-Each part writes its own section of docs/benchmarks.md.
+Each part writes its own section of docs/benchmarks.md; ``ratio`` is one table of ``benchmarks/run.py``.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from mixzoo.metrics import clustering_report
 from mixzoo.runner import FitConfig, run_fit
 
 sys.path.insert(0, __file__.rsplit("/", 1)[0])
-from report import machine, table, write_section  # noqa: E402
+from report import command, machine, table, write_section  # noqa: E402
 
 COLS = ["ACC", "NMI", "ARI", "seconds"]
 
@@ -63,7 +63,7 @@ def toys(a: argparse.Namespace) -> None:
             table(["data", "model", "seed", "ACC", "NMI", "ARI", "seconds"], rows),
         ]
     )
-    write_section("flow-toys", body)
+    write_section("flow-toys", body, a.out)
     print(body)
 
 
@@ -108,15 +108,15 @@ def ratio(a: argparse.Namespace) -> None:
         [
             f"## Batched K-flow pass against a loop over K (K = 10, {a.device})",
             "",
-            f"Command: `python benchmarks/flow_mixture.py ratio --device {a.device} --n {a.n} --dim {a.dim}`  ",
-            f"Machine: {machine()}  ",
+            f"Command: `{command()}`  ",
+            f"Machine: {machine(a.device)}  ",
             f"Forward + backward of the (N, K) log densities, N = {a.n}, D = {a.dim}, hidden 64x64, 3 layers; ms per call "
             f"(mean of {a.repeats}).",
             "",
             table(["flow", "parameters", "max abs diff", "loop ms", "batched ms", "speed-up"], rows),
         ]
     )
-    write_section(f"flow-ratio-{a.device}", body)
+    write_section(f"flow-ratio-{a.device}", body, a.out)
     print(body)
 
 
@@ -178,7 +178,7 @@ def mnist5(a: argparse.Namespace) -> None:
             table(["method", "features", "ACC", "NMI", "ARI", "seconds"], rows),
         ]
     )
-    write_section(f"flow-mnist5-{a.device}", body)
+    write_section(f"flow-mnist5-{a.device}", body, a.out)
     print(body)
 
 
@@ -192,8 +192,9 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=1000)
     ap.add_argument("--dim", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=20)
+    ap.add_argument("--out", default=None, help="Markdown file to write the section into (default docs/benchmarks.md)")
     a = ap.parse_args()
-    torch.set_num_threads(max(1, torch.get_num_threads()))
+    torch.set_num_threads(min(2, torch.get_num_threads()))
     {"toys": toys, "ratio": ratio, "mnist5": mnist5}[a.part](a)
 
 

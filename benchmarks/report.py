@@ -1,4 +1,4 @@
-"""Write one benchmark's section into docs/benchmarks.md, replacing its previous version."""
+"""Write one benchmark's section into docs/benchmarks.md (or another file), replacing its previous version."""
 
 from __future__ import annotations
 
@@ -6,32 +6,92 @@ import datetime
 import os
 import platform
 import re
+import shlex
+import sys
 from pathlib import Path
+from typing import Any
 
-import torch
-
-DOC = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
+ROOT = Path(__file__).resolve().parent.parent
+DOC = ROOT / "docs" / "benchmarks.md"
+DOC_ENV = "MIXZOO_BENCHMARKS_DOC"
+"""Environment variable naming another file to write the sections into (set by ``benchmarks/run.py --out``)."""
 HEADER = "# Benchmarks\n\nEach section is written by the script named in it; rerun the command to refresh it.\n"
 
 
-def machine() -> str:
-    """A one-line description of the machine and library versions."""
-    dev = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
-    return (
-        f"{platform.machine()}, {os.cpu_count()} CPU cores, {dev}; Python {platform.python_version()}, "
-        f"torch {torch.__version__}; {datetime.date.today().isoformat()}"
+def cpu_model() -> str:
+    """The CPU model name from /proc/cpuinfo (the platform's processor string elsewhere)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def device_name(device: Any = None) -> str:
+    """``cpu``, or ``cuda (<GPU name>)`` for a CUDA device."""
+    import torch
+
+    dev = torch.device(device or "cpu")
+    if dev.type == "cuda":
+        return f"cuda ({torch.cuda.get_device_name(dev)})"
+    return dev.type
+
+
+def machine(device: Any = None) -> str:
+    """A one-line description of the machine, library versions, the device the numbers come from, and the date."""
+    import torch
+
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
+    text = (
+        f"{cpu_model()} ({platform.machine()}), {os.cpu_count()} CPU cores, {torch.get_num_threads()} torch threads, "
+        f"{gpu}; Python {platform.python_version()}, torch {torch.__version__}"
     )
+    if device is not None:
+        text += f"; device {device_name(device)}"
+    return f"{text}; {datetime.date.today().isoformat()}"
 
 
-def write_section(key: str, body: str) -> None:
-    """Insert or replace the section delimited by ``<!-- key -->`` markers."""
-    text = DOC.read_text() if DOC.exists() else HEADER
+def command() -> str:
+    """The command line that started this process, with the script's path relative to the repository."""
+    argv = list(sys.argv)
+    script = Path(argv[0]).resolve()
+    try:
+        argv[0] = str(script.relative_to(ROOT))
+    except ValueError:
+        pass
+    return shlex.join(["python", *argv])
+
+
+def doc_path(doc: str | Path | None = None) -> Path:
+    """The file the sections go to: ``doc``, else ``$MIXZOO_BENCHMARKS_DOC``, else docs/benchmarks.md."""
+    if doc is not None:
+        return Path(doc)
+    env = os.environ.get(DOC_ENV)
+    return Path(env) if env else DOC
+
+
+def write_section(key: str, body: str, doc: str | Path | None = None) -> Path:
+    """Insert or replace the section delimited by ``<!-- key -->`` markers; returns the file written."""
+    path = doc_path(doc)
+    text = path.read_text() if path.exists() else HEADER
     start, end = f"<!-- {key} -->", f"<!-- /{key} -->"
     block = f"{start}\n{body.rstrip()}\n{end}"
     pattern = re.compile(re.escape(start) + ".*?" + re.escape(end), re.S)
     text = pattern.sub(lambda _: block, text) if pattern.search(text) else text.rstrip() + "\n\n" + block + "\n"
-    DOC.parent.mkdir(exist_ok=True)
-    DOC.write_text(text)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+def read_section(key: str, doc: str | Path | None = None) -> str | None:
+    """The body of the section ``key``, or ``None`` when the file or the section does not exist."""
+    path = doc_path(doc)
+    if not path.exists():
+        return None
+    m = re.search(re.escape(f"<!-- {key} -->") + "\n(.*?)\n" + re.escape(f"<!-- /{key} -->"), path.read_text(), re.S)
+    return m.group(1) if m else None
 
 
 def table(header: list[str], rows: list[list[object]]) -> str:
@@ -40,3 +100,21 @@ def table(header: list[str], rows: list[list[object]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(fmt(v) for v in r) + " |" for r in rows]
     return "\n".join(lines)
+
+
+def parse_table(text: str) -> list[dict[str, str]]:
+    """The rows of the first Markdown table in ``text`` as dicts keyed by the header."""
+    def cells(line: str) -> list[str]:  # split on the pipes that are not escaped as \|
+        return [c.strip() for c in re.split(r"(?<!\\)\|", line.strip()[1:-1])]
+
+    lines = [ln.strip() for ln in text.splitlines()]
+    for i, line in enumerate(lines):
+        if line.startswith("|") and i + 1 < len(lines) and lines[i + 1].startswith("|---"):
+            header = cells(line)
+            rows = []
+            for row in lines[i + 2 :]:
+                if not row.startswith("|"):
+                    break
+                rows.append(dict(zip(header, cells(row), strict=False)))
+            return rows
+    return []
