@@ -23,7 +23,7 @@ from .metrics import clustering_report
 from .models import get_spec
 from .params import isolated_param_store
 from .posterior import cluster_proba, has_exact_likelihood
-from .train import FitResult, fit
+from .train import FitResult, evaluate_loss, fit
 from .training_state import atomic_save, safe_load
 from .transfer import transfer_split
 from .validation import check_data, check_n_clusters
@@ -251,7 +251,7 @@ def fit_restarts(
                 ),
             )
         with torch.no_grad(), isolated_param_store():
-            final = float(loss.loss(model, guide, x.to(result.device))) / x.shape[0]
+            final = evaluate_loss(loss, model, guide, x.to(result.device))
         if best is None or (math.isfinite(final) and not final >= best[0]):
             best = (final, model, guide, result)
         if best_file is not None and (not distributed or torch.distributed.get_rank() == 0):

@@ -51,7 +51,7 @@ from .training_state import (
 )
 from .validation import check_data, check_labels
 
-__all__ = ["fit", "FitResult", "Schedule", "set_seed"]
+__all__ = ["fit", "FitResult", "Schedule", "set_seed", "evaluate_loss"]
 
 
 class Schedule(Protocol):
@@ -87,6 +87,23 @@ class FitResult:
 def set_seed(seed: int) -> None:
     """Seed Python's ``random``, NumPy and torch (CPU and CUDA) in one call."""
     pyro.set_rng_seed(seed)
+
+
+def evaluate_loss(
+    loss: ELBO, model: Callable[..., Any], guide: Callable[..., Any], x: torch.Tensor, batch_size: int = 2048
+) -> float:
+    """The loss per point on all of ``x``, computed in chunks of ``batch_size`` through the data plate.
+
+    Each chunk's loss is scaled by the plate to the whole data set, so the chunks are averaged with
+    weights ``len(chunk) / N``; memory stays that of one chunk (an enumerated Gaussian mixture on all of
+    MNIST at once would hold K x N x D intermediates, several GiB).
+    """
+    n = x.shape[0]
+    total = 0.0
+    with torch.no_grad():
+        for idx in torch.arange(n, device=x.device).split(batch_size):
+            total += float(loss.loss(model, guide, x, None, idx)) * len(idx) / n
+    return total / n
 
 
 def _resolve_device(device: str | torch.device) -> torch.device:
@@ -267,7 +284,7 @@ def fit(
             stop = False
             if x_val is not None:
                 with torch.no_grad():
-                    val = ctx.sum(float(loss.loss(model, guide, x_val)) / x_val.shape[0]) / ctx.world
+                    val = ctx.sum(evaluate_loss(loss, model, guide, x_val)) / ctx.world
                 result.val_losses.append(val)
                 postfix["val"] = f"{val:.4g}"
                 if val < best_val:
