@@ -182,6 +182,8 @@ def fit_restarts(
     x_train = x if x_train is None else x_train
     best: tuple[float, nn.Module, nn.Module, FitResult] | None = None
     resumable = state_dir is not None and c.checkpoint_every is not None
+    if distributed and c.options.get("two_fold"):
+        raise MixzooInputError("the two-fold loop (--two-fold) runs in one process; drop --two-fold or torchrun.")
     if resumable and c.options.get("two_fold"):
         raise MixzooInputError("--checkpoint-every/--resume do not cover the two-fold loop (--two-fold); drop one.")
     state_file = best_file = None
