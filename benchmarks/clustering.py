@@ -136,7 +136,7 @@ SPECS: dict[str, Spec] = {
             NEURAL_MLP,
             Row("`neural-mixture` CNN C16-C32-C64 F32, eq. (7) with augmentations", "neural-mixture",
                 options={"arch": "cnn", "channels": "16,32,64", "hidden": "32", "augment": True}, epochs=15),
-            *_gmvae_rows(epochs=20, pretrain=10),
+            *_gmvae_rows(epochs=15, pretrain=5),
         ],
         subsample=10000,
         quick_subsample=2000,
@@ -270,10 +270,13 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--device", default="cpu", help="cpu, cuda, or auto (cuda when available)")
     ap.add_argument("--data-dir", default=None, help="MNIST idx directory (default $MIXZOO_DATA)")
     ap.add_argument("--out", default=None, help="Markdown file to write the section into (default docs/benchmarks.md)")
-    ap.add_argument("--threads", type=int, default=2, help="torch threads (at most the cores you may use)")
+    ap.add_argument("--threads", type=int, default=1, help="torch (and BLAS/OpenMP) threads; 1 by default, see run.py")
     a = ap.parse_args(argv)
     warnings.filterwarnings("ignore")
     torch.set_num_threads(a.threads)
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(a.threads)  # scikit-learn's BLAS and OpenMP pools: the same cores as torch
     run_mode = "quick" if a.quick else "tiny" if a.tiny else "full"
     n_seeds = a.seeds or (3 if run_mode == "full" else 1)
     device = ("cuda" if torch.cuda.is_available() else "cpu") if a.device == "auto" else a.device

@@ -44,8 +44,9 @@ def machine(device: Any = None) -> str:
     import torch
 
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
+    threads = torch.get_num_threads()
     text = (
-        f"{cpu_model()} ({platform.machine()}), {os.cpu_count()} CPU cores, {torch.get_num_threads()} torch threads, "
+        f"{cpu_model()} ({platform.machine()}), {os.cpu_count()} CPU cores, {threads} torch thread{'s' * (threads != 1)}, "
         f"{gpu}; Python {platform.python_version()}, torch {torch.__version__}"
     )
     if device is not None:

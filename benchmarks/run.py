@@ -1,7 +1,7 @@
 """The benchmark suite: every table of docs/benchmarks.md that the suite covers, one process per table.
 
     python benchmarks/run.py [--quick] [--seeds N] [--data-dir DIR] [--device cpu|cuda|auto]
-                             [--only NAME[,NAME...]] [--out FILE] [--lock PATH | --no-lock]
+                             [--only NAME[,NAME...]] [--out FILE] [--lock PATH | --no-lock] [--threads 1]
 
 Tables, in order: the clustering tables (``benchmarks/clustering.py --data NAME`` for pinwheel, two-circles,
 moons, digits, mnist1d, mnist, mnist-pca50, mnist5-pca50), the Pyro-against-PyTorch step table
@@ -16,6 +16,11 @@ The default is the full run (3 seeds, MNIST subsampled to 10000 points; about an
 need the idx files (``--data-dir`` or ``$MIXZOO_DATA``; ``../shared/data/mnist`` when it exists) and are
 skipped without them. Every table process takes an exclusive ``flock`` on ``--lock``
 (``/tmp/mixzoo-cpu.lock``) for its duration, so other jobs that use the same lock get turns between tables.
+
+Threads: each table runs with ``--threads`` threads (1 by default) for torch, BLAS and OpenMP alike, so
+mixzoo and scikit-learn get the same share of the CPU. On the shared 2-core machine where the suite was
+written, two OpenMP threads competing with another process ran a 3-epoch flow-mixture fit in 95 s against
+3.7 s with one thread; ``--threads 2`` uses both cores when the machine is yours.
 """
 
 from __future__ import annotations
@@ -51,6 +56,7 @@ def plan(a: argparse.Namespace, cuda: bool) -> list[tuple[str, list[str]]]:
     mode = ["--quick"] if a.quick else []
     seeds = ["--seeds", str(a.seeds)] if a.seeds else []
     data_dir = _data_dir(a.data_dir)
+    threads = ["--threads", str(a.threads)]
     out: list[tuple[str, list[str]]] = []
     for name in CLUSTERING:
         if name in NEEDS_MNIST and data_dir is None:
@@ -58,16 +64,16 @@ def plan(a: argparse.Namespace, cuda: bool) -> list[tuple[str, list[str]]]:
             continue
         extra = ["--data-dir", os.path.relpath(data_dir, ROOT)] if name in NEEDS_MNIST and data_dir else []
         out.append((f"clustering-{name}", ["benchmarks/clustering.py", "--data", name, *mode, *seeds,
-                                           "--device", a.device, *extra]))
+                                           "--device", a.device, *threads, *extra]))
     devices = ["cpu", "cuda"] if cuda else ["cpu"]
     for dev in devices:
-        out.append((f"step-speed-{dev}", ["benchmarks/step_speed.py", "--device", dev, *mode]))
+        out.append((f"step-speed-{dev}", ["benchmarks/step_speed.py", "--device", dev, *mode, *threads]))
     for dev in devices:
         n = "4096" if dev == "cuda" else "1000"
         repeats = ["--repeats", "5"] if a.quick else []
         out.append((f"flow-ratio-{dev}", ["benchmarks/flow_mixture.py", "ratio", "--device", dev, "--n", n, *repeats]))
     for dev in devices:
-        out.append((f"flops-{dev}", ["benchmarks/flops.py", "--device", dev, *mode]))
+        out.append((f"flops-{dev}", ["benchmarks/flops.py", "--device", dev, *mode, *threads]))
     if a.only:
         keep = set(a.only.split(","))
         out = [t for t in out if t[0] in keep or t[0].split("-", 1)[-1] in keep]
@@ -101,14 +107,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default=None, help="Markdown file to write (default docs/benchmarks.md)")
     ap.add_argument("--lock", default="/tmp/mixzoo-cpu.lock", help="file to flock while a table runs")
     ap.add_argument("--no-lock", action="store_true", help="do not take the lock")
+    ap.add_argument("--threads", type=int, default=1, help="threads per table process (torch, BLAS, OpenMP); default 1")
     a = ap.parse_args(argv)
     import torch
 
+    torch.set_num_threads(a.threads)  # the machine line below names the tables' thread count
     cuda = torch.cuda.is_available()
     env = dict(os.environ)
     if a.out:
         env[DOC_ENV] = str(Path(a.out).resolve())
     env.setdefault("PYTHONPATH", str(ROOT))
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        env[var] = str(a.threads)
     lock = None if a.no_lock else a.lock
     tables = plan(a, cuda)
     start = time.perf_counter()
@@ -118,7 +128,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"== {name}: python {shlex.join(targv)}", flush=True)
         rc, waited, ran = run_table(targv, lock, env)
         failed += rc != 0
-        rows.append([f"`{name}`", f"`python {shlex.join(targv)}`", "ok" if rc == 0 else f"exit {rc}", ran, waited])
+        load = os.getloadavg()[0]
+        rows.append([f"`{name}`", f"`python {shlex.join(targv)}`", "ok" if rc == 0 else f"exit {rc}", ran, waited, load])
         print(f"== {name}: exit {rc}, {ran:.0f} s (waited {waited:.0f} s for the lock)", flush=True)
     hl = subprocess.call([sys.executable, "benchmarks/headline.py", *(["--out", a.out] if a.out else [])], cwd=ROOT,
                          env=env)
@@ -133,9 +144,11 @@ def main(argv: list[str] | None = None) -> int:
             f"Mode: {'quick' if a.quick else 'full'}; {total:.0f} s wall time in all ({total / 60:.1f} min), of which "
             f"{sum(r[4] for r in rows):.0f} s waiting for `{lock}` while other jobs held it"
             + ("" if lock else " (no lock)")
-            + ". One process per table; each replaces its own section below.",
+            + f". One process per table; each replaces its own section below. `load`: the 1-minute load average "
+            f"when the table finished ({os.cpu_count()} cores; above the core count, other processes shared the CPU "
+            "and the table's wall times are inflated).",
             "",
-            table(["section", "command", "status", "seconds", "waited for the lock (s)"], rows),
+            table(["section", "command", "status", "seconds", "waited for the lock (s)", "load"], rows),
         ]
     )
     write_section("benchmark-suite", body, a.out)

@@ -300,7 +300,7 @@ def main(argv: list[str] | None = None) -> None:
     mode.add_argument("--tiny", action="store_true")
     ap.add_argument("--only", default=None, help="run the families whose name contains this text")
     ap.add_argument("--out", default=None, help="Markdown file to write the section into (default docs/benchmarks.md)")
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=1, help="torch (and BLAS/OpenMP) threads; 1 by default, see run.py")
     a = ap.parse_args(argv)
     warnings.filterwarnings("ignore")
     torch.set_num_threads(a.threads)
