@@ -12,8 +12,8 @@ import torch
 
 from mixzoo.training_state import safe_load
 
-ARGS = ["--model", "gmm", "--data", "digits", "--pca", "8", "--subsample", "800", "--epochs", "16"]
-ARGS += ["--batch-size", "16", "--n-init", "2", "--seed", "3", "--json", "--no-progress"]
+ARGS = ["--model", "gmm", "--data", "digits", "--pca", "8", "--subsample", "600", "--epochs", "10"]
+ARGS += ["--batch-size", "24", "--n-init", "2", "--seed", "3", "--json", "--no-progress"]
 
 
 def _mixzoo(*args, **kwargs):
