@@ -137,7 +137,12 @@ def laplace_diagonal(
     total = sum(p.numel() for p, _ in used)
     if total <= max_exact:
         for p, g in used:
-            diag[index[id(p)]] = _exact_diagonal(p, g)
+            flat = g.reshape(-1)
+            out = diag[index[id(p)]].reshape(-1)
+            for j in range(flat.numel()):
+                (row,) = torch.autograd.grad(flat[j], p, retain_graph=True, allow_unused=True)
+                if row is not None:
+                    out[j] = row.reshape(-1)[j]
     else:
         gen = torch.Generator().manual_seed(seed)
         for _ in range(n_probes):
@@ -149,28 +154,6 @@ def laplace_diagonal(
                 if h is not None:
                     diag[index[id(p)]] += v * h / n_probes
     return [d.detach() for d in diag]
-
-
-def _exact_diagonal(p: torch.Tensor, g: torch.Tensor, chunk: int = 256) -> torch.Tensor:
-    """The diagonal of :math:`\partial g / \partial p` (a block of the Hessian), ``chunk`` rows per
-    vectorized backward pass (falls back to one pass per row where an operation cannot be batched)."""
-    flat = g.reshape(-1)
-    n = flat.numel()
-    out = torch.zeros(n, dtype=p.dtype, device=p.device)
-    try:
-        for start in range(0, n, chunk):
-            rows = torch.arange(start, min(start + chunk, n), device=p.device)
-            basis = torch.zeros(len(rows), n, dtype=flat.dtype, device=flat.device)
-            basis[torch.arange(len(rows)), rows] = 1
-            (block,) = torch.autograd.grad(flat, p, grad_outputs=basis, retain_graph=True, is_grads_batched=True)
-            out[rows] = block.reshape(len(rows), n)[torch.arange(len(rows)), rows]
-        return out.reshape(p.shape)
-    except RuntimeError:  # an operation without a batching rule
-        for j in range(n):
-            (row,) = torch.autograd.grad(flat[j], p, retain_graph=True, allow_unused=True)
-            if row is not None:
-                out[j] = row.reshape(-1)[j]
-        return out.reshape(p.shape)
 
 
 def _laplace_loglik(
