@@ -208,7 +208,7 @@ def fit_restarts(
             model, guide = build_pair(c)
         model.to(c.device)
         guide.to(c.device)
-        spec.initialize(model, guide, x.to(c.device), seed, c.options)
+        spec.initialize(model, guide, x.to(c.device), seed, c.options, loss=loss)
         if c.options.get("two_fold"):  # Algorithm 1 of the 001 paper: EM step, then a consistency step
             from .inference.consistency import fit_two_fold
 

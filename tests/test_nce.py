@@ -155,3 +155,48 @@ def test_two_cluster_linear_energy_starts_from_the_kmeans_partition():
     pred = mixzoo.cluster_proba(model, EmptyGuide(), x).argmax(1).numpy()
     truth = np.repeat([0, 1], 200)
     assert max((pred == truth).mean(), (pred != truth).mean()) > 0.99
+
+
+def _deep_feature_problem(seed=0):
+    """Features f in R^4 with base measure h = N(0, I): noise classes N(mu_l, I) (known density
+    relative to h, as eq. 28 gives it) and data clusters N(nu_k, I), i.e. exp(nu_k f + c_k) h(f)."""
+    torch.manual_seed(seed)
+    mu = 2.0 * torch.eye(4)[:3]
+    nu = torch.tensor([[0, 0, 0, 3.0], [2.0, 2.0, 0, 1.0], [-2.0, 0, 2.0, 1.0]])
+    noise = (mu[:, None] + torch.randn(3, 2000, 4)).reshape(-1, 4)
+    labels = torch.arange(3).repeat_interleave(1000)
+    x = nu[labels] + torch.randn(3000, 4)
+
+    def log_noise(f):
+        return torch.logsumexp(f @ mu.T - 0.5 * (mu**2).sum(-1) - math.log(3), -1)
+
+    return x, labels, nu, SampleNoise(noise, log_noise)
+
+
+def test_componentwise_nce_start_recovers_the_deep_feature_mixture():
+    x, labels, nu, noise = _deep_feature_problem()
+    model = EnergyMixture(4, 3, "linear").initialize(x, seed=0, nce=NCE(noise))
+    start = model.theta.detach().clone()
+    mixzoo.fit(model, EmptyGuide(), x, loss=NCE(noise), epochs=100, lr=0.01, batch_size=500, progress=False)
+    order = torch.cdist(nu, model.theta.detach()).argmin(1)
+    assert sorted(order.tolist()) == [0, 1, 2]
+    torch.testing.assert_close(model.theta.detach()[order], nu, atol=0.35, rtol=0)
+    true_c = torch.full((3,), math.log(1 / 3)) - 0.5 * (nu**2).sum(-1)
+    torch.testing.assert_close(model.c.detach()[order], true_c, atol=0.5, rtol=0)
+    # the start is already each cluster's own NCE fit: close to the truth before training
+    torch.testing.assert_close(start[order], nu, atol=0.6, rtol=0)
+    pred = mixzoo.cluster_proba(model, EmptyGuide(), x).argmax(1)
+    assert (order[labels] == pred).float().mean() > 0.9
+
+
+def test_energy_mixture_under_nce_starts_componentwise_from_the_cli_registry():
+    from mixzoo.models import get_spec
+
+    x, _, _, noise = _deep_feature_problem()
+    spec = get_spec("energy-mixture")
+    model, guide = spec.build(4, 3, "empty", dict(spec.options))
+    spec.initialize(model, guide, x, 0, dict(spec.options), loss=NCE(noise))
+    joint = EnergyMixture(4, 3, "linear").initialize(x, seed=0)
+    componentwise = EnergyMixture(4, 3, "linear").initialize(x, seed=0, nce=NCE(noise))
+    torch.testing.assert_close(model.theta.detach(), componentwise.theta.detach())
+    assert not torch.allclose(model.theta.detach(), joint.theta.detach(), atol=0.1)

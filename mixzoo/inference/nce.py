@@ -97,6 +97,17 @@ class NCE(ELBO):
                 counts.append(self.nu * n_data)  # type: ignore[operator]
         return counts
 
+    def fit_noise(self, x: torch.Tensor) -> None:
+        """Fit the data-dependent noise sources (the default matched Gaussian) on ``x``; a no-op once fitted."""
+        for s, _ in self.sources:
+            s.fit(x)
+
+    def draw_noise(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """One draw of every source for the data ``x``: :math:`M_l` samples each (a sample set in full),
+        to pass as ``noise_samples`` for a deterministic objective."""
+        self.fit_noise(x)
+        return [source.sample(max(1, round(m_l))).to(x.device) for (source, _), m_l in zip(self.sources, self._counts(x.shape[0]), strict=True)]
+
     def _log_model(self, model: Callable[..., Any], guide: Callable[..., Any], u: torch.Tensor) -> torch.Tensor:
         return torch.logsumexp(enumerated_log_joint(model, guide, u), dim=-1)
 
@@ -121,8 +132,7 @@ class NCE(ELBO):
         n = x.shape[0]
         xb = x if subsample is None else x[subsample]
         b = xb.shape[0]
-        for s, _ in self.sources:
-            s.fit(x)
+        self.fit_noise(x)
         counts = self._counts(n)
         log_counts = torch.tensor([math.log(m) for m in counts], dtype=x.dtype, device=x.device)
         log_n = math.log(n)

@@ -11,6 +11,7 @@ from torch import nn
 from ..errors import MixzooInputError
 from ..guides import ClusterEncoder, EmptyGuide, EStepGuide, GMVAEGuide
 from ..inference.annealing import ExponentialDecay, StepDecay
+from ..inference.nce import NCE
 from .energy_mixture import EnergyMixture
 from .flow_mixture import FlowMixture
 from .gmm import GaussianMixture
@@ -23,13 +24,19 @@ Builder = Callable[[int, int, str, dict[str, Any]], tuple[nn.Module, nn.Module]]
 ScheduleBuilder = Callable[[nn.Module, nn.Module, dict[str, Any]], list[Callable[[int], None]]]
 
 
-Initializer = Callable[[nn.Module, nn.Module, Any, int, dict[str, Any]], None]
+Initializer = Callable[..., None]
+"""``initialize(model, guide, x, seed, options, loss=None)``: the loss that will train the pair comes last."""
 
 
-def _initialize_each(model: nn.Module, guide: nn.Module, x: Any, seed: int, options: dict[str, Any]) -> None:
+def _initialize_each(model: nn.Module, guide: nn.Module, x: Any, seed: int, options: dict[str, Any], loss: Any = None) -> None:
     for module in (model, guide):
         if hasattr(module, "initialize"):
             module.initialize(x, seed=seed)
+
+
+def _energy_initialize(model: nn.Module, guide: nn.Module, x: Any, seed: int, options: dict[str, Any], loss: Any = None) -> None:
+    """Under NCE, start each component at the NCE fit of its k-means cluster against the loss's noise."""
+    model.initialize(x, seed=seed, nce=loss if isinstance(loss, NCE) else None)  # type: ignore[operator]
 
 
 def _no_schedules(model: nn.Module, guide: nn.Module, options: dict[str, Any]) -> list[Callable[[int], None]]:
@@ -151,7 +158,7 @@ def _gmvae_schedules(model: nn.Module, guide: nn.Module, options: dict[str, Any]
     return [StepDecay(model, "eps_x", 1.0, every, 0.5, 1e-4), StepDecay(guide, "eps_z", 1.0, every, 0.5, 1e-4)]
 
 
-def _gmvae_initialize(model: nn.Module, guide: nn.Module, x: Any, seed: int, options: dict[str, Any]) -> None:
+def _gmvae_initialize(model: nn.Module, guide: nn.Module, x: Any, seed: int, options: dict[str, Any], loss: Any = None) -> None:
     if int(options["pretrain"]) > 0:
         pretrain_autoencoder(model, guide, x, epochs=int(options["pretrain"]), seed=seed)
 
@@ -204,6 +211,7 @@ MODELS: dict[str, ModelSpec] = {
         lr=0.01,
         batch_size=1024,
         options={"features": "linear"},
+        initialize=_energy_initialize,
     ),
     "neural-mixture": ModelSpec(
         name="neural-mixture",

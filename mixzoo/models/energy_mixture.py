@@ -23,7 +23,7 @@ The cluster posterior is eq. (12)/(27),
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import pyro
 import pyro.distributions as dist
@@ -35,6 +35,9 @@ from torch import nn
 from ..errors import MixzooInputError
 from ..kmeans import kmeans
 from ..validation import check_data
+
+if TYPE_CHECKING:
+    from ..inference.nce import NCE
 
 __all__ = ["EnergyMixture"]
 
@@ -92,14 +95,53 @@ class EnergyMixture(PyroModule):
         var = torch.where(t1 < 0, -0.5 / t1, torch.full_like(t1, float("nan")))
         return t2 * var, var
 
-    @torch.no_grad()
-    def initialize(self, x: torch.Tensor, seed: int = 0) -> EnergyMixture:
-        """Start each component at a k-means cluster: a Gaussian energy with the data's variances
-        (quadratic) or the logistic regression that reproduces the k-means partition (linear)."""
+    def initialize(self, x: torch.Tensor, seed: int = 0, nce: NCE | None = None) -> EnergyMixture:
+        r"""Start each component at a k-means cluster.
+
+        With ``nce`` (the loss that will train the model), ``features="linear"`` components
+        start component-wise: component k is the one-component NCE estimate, against the
+        same noise, of the points of k-means cluster k alone, and its :math:`c_k` gains
+        :math:`\log(N_k / N)`, so that the mixture starts at :math:`\sum_k (N_k/N)\, \hat p_k(x)`.
+        Each of these fits is concave in :math:`(\theta_k, c_k)` (G of eq. 4 is linear in them),
+        so it has one optimum, found by L-BFGS. Started this way, no component lies below the
+        others everywhere, the failure of a joint start in which NCE lets all but one
+        component die (the deep-transfer recipe of section 4.3 collapsed to one cluster).
+
+        Without ``nce``: a Gaussian energy with the data's variances (quadratic) or the
+        logistic regression that reproduces the k-means partition (linear).
+        """
         x = check_data(x, dim=self.dim).to(self.c.device)
         g = torch.Generator().manual_seed(seed)
         centres, _ = kmeans(x.cpu(), self.n_clusters, g)
-        centres = centres.to(x.device)
+        labels = torch.cdist(x, centres.to(x.device)).argmin(-1)
+        if nce is not None and self.features == "linear":
+            return self._initialize_componentwise(x, labels, nce, seed)
+        with torch.no_grad():
+            return self._initialize_moments(x, centres.to(x.device), labels)
+
+    def _initialize_componentwise(self, x: torch.Tensor, labels: torch.Tensor, nce: NCE, seed: int) -> EnergyMixture:
+        nce.fit_noise(x)  # a data-matched noise is fitted on all the data, not on one cluster
+        counts = torch.bincount(labels, minlength=self.n_clusters)
+        if int(counts.min()) < 2:
+            raise MixzooInputError("k-means left a cluster with fewer than 2 points; lower the number of clusters.")
+        for k in range(self.n_clusters):
+            xk = x[labels == k]
+            one = EnergyMixture(self.dim, 1, self.features).to(x.device)
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed + k)
+                noise = nce.draw_noise(xk)  # fixed draws: a deterministic objective for L-BFGS
+            _fit_by_lbfgs(one, nce, xk, noise)
+            if not (torch.isfinite(one.theta).all() and torch.isfinite(one.c).all()):
+                raise MixzooInputError(
+                    f"the NCE start of component {k} is not finite: its k-means cluster cannot be told from the noise "
+                    "by a bounded energy; standardise the features or choose other noise."
+                )
+            with torch.no_grad():
+                self.theta[k] = one.theta[0]
+                self.c[k] = one.c[0] + math.log(len(xk) / len(x))
+        return self
+
+    def _initialize_moments(self, x: torch.Tensor, centres: torch.Tensor, labels: torch.Tensor) -> EnergyMixture:
         sd = x.std(0).clamp(min=1e-6)
         if self.features == "quadratic":
             var = sd**2
@@ -111,8 +153,7 @@ class EnergyMixture(PyroModule):
             # start from the one that reproduces the k-means partition
             from sklearn.linear_model import LogisticRegression
 
-            labels = torch.cdist(x, centres).argmin(-1).cpu().numpy()
-            lr = LogisticRegression(C=1.0, max_iter=2000).fit(x.cpu().numpy(), labels)
+            lr = LogisticRegression(C=1.0, max_iter=2000).fit(x.cpu().numpy(), labels.cpu().numpy())
             coef = torch.as_tensor(lr.coef_, dtype=x.dtype, device=x.device)
             bias = torch.as_tensor(lr.intercept_, dtype=x.dtype, device=x.device)
             if coef.shape[0] == 1 and self.n_clusters == 2:  # binary: one logit for class 1 against class 0
@@ -122,3 +163,18 @@ class EnergyMixture(PyroModule):
             self.theta.copy_(coef)
             self.c.copy_(bias - (x @ coef.T + bias).logsumexp(-1).mean())
         return self
+
+
+def _fit_by_lbfgs(model: EnergyMixture, nce: NCE, x: torch.Tensor, noise: list[torch.Tensor], iters: int = 100) -> None:
+    """Maximise the full-batch NCE objective of ``model`` on ``x`` against fixed ``noise`` draws."""
+    from ..guides.empty import EmptyGuide
+
+    opt = torch.optim.LBFGS([model.theta, model.c], lr=1.0, max_iter=iters, line_search_fn="strong_wolfe")
+
+    def closure() -> torch.Tensor:
+        opt.zero_grad()
+        loss = -nce.objective(model, EmptyGuide(), x, noise_samples=noise) / len(x)
+        loss.backward()
+        return loss
+
+    opt.step(closure)
