@@ -92,3 +92,21 @@ def test_fit_out_writes_a_summary_for_the_gmvae(tmp_path, capsys):
     args = ["fit", "--model", "gmvae", "--data", "moons", "--epochs", "1", "--pretrain", "1", "--out", str(run)]
     assert main(args) == 0
     assert (run / "summary.nc").stat().st_size > 1000 and (run / "regions.png").exists()
+
+
+def test_gmvae_sample_draws_from_the_prior_components():
+    model = GMVAE(6, 3, latent=2, hidden=(8,))
+    with torch.no_grad():
+        model.mu_y.copy_(torch.tensor([[-20.0, 0.0], [0.0, 20.0], [20.0, 0.0]]))
+    g = torch.Generator().manual_seed(0)
+    x, k = model.sample(3000, g)
+    assert x.shape == (3000, 6) and k.shape == (3000,)
+    assert torch.bincount(k, minlength=3).min() > 900  # uniform p(y)
+    means, _ = model.sample(6, torch.Generator().manual_seed(1), clusters=torch.tensor([0, 0, 1, 1, 2, 2]), mean=True)
+    # mean=True: the decoder mean at z = mu_k + sigma_k * eps, with eps the generator's first draw
+    torch.testing.assert_close(means, model.decode(model.mu_y[[0, 0, 1, 1, 2, 2]] + model.prior_scale()[[0, 0, 1, 1, 2, 2]]
+                                                  * torch.randn(6, 2, generator=torch.Generator().manual_seed(1))).mean)
+    again, _ = model.sample(3000, torch.Generator().manual_seed(0))
+    torch.testing.assert_close(again, x, rtol=0, atol=0)
+    with pytest.raises(ValueError, match="clusters must be 2 integers"):
+        model.sample(2, clusters=torch.tensor([0, 3]))

@@ -70,6 +70,36 @@ class GMVAE(PyroModule):
         loc, raw = out[..., : self.dim], out[..., self.dim :]
         return dist.Normal(loc, F.softplus(raw).clamp(min=self.eps_x)).to_event(1)
 
+    @torch.no_grad()
+    def sample(
+        self,
+        n: int,
+        generator: torch.Generator | None = None,
+        clusters: torch.Tensor | None = None,
+        mean: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Draw ``n`` points and their clusters ancestrally: :math:`y \sim \operatorname{Cat}(1/K)`
+        (or the given ``clusters``, shape (n,)), :math:`z \sim p(z \mid y)`, :math:`x \sim p(x \mid z)`;
+        with ``mean=True`` the decoder's mean :math:`f_\mu(z)` (the Bernoulli probabilities) instead of a draw of x."""
+        dev = self.mu_y.device
+        if clusters is None:
+            k = torch.randint(self.n_clusters, (n,), generator=generator)
+        else:
+            k = torch.as_tensor(clusters, dtype=torch.long).cpu()
+            if k.shape != (n,) or bool(((k < 0) | (k >= self.n_clusters)).any()):
+                raise ValueError(f"clusters must be {n} integers in [0, {self.n_clusters}), got shape {tuple(k.shape)}")
+        eps = torch.randn(n, self.latent, generator=generator)
+        k, eps = k.to(dev), eps.to(dev)
+        z = self.mu_y[k] + self.prior_scale()[k] * eps
+        px = self.decode(z)
+        if mean:
+            return px.mean, k
+        base = px.base_dist
+        if self.likelihood == "bernoulli":
+            u = torch.rand(base.probs.shape, generator=generator).to(dev)
+            return (u < base.probs).to(z.dtype), k
+        return base.loc + base.scale * torch.randn(base.loc.shape, generator=generator).to(dev), k
+
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None, subsample: torch.Tensor | None = None) -> None:
         probs = torch.full((self.n_clusters,), 1.0 / self.n_clusters, device=x.device)
         with pyro.plate("data", x.shape[0], subsample=subsample) as idx:
