@@ -32,13 +32,14 @@ from typing import Any, Protocol
 import pyro
 import torch
 from pyro.infer import ELBO, SVI, TraceEnum_ELBO
-from pyro.optim import Adam, ExponentialLR, PyroOptim
+from pyro.optim import PyroOptim
 from pyro.optim.optim import _load_state_dict
 from tqdm.auto import tqdm
 
 from .distributed import DistributedContext, DistributedSVI
 from .errors import MixzooInputError, TrainingDivergedError
 from .inference.compat import check_pair
+from .joint_optim import JointOptim
 from .params import StateDict, all_finite, isolated_param_store, modules_of, restore, snapshot
 from .training_state import (
     FORMAT,
@@ -220,11 +221,8 @@ def fit(
     start = time.perf_counter()
     with isolated_param_store(param_state) as store_state:
         check_pair(model, guide, loss, x[: min(n, 8)], None if y_t is None else y_t[: min(n, 8)])
-        if optim is None:
-            if lr_decay is None:
-                optim = Adam({"lr": lr})
-            else:
-                optim = ExponentialLR({"optimizer": torch.optim.Adam, "optim_args": {"lr": lr}, "gamma": lr_decay})
+        if optim is None:  # one Adam over all parameters: the updates of pyro.optim.Adam, one step() call
+            optim = JointOptim(torch.optim.Adam, {"lr": lr}, gamma=lr_decay)
         if distributed:
             ctx.broadcast(t for m in modules for t in (*m.parameters(), *m.buffers()))
             svi: SVI = DistributedSVI(model, guide, optim, loss, context=ctx)
@@ -380,6 +378,9 @@ def _restore_optim(optim: PyroOptim, state: dict[str, Any] | None) -> None:
     """Load a saved :meth:`PyroOptim.get_state` back into the live per-parameter optimizers."""
     if not state:
         return
+    if isinstance(optim, JointOptim):
+        optim.set_state(state)
+        return
     params = dict(pyro.get_param_store().named_parameters())
     for name, st in copy.deepcopy(state).items():
         if name in params and params[name] in optim.optim_objs:
@@ -388,6 +389,9 @@ def _restore_optim(optim: PyroOptim, state: dict[str, Any] | None) -> None:
 
 def _scale_lr(optim: PyroOptim, factor: float) -> None:
     """Multiply the learning rate of every live and future per-parameter optimizer by ``factor``."""
+    if isinstance(optim, JointOptim):
+        optim.scale_lr(factor)
+        return
     for opt in optim.optim_objs.values():
         inner = getattr(opt, "optimizer", opt)
         for group in inner.param_groups:

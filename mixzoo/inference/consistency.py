@@ -32,10 +32,10 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from pyro.infer import SVI
-from pyro.optim import Adam
 from tqdm.auto import tqdm
 
 from ..errors import MixzooInputError
+from ..joint_optim import JointOptim
 from ..params import all_finite, isolated_param_store, modules_of, snapshot
 from ..train import FitResult, _batches, _diverged, _resolve_device, set_seed
 from ..validation import check_data
@@ -113,7 +113,7 @@ def fit_two_fold(
     start = time.perf_counter()
     with isolated_param_store():
         check_pair(model, guide, loss, x[: min(n, 8)], None)
-        svi = SVI(model, guide, Adam({"lr": lr}), loss)
+        svi = SVI(model, guide, JointOptim(torch.optim.Adam, {"lr": lr}), loss)
         kl_optim = torch.optim.Adam(model.parameters(), lr=consistency_lr)
         good = snapshot(modules)
         bar = tqdm(range(epochs), disable=not progress, desc="two-fold", unit="epoch", leave=False)
