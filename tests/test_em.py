@@ -104,3 +104,17 @@ def test_loss_and_grads_matches_differentiable_loss(pair):
         assert EM().loss(model, guide, x) != pytest.approx(value)  # loss() uses running statistics (no grad)
         assert EM().loss_and_grads(model, guide, x) == pytest.approx(value, rel=1e-6)
     assert all(p.grad is not None and bool(p.grad.abs().sum() > 0) for p in model.net.parameters())
+
+
+def test_em_refuses_a_guide_with_parameters_of_its_own(blobs):
+    """EM holds q(y|x) fixed: an encoder guide's weights would silently never train."""
+    from mixzoo.guides import ClusterEncoder
+    from mixzoo.models import FlowMixture
+
+    x = blobs[0][:200]
+    model = FlowMixture(2, 3, hidden=(8,)).initialize(x)
+    guide = ClusterEncoder(2, 3, hidden=(8,)).initialize(x)
+    before = [p.detach().clone() for p in guide.parameters()]
+    with pytest.raises(MixzooInputError, match=r"guide's own parameters \(net.*would never train"):
+        mixzoo.fit(model, guide, x, loss=EM(), epochs=1, progress=False)
+    assert all(torch.equal(a, b) for a, b in zip(before, guide.parameters(), strict=True))

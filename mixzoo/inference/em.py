@@ -69,7 +69,8 @@ class EM(ELBO):
         self.data_plate = data_plate
 
     def check_pair(self, model_trace: Trace, guide_trace: Trace) -> None:
-        """Refuse a guide that does not enumerate ``"y"`` or that samples other latents."""
+        """Refuse a guide that does not enumerate ``"y"``, that samples other latents, or that has
+        parameters of its own (EM gives them no gradient)."""
         site = guide_trace.nodes.get(CLUSTER_SITE)
         if site is None or site["type"] != "sample" or site["is_observed"]:
             raise MixzooInputError(
@@ -90,6 +91,14 @@ class EM(ELBO):
             raise MixzooInputError(
                 f"loss EM holds only the E-step over 'y' fixed; the guide also samples {', '.join(others)}. "
                 "Use an ELBO (--loss trace-enum) for guides with further latents."
+            )
+        model_params = {name for name, s in model_trace.nodes.items() if s["type"] == "param"}
+        own = sorted(name for name, s in guide_trace.nodes.items() if s["type"] == "param" and name not in model_params)
+        if own:
+            shown = ", ".join(own[:3]) + (f" and {len(own) - 3} more" if len(own) > 3 else "")
+            raise MixzooInputError(
+                f"loss EM takes q(y|x) as a fixed E-step, so the guide's own parameters ({shown}) would never "
+                "train; use a guide computed from the model (the 'e-step' guide) or an ELBO (--loss trace-enum)."
             )
 
     def _get_trace(
