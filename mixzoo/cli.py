@@ -45,6 +45,9 @@ def _parser() -> argparse.ArgumentParser:
     f.add_argument("--lr-decay", type=float, default=None, help="multiply the learning rate by this each epoch")
     f.add_argument("--pca", type=int, default=None, help="reduce the data to D principal components")
     f.add_argument("--scale", action="store_true", help="standardise each feature")
+    f.add_argument(
+        "--dequantize", action="store_true", help="images: (integer level + uniform noise) / levels, in [0, 1)"
+    )
     f.add_argument("--subsample", type=int, default=None, help="use N randomly chosen points")
     f.add_argument("--n-init", type=int, default=None, help="restarts; the best final loss is kept")
     f.add_argument("--covariance", choices=("diag", "full"), default=None, help="gmm: covariance type")
@@ -204,6 +207,7 @@ def _cmd_fit(a: argparse.Namespace, defaults: argparse.Namespace) -> None:
         lr_decay=a.lr_decay,
         pca=a.pca,
         scale=a.scale,
+        dequantize=a.dequantize,
         subsample=a.subsample,
         n_init=a.n_init,
         seed=a.seed,

@@ -58,6 +58,8 @@ class FitConfig:
     lr_decay: float | None = None
     pca: int | None = None
     scale: bool = False
+    dequantize: bool = False
+    """Images: integer intensities v become (v + U[0, 1)) / levels, seeded (the 004 paper's preprocessing)."""
     subsample: int | None = None
     n_init: int | None = None
     seed: int = 0
@@ -124,6 +126,7 @@ def _load_data(config: FitConfig) -> tuple[Dataset, dict[str, Any]]:
         pca=config.pca,
         subsample=config.subsample,
         seed=config.seed,
+        dequantize=config.dequantize,
     )
     if not config.pretrain_classes:
         return data, {}

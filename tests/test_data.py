@@ -84,3 +84,27 @@ def test_embedded_data_sets_load(name):
     assert d.x.dtype == np.float32 and d.x.ndim == 2 and len(d.labels) == len(d.x)
     assert d.n_classes == len(np.unique(d.labels))
     assert name in DATASETS
+
+
+def test_dequantize_spreads_each_level_uniformly_over_its_bin():
+    raw = load_dataset("digits")
+    d = load_dataset("digits", dequantize=True, seed=3)
+    assert d.x.min() >= 0.0 and d.x.max() < 1.0
+    frac = (d.x.astype(np.float64) * 17 - raw.x).ravel()  # level v lands in [v/17, (v+1)/17] (float32 rounding)
+    assert frac.min() >= -1e-5 and frac.max() <= 1 + 1e-5
+    assert abs(frac.mean() - 0.5) < 0.01 and abs(frac.var() - 1 / 12) < 0.005  # U[0, 1) within each bin
+    np.testing.assert_array_equal(load_dataset("digits", dequantize=True, seed=3).x, d.x)
+    assert not np.array_equal(load_dataset("digits", dequantize=True, seed=4).x, d.x)
+
+
+def test_dequantize_mnist_uses_256_levels(fake_mnist, monkeypatch):
+    monkeypatch.setenv("MIXZOO_DATA", str(fake_mnist))
+    raw = load_dataset("mnist")
+    d = load_dataset("mnist", dequantize=True)
+    frac = d.x.astype(np.float64) * 256 - np.rint(raw.x * 255)
+    assert frac.min() >= -1e-4 and frac.max() <= 1 + 1e-4 and frac.std() > 0.2
+
+
+def test_dequantize_refuses_data_without_levels():
+    with pytest.raises(MixzooInputError, match="'pinwheel' has no integer intensity levels"):
+        load_dataset("pinwheel", dequantize=True)

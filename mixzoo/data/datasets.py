@@ -1,4 +1,4 @@
-"""Named data sets and their preprocessing (scaling, PCA, subsampling).
+"""Named data sets and their preprocessing (dequantization, scaling, PCA, subsampling).
 
 Labels travel with the data for evaluation only; no model sees them unless a
 semi-supervised fit asks for them explicitly.
@@ -23,13 +23,19 @@ DATA_ENV = "MIXZOO_DATA"
 
 @dataclass(frozen=True)
 class Dataset:
-    """Features ``x`` (N, D) float32, true ``labels`` (N,) or ``None``, and the image shape if any."""
+    """Features ``x`` (N, D) float32, true ``labels`` (N,) or ``None``, and the image shape if any.
+
+    Images stored as integer intensities also carry ``levels`` (how many, e.g. 256) and ``top``
+    (the value of the highest level in ``x``), which :func:`preprocess` needs to dequantize them.
+    """
 
     name: str
     x: np.ndarray
     labels: np.ndarray | None
     n_classes: int | None
     image_shape: tuple[int, ...] | None = None
+    levels: int | None = None
+    top: float | None = None
 
     def __len__(self) -> int:
         return len(self.x)
@@ -51,7 +57,7 @@ def _digits(data_dir: str | None, seed: int) -> Dataset:
     from sklearn.datasets import load_digits
 
     d = load_digits()
-    return Dataset("digits", d.data.astype(np.float32), d.target.astype(np.int64), 10, (8, 8))
+    return Dataset("digits", d.data.astype(np.float32), d.target.astype(np.int64), 10, (8, 8), levels=17, top=16.0)
 
 
 def _mnist(data_dir: str | None, seed: int) -> Dataset:
@@ -61,13 +67,13 @@ def _mnist(data_dir: str | None, seed: int) -> Dataset:
         xs.append(read_idx(find_idx_file(path, f"{split}-images-idx3-ubyte")))
         ys.append(read_idx(find_idx_file(path, f"{split}-labels-idx1-ubyte")))
     x = np.concatenate(xs).reshape(-1, 28 * 28).astype(np.float32) / 255.0
-    return Dataset("mnist", x, np.concatenate(ys).astype(np.int64), 10, (28, 28))
+    return Dataset("mnist", x, np.concatenate(ys).astype(np.int64), 10, (28, 28), levels=256, top=1.0)
 
 
 def _mnist5(data_dir: str | None, seed: int) -> Dataset:
     d = _mnist(data_dir, seed)
     keep = d.labels < 5
-    return Dataset("mnist5", d.x[keep], d.labels[keep], 5, d.image_shape)
+    return Dataset("mnist5", d.x[keep], d.labels[keep], 5, d.image_shape, levels=d.levels, top=d.top)
 
 
 def _mnist1d(data_dir: str | None, seed: int) -> Dataset:
@@ -109,8 +115,16 @@ def preprocess(
     pca: int | None = None,
     subsample: int | None = None,
     seed: int = 0,
+    dequantize: bool = False,
 ) -> Dataset:
-    """Subsample (without replacement, seeded), standardise and/or PCA-reduce ``d``."""
+    r"""Subsample (without replacement, seeded), dequantize, standardise and/or PCA-reduce ``d``.
+
+    ``dequantize`` turns integer intensities :math:`v \in \{0, .., L-1\}` into
+    :math:`(v + u) / L` with :math:`u \sim U[0, 1)` (seeded), values in [0, 1) with a
+    continuous density: the preprocessing of the 004 paper (after Theis et al., 2016).
+    A Gaussian likelihood on the integer values themselves can grow without bound by
+    shrinking its scale onto the levels.
+    """
     x, y = d.x, d.labels
     if subsample is not None:
         if subsample < 1:
@@ -118,6 +132,15 @@ def preprocess(
         if subsample < len(x):
             idx = np.sort(np.random.default_rng(seed).choice(len(x), subsample, replace=False))
             x, y = x[idx], (None if y is None else y[idx])
+    if dequantize:
+        if d.levels is None or d.top is None:
+            raise MixzooInputError(
+                f"data {d.name!r} has no integer intensity levels to dequantize; --dequantize applies to images "
+                "(digits, mnist, mnist5)."
+            )
+        values = np.rint(x / d.top * (d.levels - 1))
+        u = np.random.default_rng([seed, 1]).random(x.shape)
+        x = (values + u) / d.levels
     if scale:
         sd = x.std(axis=0)
         x = (x - x.mean(axis=0)) / np.where(sd > 0, sd, 1.0)
@@ -139,8 +162,11 @@ def load_dataset(
     pca: int | None = None,
     subsample: int | None = None,
     seed: int = 0,
+    dequantize: bool = False,
 ) -> Dataset:
     """Load a named data set and preprocess it; see :data:`DATASETS` for the names."""
     if name not in DATASETS:
         raise MixzooInputError(f"unknown data {name!r}; choose one of: {', '.join(DATASETS)}.")
-    return preprocess(DATASETS[name](data_dir, seed), scale=scale, pca=pca, subsample=subsample, seed=seed)
+    return preprocess(
+        DATASETS[name](data_dir, seed), scale=scale, pca=pca, subsample=subsample, seed=seed, dequantize=dequantize
+    )

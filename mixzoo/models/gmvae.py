@@ -78,7 +78,7 @@ class GMVAE(PyroModule):
         clusters: torch.Tensor | None = None,
         mean: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Draw ``n`` points and their clusters ancestrally: :math:`y \sim \operatorname{Cat}(1/K)`
+        r"""Draw ``n`` points and their clusters ancestrally: :math:`y \sim \operatorname{Cat}(1/K)`
         (or the given ``clusters``, shape (n,)), :math:`z \sim p(z \mid y)`, :math:`x \sim p(x \mid z)`;
         with ``mean=True`` the decoder's mean :math:`f_\mu(z)` (the Bernoulli probabilities) instead of a draw of x."""
         dev = self.mu_y.device
