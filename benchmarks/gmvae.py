@@ -40,6 +40,7 @@ def main() -> None:
     ap.add_argument("--subsample", type=int, default=None, help="a seeded subsample of this many points")
     ap.add_argument("--pretrain", type=int, default=20, help="autoencoder pretraining epochs")
     ap.add_argument("--scale", action="store_true", help="standardise each pixel (default: raw pixel values, as the paper)")
+    ap.add_argument("--dequantize", action="store_true", help="(level + U[0, 1)) / levels, the paper's preprocessing")
     a = ap.parse_args()
     warnings.filterwarnings("ignore")
     rows = []
@@ -48,7 +49,7 @@ def main() -> None:
         try:
             r = run_fit(
                 FitConfig(model="gmvae", data=a.data, data_dir=a.data_dir, loss=loss, guide=guide, epochs=a.epochs,
-                          batch_size=a.batch_size, scale=a.scale, device=a.device, options=options,
+                          batch_size=a.batch_size, scale=a.scale, dequantize=a.dequantize, device=a.device, options=options,
                           subsample=a.subsample),
                 progress=False,
             )
@@ -58,11 +59,11 @@ def main() -> None:
         print(rows[-1], flush=True)
     sub = f" --subsample {a.subsample}" if a.subsample else ""
     pre = f" --pretrain {a.pretrain}" if a.pretrain != 20 else ""
-    scale = " --scale" if a.scale else ""
+    scale = (" --scale" if a.scale else "") + (" --dequantize" if a.dequantize else "")
     what = f"{a.data}, a seeded subsample of {a.subsample} images" if a.subsample else a.data
     body = "\n".join(
         [
-            f"## Gaussian-mixture VAE on {what}{', standardised' if a.scale else ''} ({a.device})",
+            f"## Gaussian-mixture VAE on {what}{', standardised' if a.scale else ''}{', dequantized' if a.dequantize else ''} ({a.device})",
             "",
             f"Command: `python benchmarks/gmvae.py --data {a.data} --device {a.device} --epochs {a.epochs} "
             f"--batch-size {a.batch_size}{sub}{pre}{scale}`  ",
@@ -75,7 +76,7 @@ def main() -> None:
             table(["variant", "ACC", "NMI", "ARI", "seconds"], rows),
         ]
     )
-    write_section(f"gmvae-{a.data}{'-' + str(a.subsample) if a.subsample else ''}{'-scaled' if a.scale else ''}-{a.device}", body)
+    write_section(f"gmvae-{a.data}{'-' + str(a.subsample) if a.subsample else ''}{'-scaled' if a.scale else ''}{'-dequantized' if a.dequantize else ''}-{a.device}", body)
     print(body)
 
 
