@@ -117,6 +117,7 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--epochs", type=int, default=None)
     s.add_argument("--pca", type=int, default=None, help="reduce the data to D principal components")
     s.add_argument("--scale", action="store_true", help="standardise each feature")
+    s.add_argument("--dequantize", action="store_true", help="images: (integer level + uniform noise) / levels")
     s.add_argument("--subsample", type=int, default=None, help="use N randomly chosen points")
     s.add_argument("--no-loo", action="store_true", help="skip the PSIS-LOO column")
     s.add_argument("--seed", type=int, default=0)
@@ -238,7 +239,9 @@ def _cmd_select(a: argparse.Namespace) -> None:
 
     ks = parse_clusters(a.clusters)
     run_dir = prepare_run_dir(a.out, a.overwrite) if a.out else None
-    d = load_dataset(a.data, data_dir=a.data_dir, scale=a.scale, pca=a.pca, subsample=a.subsample, seed=a.seed)
+    d = load_dataset(
+        a.data, data_dir=a.data_dir, scale=a.scale, pca=a.pca, subsample=a.subsample, seed=a.seed, dequantize=a.dequantize
+    )
     sel = select_clusters(d.x, ks, model=a.model, heldout=a.heldout, seed=a.seed, loo=not a.no_loo, epochs=a.epochs)
     print(f"{a.model} on {a.data}: n_train={sel.n_train} n_heldout={sel.n_heldout} seed={a.seed}")
     rows = [["K", "train_ll", "heldout_ll", "elpd_loo", "p_loo", "bic", "seconds", ""]]

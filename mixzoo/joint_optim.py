@@ -42,9 +42,11 @@ class JointOptim(PyroOptim):
         optim_args: dict[str, Any] | None = None,
         gamma: float | None = None,
     ) -> None:
+        if optim_args is not None and not isinstance(optim_args, dict):
+            raise TypeError(
+                f"JointOptim takes one dict of optimizer arguments for all parameters, got {type(optim_args).__name__}"
+            )
         args = dict(optim_args or {"lr": 1e-3})
-        if not isinstance(args, dict):
-            raise TypeError("JointOptim takes one dict of optimizer arguments for all parameters")
         super().__init__(optim_constructor, args)
         self.gamma = gamma
         self.optimizer: torch.optim.Optimizer | None = None
@@ -77,15 +79,23 @@ class JointOptim(PyroOptim):
             if self.gamma is not None:
                 self.scheduler = torch.optim.lr_scheduler.ExponentialLR(self.optimizer, self.gamma)
         else:
-            self.optimizer.add_param_group({"params": new, **self.pt_optim_args})
-            if self.scheduler is not None:
-                self.scheduler.base_lrs.append(self.pt_optim_args["lr"])
+            self._new_group(new, dict(self.pt_optim_args), float(self.pt_optim_args["lr"]))
         for p in new:
             self.optim_objs[p] = self.optimizer
             self._params.append(p)
             state = self._state_waiting_to_be_consumed.pop(store.param_name(p), None)
             if state is not None:
                 self._load(p, state)
+
+    def _new_group(self, params: list[torch.Tensor], hyper: dict[str, Any], base_lr: float) -> dict[str, Any]:
+        assert self.optimizer is not None
+        self.optimizer.add_param_group({**hyper, "params": params})
+        group = self.optimizer.param_groups[-1]
+        if self.scheduler is not None:
+            group.setdefault("initial_lr", base_lr)
+            self.scheduler.base_lrs.append(base_lr)
+            self.scheduler._last_lr.append(group["lr"])  # type: ignore[attr-defined]
+        return group
 
     def step(self) -> None:
         """One learning-rate decay step (a no-op without ``gamma``)."""
@@ -101,13 +111,15 @@ class JointOptim(PyroOptim):
         if self.scheduler is not None:
             self.scheduler.base_lrs = [b * factor for b in self.scheduler.base_lrs]
 
-    def _group(self, p: torch.Tensor) -> dict[str, Any]:
+    def _index(self, p: torch.Tensor) -> int:
+        """Index of the parameter group holding ``p`` (by identity: groups hold tensors, ``==`` compares them)."""
         assert self.optimizer is not None
-        return next(g for g in self.optimizer.param_groups if any(q is p for q in g["params"]))
+        return next(i for i, g in enumerate(self.optimizer.param_groups) if any(q is p for q in g["params"]))
 
     def _state_of(self, p: torch.Tensor) -> dict[str, Any]:
         assert self.optimizer is not None
-        group = {k: copy.deepcopy(v) for k, v in self._group(p).items() if k != "params"}
+        i = self._index(p)
+        group = {k: copy.deepcopy(v) for k, v in self.optimizer.param_groups[i].items() if k != "params"}
         own = self.optimizer.state.get(p)
         opt = {
             "state": {0: {k: v.detach().clone() if torch.is_tensor(v) else v for k, v in own.items()}} if own else {},
@@ -116,9 +128,36 @@ class JointOptim(PyroOptim):
         if self.scheduler is None:
             return opt
         sched = {k: copy.deepcopy(v) for k, v in self.scheduler.state_dict().items()}
-        sched["base_lrs"] = [self.scheduler.base_lrs[self.optimizer.param_groups.index(self._group(p))]]
+        sched["base_lrs"] = [self.scheduler.base_lrs[i]]
         sched["_last_lr"] = [group["lr"]]
         return {"scheduler": sched, "optimizer": opt}
+
+    def _place(self, p: torch.Tensor, hyper: dict[str, Any], base_lr: float | None) -> dict[str, Any]:
+        """Put ``p`` in a group with the hyperparameters ``hyper`` (and scheduler ``base_lr``): its own
+        group when it is alone there, else an existing matching group or a new one."""
+        assert self.optimizer is not None
+        groups = self.optimizer.param_groups
+        i = self._index(p)
+
+        def same(g: dict[str, Any], j: int) -> bool:
+            return all(g.get(k) == v for k, v in hyper.items() if k != "initial_lr") and (
+                base_lr is None or self.scheduler is None or self.scheduler.base_lrs[j] == base_lr
+            )
+
+        if same(groups[i], i):
+            return groups[i]
+        if len(groups[i]["params"]) == 1:
+            groups[i].update(hyper)
+            if base_lr is not None and self.scheduler is not None:
+                self.scheduler.base_lrs[i] = base_lr
+                self.scheduler._last_lr[i] = groups[i]["lr"]  # type: ignore[attr-defined]
+            return groups[i]
+        groups[i]["params"] = [q for q in groups[i]["params"] if q is not p]
+        for j, g in enumerate(groups):
+            if j != i and same(g, j):
+                g["params"].append(p)
+                return g
+        return self._new_group([p], hyper, float(hyper["lr"]) if base_lr is None else base_lr)
 
     def _load(self, p: torch.Tensor, state: dict[str, Any]) -> None:
         assert self.optimizer is not None
@@ -126,23 +165,36 @@ class JointOptim(PyroOptim):
         if "optimizer" in state and "scheduler" in state:
             sched, state = state["scheduler"], state["optimizer"]
         saved_group = state["param_groups"][0]
-        group = self._group(p)
-        for k, v in saved_group.items():
-            if k != "params":
-                group[k] = copy.deepcopy(v)
+        hyper = {k: copy.deepcopy(v) for k, v in saved_group.items() if k != "params"}
+        base_lr = float(sched["base_lrs"][0]) if sched is not None else None
+        group = self._place(p, hyper, base_lr)
         own = state["state"].get(0, state["state"].get(saved_group["params"][0]))
         if own:
-            self.optimizer.state[p] = {
-                k: (v.clone() if k == "step" else v.to(device=p.device, dtype=p.dtype).clone()) if torch.is_tensor(v) else v
-                for k, v in own.items()
-            }
+            on_device = bool(group.get("capturable") or group.get("fused"))
+            loaded = {}
+            for k, v in own.items():
+                if k == "step":  # a float32 scalar on the CPU, as torch's Adam keeps it (on the device if capturable)
+                    v = torch.as_tensor(v, dtype=torch.float32).clone()
+                    loaded[k] = v.to(p.device) if on_device else v
+                elif torch.is_tensor(v):
+                    loaded[k] = v.to(device=p.device, dtype=p.dtype).clone()
+                else:
+                    loaded[k] = v
+            self.optimizer.state[p] = loaded
         else:
             self.optimizer.state.pop(p, None)
         if sched is not None and self.scheduler is not None:
             self.scheduler.last_epoch = int(sched["last_epoch"])
-            self.scheduler._last_lr = [g["lr"] for g in self.optimizer.param_groups]  # type: ignore[attr-defined]
-            i = self.optimizer.param_groups.index(group)
-            self.scheduler.base_lrs[i] = float(sched["base_lrs"][0])
+
+    def restore(self, state_dict: dict[str, Any]) -> None:
+        """Return to a :meth:`get_state` taken earlier: present parameters missing from it lose their
+        optimizer state (they had none then), e.g. after a diverged first epoch left NaN moments."""
+        store = pyro.get_param_store()
+        assert self.optimizer is not None or not self._params
+        for p in self._params:
+            if store.param_name(p) not in state_dict and self.optimizer is not None:
+                self.optimizer.state.pop(p, None)
+        self.set_state(state_dict)
 
     def get_state(self) -> dict[str, Any]:
         """``{parameter name: its optimizer state dict}``, the format of :meth:`PyroOptim.get_state`."""

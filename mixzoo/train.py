@@ -376,10 +376,10 @@ def _epoch(
 
 def _restore_optim(optim: PyroOptim, state: dict[str, Any] | None) -> None:
     """Load a saved :meth:`PyroOptim.get_state` back into the live per-parameter optimizers."""
-    if not state:
+    if isinstance(optim, JointOptim):  # also clears the state of parameters the snapshot did not have
+        optim.restore(state or {})
         return
-    if isinstance(optim, JointOptim):
-        optim.set_state(state)
+    if not state:
         return
     params = dict(pyro.get_param_store().named_parameters())
     for name, st in copy.deepcopy(state).items():

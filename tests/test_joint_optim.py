@@ -113,3 +113,45 @@ def test_fit_uses_one_optimizer_step_per_svi_step(blobs, monkeypatch):
     model = GaussianMixture(2, 3).initialize(x, seed=0)
     mixzoo.fit(model, EmptyGuide(), x, epochs=2, batch_size=500, lr=0.05, progress=False)
     assert len(calls) == 2 * 3  # 2 epochs of 3 minibatches, one optimizer step each (not one per parameter)
+
+
+def _staged_model(step):
+    """Parameters "a", "b", "c" first appear at steps 0, 1 and 2: three parameter groups."""
+    names = "abc"[: min(step, 2) + 1]
+    loc = sum(pyro.param(n, torch.zeros(3)) for n in names)
+    pyro.sample("obs", dist.Normal(loc, 1.0).to_event(1), obs=torch.ones(3))
+
+
+def test_state_with_several_groups_and_decay_keeps_each_learning_rate():
+    with isolated_param_store():
+        optim = JointOptim(torch.optim.Adam, {"lr": 0.1}, gamma=0.5)
+        svi = SVI(_staged_model, lambda step: None, optim, Trace_ELBO())
+        for step in range(3):
+            svi.step(step)
+            optim.step()  # decay after each step: "a" has decayed most
+        state = optim.get_state()  # several groups of equal-sized tensors: must not compare tensors
+        lrs = {n: st["optimizer"]["param_groups"][0]["lr"] for n, st in state.items()}
+        assert lrs == pytest.approx({"a": 0.0125, "b": 0.025, "c": 0.05})
+    with isolated_param_store():
+        resumed = JointOptim(torch.optim.Adam, {"lr": 0.1}, gamma=0.5)
+        resumed.set_state(state)
+        svi = SVI(_staged_model, lambda step: None, resumed, Trace_ELBO())
+        svi.step(2)  # all three appear at once, in one group, then take their saved rates
+        again = {n: st["optimizer"]["param_groups"][0]["lr"] for n, st in resumed.get_state().items()}
+        assert again == pytest.approx(lrs)
+        resumed.step()
+        after = {n: st["optimizer"]["param_groups"][0]["lr"] for n, st in resumed.get_state().items()}
+        assert after == pytest.approx({n: v / 2 for n, v in lrs.items()})
+
+
+def test_restore_clears_the_state_of_parameters_the_snapshot_did_not_have(blobs):
+    x = blobs[0]
+    with isolated_param_store():
+        model = GaussianMixture(2, 3)
+        model.load_state_dict(_start(x))
+        optim = JointOptim(torch.optim.Adam, {"lr": 0.05})
+        svi = SVI(model, EmptyGuide(), optim, TraceEnum_ELBO(max_plate_nesting=1))
+        svi.step(x)
+        assert optim.optimizer.state  # Adam moments exist now
+        optim.restore({})  # the snapshot from before the first step: no moments at all
+        assert not optim.optimizer.state

@@ -200,3 +200,12 @@ def test_energy_mixture_under_nce_starts_componentwise_from_the_cli_registry():
     componentwise = EnergyMixture(4, 3, "linear").initialize(x, seed=0, nce=NCE(noise))
     torch.testing.assert_close(model.theta.detach(), componentwise.theta.detach())
     assert not torch.allclose(model.theta.detach(), joint.theta.detach(), atol=0.1)
+
+
+def test_componentwise_start_leaves_nothing_in_the_global_param_store():
+    import pyro
+
+    pyro.clear_param_store()
+    x, _, _, noise = _deep_feature_problem()
+    EnergyMixture(4, 3, "linear").initialize(x, seed=0, nce=NCE(noise))
+    assert list(pyro.get_param_store().keys()) == []

@@ -151,7 +151,10 @@ def preprocess(
 
         x = PCA(n_components=pca, random_state=seed).fit_transform(x)
     image_shape = d.image_shape if pca is None else None
-    return replace(d, x=np.ascontiguousarray(x, dtype=np.float32), labels=y, image_shape=image_shape)
+    levels, top = (None, None) if (scale or pca is not None or dequantize) else (d.levels, d.top)  # no longer integers
+    return replace(
+        d, x=np.ascontiguousarray(x, dtype=np.float32), labels=y, image_shape=image_shape, levels=levels, top=top
+    )
 
 
 def load_dataset(

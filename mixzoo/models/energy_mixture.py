@@ -34,6 +34,7 @@ from torch import nn
 
 from ..errors import MixzooInputError
 from ..kmeans import kmeans
+from ..params import isolated_param_store
 from ..validation import check_data
 
 if TYPE_CHECKING:
@@ -124,13 +125,15 @@ class EnergyMixture(PyroModule):
         counts = torch.bincount(labels, minlength=self.n_clusters)
         if int(counts.min()) < 2:
             raise MixzooInputError("k-means left a cluster with fewer than 2 points; lower the number of clusters.")
+        devices = [x.device] if x.is_cuda else []
         for k in range(self.n_clusters):
             xk = x[labels == k]
             one = EnergyMixture(self.dim, 1, self.features).to(x.device)
-            with torch.random.fork_rng(devices=[]):
+            with torch.random.fork_rng(devices=devices):
                 torch.manual_seed(seed + k)
                 noise = nce.draw_noise(xk)  # fixed draws: a deterministic objective for L-BFGS
-            _fit_by_lbfgs(one, nce, xk, noise)
+            with isolated_param_store():  # the one-component models must not reach Pyro's global store
+                _fit_by_lbfgs(one, nce, xk, noise)
             if not (torch.isfinite(one.theta).all() and torch.isfinite(one.c).all()):
                 raise MixzooInputError(
                     f"the NCE start of component {k} is not finite: its k-means cluster cannot be told from the noise "
