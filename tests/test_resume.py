@@ -116,6 +116,18 @@ def test_divergence_names_epoch_and_step_and_retries_with_half_the_learning_rate
     assert r.epochs == 6 and r.retries == 1 and torch.isfinite(model.loc).all()
 
 
+def test_a_retry_after_a_diverged_first_epoch_starts_with_fresh_optimizer_state(blobs):
+    """The snapshot before epoch 1 has no Adam moments: the retry must not keep the NaN ones."""
+    x = blobs[0]
+    model, guide = _gmm(x)
+    with pytest.warns(UserWarning, match="retrying from epoch 1 with half the learning rate"):
+        r = mixzoo.fit(
+            model, guide, x, epochs=3, lr=0.04, batch_size=500, progress=False, retries=1,
+            schedules=[_poison_once(model, 0)],
+        )  # fmt: skip
+    assert r.epochs == 3 and r.retries == 1 and torch.isfinite(model.loc).all()
+
+
 def test_retries_run_out(blobs):
     x = blobs[0]
     model, guide = _gmm(x)
