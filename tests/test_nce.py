@@ -209,3 +209,27 @@ def test_componentwise_start_leaves_nothing_in_the_global_param_store():
     x, _, _, noise = _deep_feature_problem()
     EnergyMixture(4, 3, "linear").initialize(x, seed=0, nce=NCE(noise))
     assert list(pyro.get_param_store().keys()) == []
+
+
+def test_nce_posterior_is_calibrated_when_the_energy_family_is_right():
+    """Simulated deep features in the exponential family of eq. (26), overlapping clusters: the
+    expected number of misclassifications, sum_n (1 - max_k p(k|x_n)), matches the actual count
+    (the paper's Table 2 check), as it does for the true posterior."""
+    from mixzoo.metrics import clustering_report
+
+    torch.manual_seed(0)
+    mu = 2.0 * torch.eye(4)[:3]
+    nu = 1.5 * torch.tensor([[0, 0, 0, 1.5], [1.0, 1.0, 0, 0.5], [-1.0, 0, 1.0, 0.5]])
+    noise = (mu[:, None] + torch.randn(3, 4000, 4)).reshape(-1, 4)
+    labels = torch.arange(3).repeat_interleave(2000)
+    x = nu[labels] + torch.randn(6000, 4)
+
+    def log_noise(f):
+        return torch.logsumexp(f @ mu.T - 0.5 * (mu**2).sum(-1) - math.log(3), -1)
+
+    source = SampleNoise(noise, log_noise)
+    model = EnergyMixture(4, 3, "linear").initialize(x, seed=0, nce=NCE(source))
+    mixzoo.fit(model, EmptyGuide(), x, loss=NCE(source), epochs=100, lr=0.01, batch_size=500, progress=False)
+    report = clustering_report(labels.numpy(), mixzoo.cluster_proba(model, EmptyGuide(), x).numpy())
+    assert report["acc"] > 0.85
+    assert report["expected_misclassified"] == pytest.approx(report["misclassified"], rel=0.1)
