@@ -189,11 +189,11 @@ class JointOptim(PyroOptim):
     def restore(self, state_dict: dict[str, Any]) -> None:
         """Return to a :meth:`get_state` taken earlier: present parameters missing from it lose their
         optimizer state (they had none then), e.g. after a diverged first epoch left NaN moments."""
-        store = pyro.get_param_store()
-        assert self.optimizer is not None or not self._params
-        for p in self._params:
-            if store.param_name(p) not in state_dict and self.optimizer is not None:
-                self.optimizer.state.pop(p, None)
+        if self.optimizer is not None:
+            store = pyro.get_param_store()
+            for p in self._params:
+                if store.param_name(p) not in state_dict:
+                    self.optimizer.state.pop(p, None)
         self.set_state(state_dict)
 
     def get_state(self) -> dict[str, Any]:

@@ -100,6 +100,17 @@ def _poison_once(model, at_epoch):
     return poison
 
 
+def _recovers_after_one_retry(x, poisoned_epoch, epochs):
+    """A parameter poisoned once at the start of ``poisoned_epoch``: one retry with half the lr finishes the run."""
+    model, guide = _gmm(x)
+    with pytest.warns(UserWarning, match=f"retrying from epoch {poisoned_epoch + 1} with half the learning rate"):
+        r = mixzoo.fit(
+            model, guide, x, epochs=epochs, lr=0.04, batch_size=500, progress=False, retries=1,
+            schedules=[_poison_once(model, poisoned_epoch)],
+        )  # fmt: skip
+    assert r.epochs == epochs and r.retries == 1 and torch.isfinite(model.loc).all()
+
+
 def test_divergence_names_epoch_and_step_and_retries_with_half_the_learning_rate(blobs):
     x = blobs[0]
     model, guide = _gmm(x)
@@ -107,25 +118,12 @@ def test_divergence_names_epoch_and_step_and_retries_with_half_the_learning_rate
         mixzoo.fit(model, guide, x, epochs=6, batch_size=500, progress=False, schedules=[_poison_once(model, 2)])
     assert torch.isfinite(model.loc).all()
 
-    model, guide = _gmm(x)
-    with pytest.warns(UserWarning, match="retrying from epoch 3 with half the learning rate"):
-        r = mixzoo.fit(
-            model, guide, x, epochs=6, lr=0.04, batch_size=500, progress=False, retries=1,
-            schedules=[_poison_once(model, 2)],
-        )  # fmt: skip
-    assert r.epochs == 6 and r.retries == 1 and torch.isfinite(model.loc).all()
+    _recovers_after_one_retry(x, poisoned_epoch=2, epochs=6)
 
 
 def test_a_retry_after_a_diverged_first_epoch_starts_with_fresh_optimizer_state(blobs):
     """The snapshot before epoch 1 has no Adam moments: the retry must not keep the NaN ones."""
-    x = blobs[0]
-    model, guide = _gmm(x)
-    with pytest.warns(UserWarning, match="retrying from epoch 1 with half the learning rate"):
-        r = mixzoo.fit(
-            model, guide, x, epochs=3, lr=0.04, batch_size=500, progress=False, retries=1,
-            schedules=[_poison_once(model, 0)],
-        )  # fmt: skip
-    assert r.epochs == 3 and r.retries == 1 and torch.isfinite(model.loc).all()
+    _recovers_after_one_retry(blobs[0], poisoned_epoch=0, epochs=3)
 
 
 def test_retries_run_out(blobs):
