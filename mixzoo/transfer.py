@@ -43,12 +43,20 @@ class FeatureClassifier(nn.Module):
 
 
 def train_classifier(
-    x: torch.Tensor, labels: torch.Tensor, n_classes: int, *, epochs: int = 5, batch_size: int = 128, lr: float = 1e-3, seed: int = 0
+    x: torch.Tensor,
+    labels: torch.Tensor,
+    n_classes: int,
+    *,
+    epochs: int = 5,
+    batch_size: int = 128,
+    lr: float = 1e-3,
+    seed: int = 0,
+    feature_dim: int = 64,
 ) -> FeatureClassifier:
-    """Train a :class:`FeatureClassifier` with cross-entropy and Adam (seeded)."""
+    """Train a :class:`FeatureClassifier` with ``feature_dim`` features by cross-entropy and Adam (seeded)."""
     g = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
-    net = FeatureClassifier(x.shape[1], n_classes).to(x.device)
+    net = FeatureClassifier(x.shape[1], n_classes, feature_dim=feature_dim).to(x.device)
     opt = torch.optim.Adam(net.parameters(), lr=lr)
     for _ in range(epochs):
         for idx in torch.randperm(len(x), generator=g).split(batch_size):
@@ -77,6 +85,7 @@ def transfer_split(
     epochs: int = 5,
     seed: int = 0,
     device: str = "cpu",
+    feature_dim: int = 64,
 ) -> TransferData:
     """Train on ``pretrain_classes``, then featurise the other classes and build the eq. (28) noise."""
     classes = np.unique(labels)
@@ -90,7 +99,7 @@ def transfer_split(
     remap = {c: i for i, c in enumerate(sorted(pretrain_classes))}
     xp = torch.as_tensor(x[pre], device=device)
     yp = torch.as_tensor(np.vectorize(remap.get)(labels[pre]), device=device)
-    net = train_classifier(xp, yp, len(pretrain_classes), epochs=epochs, seed=seed)
+    net = train_classifier(xp, yp, len(pretrain_classes), epochs=epochs, seed=seed, feature_dim=feature_dim)
     with torch.no_grad():
         acc = float((net(xp).argmax(1) == yp).float().mean())
         feats_noise = net.features(xp)

@@ -233,3 +233,18 @@ def test_nce_posterior_is_calibrated_when_the_energy_family_is_right():
     report = clustering_report(labels.numpy(), mixzoo.cluster_proba(model, EmptyGuide(), x).numpy())
     assert report["acc"] > 0.85
     assert report["expected_misclassified"] == pytest.approx(report["misclassified"], rel=0.1)
+
+
+def test_transfer_split_features_and_noise_on_digits():
+    from mixzoo.data import load_dataset
+    from mixzoo.transfer import transfer_split
+
+    d = load_dataset("digits")
+    td = transfer_split(d.x, d.labels, [0, 1, 2, 3, 4], epochs=3, seed=0, feature_dim=12)
+    rest = d.labels >= 5
+    assert td.features.shape == (int(rest.sum()), 12)
+    assert set(np.unique(td.labels).tolist()) == {5, 6, 7, 8, 9}
+    assert td.noise.size == int((~rest).sum())
+    assert td.classifier_accuracy > 0.9
+    f = torch.as_tensor(td.features)
+    assert torch.isfinite(td.noise.log_prob(f)).all()
