@@ -173,7 +173,8 @@ def mnist(args: argparse.Namespace, command: str) -> None:
         )
         curves.append(f"- {name}: ACC after each epoch {', '.join(accs)}")
     body = (
-        "## Neural mixture (001): MNIST, EM against the two-fold optimisation (Table 3)\n\n"
+        f"## Neural mixture (001): MNIST, EM against the two-fold optimisation (Table 3; {len(x)} images, "
+        f"consistency lr {args.consistency_lr:g}, {args.device})\n\n"
         f"`{command}` - CNN C{'-C'.join(map(str, channels))} (max-pooling between blocks) F32 F10"
         f"{', Sobel input' if args.sobel else ''}, batch 128, gamma 5, Adam {args.lr:g} for EM and "
         f"{args.consistency_lr:g} for the consistency step, {epochs} epochs on {len(x)} images"
