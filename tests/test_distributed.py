@@ -101,7 +101,7 @@ def test_torchrun_cli_writes_once_and_prints_once(tmp_path):
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert done.returncode == 0, done.stderr
     records = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
-    assert len(records) == 1 and records[0]["processes"] == 2 and records[0]["acc"] > 0.5
+    assert len(records) == 1 and records[0]["processes"] == 2 and records[0]["acc"] > 0.8
     assert (out / "checkpoint.pt").is_file() and (out / "metrics.json").is_file()
 
 

@@ -1,3 +1,4 @@
+import pyro
 import pytest
 import torch
 from pyro.infer import TraceEnum_ELBO, TraceGraph_ELBO
@@ -25,14 +26,16 @@ def blobs8():
 )
 @pytest.mark.parametrize("structured", [True, False], ids=["qzxy", "mean-field"])
 def test_the_same_pair_trains_under_all_three_losses(blobs8, loss, structured):
-    x, _ = blobs8
+    x, labels = blobs8
     torch.manual_seed(0)
     model, guide = GMVAE(8, 3, latent=2, hidden=(32,)), GMVAEGuide(8, 3, latent=2, hidden=(32,), structured=structured)
+    pretrain_autoencoder(model, guide, x, epochs=30, batch_size=50, lr=5e-3)
     result = mixzoo.fit(model, guide, x, loss=loss, epochs=15, lr=5e-3, batch_size=100, progress=False)
     assert all(torch.isfinite(torch.tensor(result.losses)))
     assert sum(result.losses[-3:]) < sum(result.losses[:3])
-    proba = mixzoo.cluster_proba(model, guide, x)
-    torch.testing.assert_close(proba.sum(1), torch.ones(300))
+    # training under each loss keeps the three blobs the start found (the paper's NVIL diverges on MNIST, not here)
+    pred = mixzoo.cluster_proba(model, guide, x).argmax(1)
+    assert mixzoo.metrics.cluster_accuracy(labels.numpy(), pred.numpy()) > 0.95
 
 
 def test_std_floors_are_annealed_by_the_schedule(blobs8):
@@ -70,8 +73,13 @@ def test_autoencoder_pretraining_sets_cluster_means_from_a_gmm_on_the_codes(blob
 def test_observed_labels_skip_the_y_sample(blobs8):
     x, labels = blobs8
     model, guide = GMVAE(8, 3, latent=2, hidden=(16,)), GMVAEGuide(8, 3, latent=2, hidden=(16,))
+    trace = pyro.poutine.trace(guide).get_trace(x, y=labels)
+    assert "y" not in trace.nodes and "z" in trace.nodes
+    # the model's "y" site is observed at the given labels
+    trace = pyro.poutine.trace(model).get_trace(x, y=labels)
+    assert trace.nodes["y"]["is_observed"] and torch.equal(trace.nodes["y"]["value"], labels)
     result = mixzoo.fit(model, guide, x, y=labels, loss=VIMCO(3), epochs=3, progress=False)
-    assert len(result.losses) == 3
+    assert all(torch.isfinite(torch.tensor(result.losses)))
 
 
 def test_log_likelihood_falls_back_to_importance_sampling(blobs8):

@@ -122,7 +122,8 @@ def test_cli_fit_neural_mixture(capsys):
     assert main(["fit", "--model", "neural-mixture", "--data", "moons", "--epochs", "2", "--json"]) == 0
     record = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert record["model"] == "neural-mixture" and record["loss"] == "em" and record["guide"] == "e-step"
-    assert record["acc"] > 0.5
+    assert record["acc"] > 0.8  # 0.85 on this seed; two clusters always score at least 0.5
     code = main(["fit", "--model", "neural-mixture", "--data", "moons", "--epochs", "1", "--gamma", "-1"])
     assert code == 2
-    assert "gamma" in capsys.readouterr().err
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("mixzoo: error: gamma must be positive")

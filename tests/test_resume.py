@@ -135,7 +135,7 @@ def test_retries_run_out(blobs):
             with torch.no_grad():
                 model.loc[0, 0] = float("inf")
 
-    with pytest.warns(UserWarning), pytest.raises(TrainingDivergedError, match="after 2 retries"):
+    with pytest.warns(UserWarning, match="retrying"), pytest.raises(TrainingDivergedError, match="after 2 retries"):
         mixzoo.fit(model, guide, x, epochs=4, progress=False, retries=2, schedules=[always])
 
 
