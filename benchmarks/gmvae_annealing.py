@@ -1,11 +1,14 @@
 """Gaussian-mixture VAE under long std annealing: ACC and clusters in use as the floors shrink.
 
     python benchmarks/gmvae_annealing.py [--data digits] [--epochs 80] [--seeds 3]
+    python benchmarks/gmvae_annealing.py --dequantize --losses vimco --seeds 1 --epochs 1400 \
+        --anneal-every 100 --lr-halve-every 300 --particles 15   # the 004 paper's schedule
 
 Trains the registry's GMVAE (q(z|x,y), raw pixels) with VIMCO and with EnumY for ``--epochs``
-epochs, halving the std floors every 10 epochs, and records every 10 epochs the ACC of
-argmax q(y|x), the number of clusters that hold a point, and the floor. Writes the section
-gmvae-annealing-<data> of docs/benchmarks.md.
+epochs, halving the std floors every ``--anneal-every`` epochs (10) from ``--anneal-start`` (1),
+and records at every halving the ACC of argmax q(y|x), the number of clusters that hold a
+point, and the floor. Writes the section gmvae-annealing-<data>[-dequantized][-<schedule>] of
+docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -29,10 +32,12 @@ sys.path.insert(0, __file__.rsplit("/", 1)[0])
 from report import machine, table, write_section  # noqa: E402
 
 
-def trajectory(x: torch.Tensor, labels: np.ndarray, loss: str, seed: int, epochs: int, every: int) -> tuple[list, float]:
+def trajectory(
+    x: torch.Tensor, labels: np.ndarray, loss: str, seed: int, epochs: int, every: int, a: argparse.Namespace
+) -> tuple[list, float]:
     """ACC, clusters used and floor after each ``every`` epochs (the first entry: after the initialisation)."""
     spec = get_spec("gmvae")
-    options = dict(spec.options)
+    options = {**spec.options, "anneal_every": every, "anneal_start": a.anneal_start}
     k = int(labels.max()) + 1
     t = time.perf_counter()
     torch.manual_seed(seed)
@@ -45,9 +50,14 @@ def trajectory(x: torch.Tensor, labels: np.ndarray, loss: str, seed: int, epochs
         used = int((np.bincount(p.argmax(1), minlength=k) > 0).sum())
         points.append((epoch, clustering_report(labels, p)["acc"], used, float(model.eps_x)))
 
+    schedules = spec.schedules(model, guide, options)
+    for schedule in schedules:
+        schedule(0)
     record(0)
-    fit(model, guide, x, loss=make_loss(loss), epochs=epochs, batch_size=spec.batch_size, lr=spec.lr, seed=seed,
-        schedules=spec.schedules(model, guide, options), progress=False,
+    particles = {"num_particles": a.particles} if a.particles else {}
+    lr_decay = 0.5 ** (1 / a.lr_halve_every) if a.lr_halve_every else None
+    fit(model, guide, x, loss=make_loss(loss, **particles), epochs=epochs, batch_size=spec.batch_size, lr=spec.lr,
+        lr_decay=lr_decay, seed=seed, schedules=schedules, progress=False,
         callback=lambda e, r: record(e + 1) if (e + 1) % every == 0 else None)
     return points, time.perf_counter() - t
 
@@ -60,34 +70,50 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=80)
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--dequantize", action="store_true", help="(level + U[0, 1)) / levels, the paper's preprocessing")
+    ap.add_argument("--losses", nargs="+", default=["vimco", "trace-enum"], choices=["vimco", "trace-enum"])
+    ap.add_argument("--anneal-every", type=int, default=None, help="halve the std floors every N epochs (registry: 10)")
+    ap.add_argument("--anneal-start", type=float, default=1.0, help="the floors' first value (the paper: 1)")
+    ap.add_argument("--particles", type=int, default=None, help="VIMCO particles (default 5; the paper: 15)")
+    ap.add_argument("--lr-halve-every", type=int, default=None, help="halve the learning rate every N epochs (the paper: 300)")
     a = ap.parse_args()
     warnings.filterwarnings("ignore")
     torch.set_num_threads(1)
     d = mixzoo.load_dataset(a.data, data_dir=a.data_dir, subsample=a.subsample, seed=0, dequantize=a.dequantize)
     x = torch.as_tensor(d.x)
-    every = int(get_spec("gmvae").options["anneal_every"])
+    every = a.anneal_every or int(get_spec("gmvae").options["anneal_every"])
     rows, best = [], []
-    for loss, name in (("vimco", "VIMCO"), ("trace-enum", "EnumY")):
+    names = {"vimco": "VIMCO", "trace-enum": "EnumY"}
+    for loss in a.losses:
+        name = names[loss]
         for seed in range(a.seeds):
-            points, seconds = trajectory(x, d.labels, loss, seed, a.epochs, every)
+            points, seconds = trajectory(x, d.labels, loss, seed, a.epochs, every, a)
             accs = [p[1] for p in points]
             i = int(np.argmax(accs))
             best.append([name, seed, points[i][0], accs[i], points[i][3], accs[-1], points[-1][2], seconds])
             rows.append([name, seed, *(f"{p[1]:.3f} ({p[2]})" for p in points)])
             print(rows[-1], flush=True)
+    schedule_flags = "".join(
+        f" --{flag} {value:g}" if isinstance(value, float) else f" --{flag} {value}"
+        for flag, value in (("anneal-every", a.anneal_every), ("anneal-start", a.anneal_start if a.anneal_start != 1.0 else None),
+                            ("particles", a.particles), ("lr-halve-every", a.lr_halve_every))
+        if value is not None
+    )
+    flags = f"{' --dequantize' if a.dequantize else ''}{'' if a.losses == ['vimco', 'trace-enum'] else ' --losses ' + ' '.join(a.losses)}"
     floors = [f"{p[3]:g}" for p in points]
     header = ["loss", "seed", *(f"epoch {p[0]} (floor {f})" for p, f in zip(points, floors, strict=True))]
     body = "\n".join(
         [
-            f"## Gaussian-mixture VAE under long std annealing ({a.data}{', dequantized' if a.dequantize else ''}, cpu)",
+            f"## Gaussian-mixture VAE under long std annealing ({a.data}{', dequantized' if a.dequantize else ''}"
+            f"{', schedule' + schedule_flags if schedule_flags else ''}, cpu)",
             "",
             f"Command: `python benchmarks/gmvae_annealing.py --data {a.data} --epochs {a.epochs} --seeds {a.seeds}"
-            f"{' --dequantize' if a.dequantize else ''}`  ",
+            f"{flags}{schedule_flags}`  ",
             f"Machine: {machine()}  ",
             f"The registry's GMVAE (q(z|x,y), latent 10, MLP 256x256, 20 epochs of autoencoder pretraining + GMM on the "
-            f"codes, batch 128, Adam 1e-3, "
+            f"codes, batch 128, Adam 1e-3{f' halved every {a.lr_halve_every} epochs' if a.lr_halve_every else ''}, "
+            f"{a.particles or 5} VIMCO particles, "
             f"{'pixels dequantized to (level + U[0, 1)) / levels' if a.dequantize else 'raw pixels'}) trained {a.epochs} epochs; the floors eps_x, eps_z of the stds start at "
-            f"1 and halve every {every} epochs. Each cell: ACC of argmax q(y|x) (clusters that hold at least one point). "
+            f"{a.anneal_start:g} and halve every {every} epochs (down to 1e-4). Each cell: ACC of argmax q(y|x) (clusters that hold at least one point). "
             "Epoch 0 is the start (autoencoder + GMM on its codes, q(y|x) taught its responsibilities).",
             "",
             table(header, rows),
@@ -96,7 +122,8 @@ def main() -> None:
                    f"clusters used at epoch {a.epochs}", "seconds"], best),
         ]
     )
-    write_section(f"gmvae-annealing-{a.data}{'-dequantized' if a.dequantize else ''}", body)
+    key = f"gmvae-annealing-{a.data}{'-dequantized' if a.dequantize else ''}"
+    write_section(key + schedule_flags.replace(" --", "-").replace(" ", ""), body)
     print(body)
 
 

@@ -86,6 +86,9 @@ def _parser() -> argparse.ArgumentParser:
     f.add_argument("--latent", type=int, default=None, help="gmvae: dimension of z")
     f.add_argument("--likelihood", choices=("gaussian", "bernoulli"), default=None, help="gmvae: p(x|z)")
     f.add_argument("--anneal-every", type=int, default=None, help="gmvae: halve the std floors every N epochs (0: off)")
+    f.add_argument(
+        "--anneal-start", type=float, default=None, help="gmvae: the std floors' first value (the paper's 1; halved from there)"
+    )
     f.add_argument("--pretrain", type=int, default=None, help="gmvae: autoencoder pretraining epochs (0: off)")
     f.add_argument(
         "--features", choices=("linear", "quadratic"), default=None, help="energy-mixture: sufficient statistics"
@@ -104,6 +107,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     f.add_argument("--resume", default=None, metavar="DIR", help="continue the interrupted run in DIR (its own config)")
     f.add_argument("--retries", type=int, default=0, help="retry a diverged epoch with half the learning rate N times")
+    f.add_argument(
+        "--particles", type=int, default=None, help="samples per step of vimco/trace-enum/trace-graph/trace (vimco: 5)"
+    )
     f.add_argument("--overwrite", action="store_true", help="replace an existing run in --out")
     f.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     f.add_argument("--json", action="store_true", help="print the result as one JSON object on the last line")
@@ -193,7 +199,7 @@ def _cmd_fit(a: argparse.Namespace, defaults: argparse.Namespace) -> None:
         return
 
     names = ("covariance", "flow", "transforms", "hidden", "base", "temperature", "features", "latent", "likelihood")
-    names += ("anneal_every", "pretrain")
+    names += ("anneal_every", "anneal_start", "pretrain")
     names += ("arch", "channels", "gamma", "normalize", "sobel", "augment", "two_fold", "consistency_lr")
     options = {n: getattr(a, n) for n in names if getattr(a, n) is not None}
     config = FitConfig(
@@ -220,6 +226,7 @@ def _cmd_fit(a: argparse.Namespace, defaults: argparse.Namespace) -> None:
         classifier_epochs=a.classifier_epochs,
         checkpoint_every=a.checkpoint_every,
         retries=a.retries,
+        particles=a.particles,
     )
     record = run_fit(config, out=a.out, overwrite=a.overwrite, progress=progress, distributed=distributed)
     if main:

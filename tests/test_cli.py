@@ -67,6 +67,10 @@ def test_fit_json_contract_and_evaluate(tmp_path, capsys):
             "fewer points \\(3\\) than clusters \\(4\\)",
         ),
         (["fit", "--epochs", "0"], "epochs must be a positive integer"),
+        (["fit", "--model", "gmvae", "--particles", "1"], "VIMCO needs num_particles >= 2, got 1"),
+        (["fit", "--model", "gmvae", "--particles", "0"], "--particles must be a positive integer, got 0"),
+        (["fit", "--model", "neural-mixture", "--particles", "3"], "loss 'em' draws no particles"),
+        (["fit", "--model", "gmvae", "--anneal-start", "0"], "--anneal-start must be a number >= 1e-4"),
         (["evaluate", "--run", "/nonexistent/run"], "does not exist"),
     ],
 )

@@ -55,6 +55,11 @@ def test_std_floors_are_annealed_by_the_schedule(blobs8):
         callback=lambda e, r: seen.append((model.eps_x, guide.eps_z)),
     )
     assert seen == [(1.0, 1.0), (1.0, 1.0), (0.5, 0.5), (0.5, 0.5), (0.25, 0.25)]
+    later = spec.schedules(model, guide, {**spec.options, "anneal_every": 2, "anneal_start": 0.25})
+    for epoch, want in ((0, 0.25), (2, 0.125), (40, 1e-4)):
+        for schedule in later:
+            schedule(epoch)
+        assert (model.eps_x, guide.eps_z) == (want, want)
     assert StepDecay(model, "eps_x", 1.0, every=1, floor=1e-4).value(40) == 1e-4
 
 
@@ -118,3 +123,22 @@ def test_gmvae_sample_draws_from_the_prior_components():
     torch.testing.assert_close(again, x, rtol=0, atol=0)
     with pytest.raises(ValueError, match="clusters must be 2 integers"):
         model.sample(2, clusters=torch.tensor([0, 3]))
+
+
+def test_particles_and_anneal_start_reach_the_loss_and_the_floors_from_the_cli(tmp_path, capsys):
+    import json
+
+    from mixzoo.cli import main
+    from mixzoo.inference import make_loss
+    from mixzoo.runner import FitConfig
+
+    run = tmp_path / "run"
+    args = ["fit", "--model", "gmvae", "--data", "moons", "--subsample", "200", "--epochs", "2", "--pretrain", "0"]
+    assert main(args + ["--particles", "7", "--anneal-start", "0.5", "--out", str(run), "--json"]) == 0
+    record = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert record["model"] == "gmvae" and record["loss"] == "vimco"
+    saved = json.loads((run / "config.json").read_text())
+    assert saved["particles"] == 7 and saved["options"]["anneal_start"] == 0.5
+    config = FitConfig(model="gmvae", particles=7).resolved()
+    assert config.loss_options() == {"num_particles": 7}
+    assert make_loss(config.loss, **config.loss_options()).num_particles == 7

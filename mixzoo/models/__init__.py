@@ -144,6 +144,9 @@ def _build_neural_mixture(dim: int, k: int, guide: str, options: dict[str, Any])
 
 
 def _build_gmvae(dim: int, k: int, guide: str, options: dict[str, Any]) -> tuple[nn.Module, nn.Module]:
+    start = options["anneal_start"]
+    if not isinstance(start, int | float) or not 1e-4 <= start < float("inf"):
+        raise MixzooInputError(f"--anneal-start must be a number >= 1e-4 (the paper starts the std floors at 1), got {start!r}.")
     hidden = _hidden(options["hidden"])
     latent = int(options["latent"])
     model = GMVAE(dim, k, latent=latent, hidden=hidden, likelihood=options["likelihood"])
@@ -151,11 +154,11 @@ def _build_gmvae(dim: int, k: int, guide: str, options: dict[str, Any]) -> tuple
 
 
 def _gmvae_schedules(model: nn.Module, guide: nn.Module, options: dict[str, Any]) -> list[Callable[[int], None]]:
-    every = int(options["anneal_every"])
+    every, start = int(options["anneal_every"]), float(options["anneal_start"])
     if every <= 0:  # no annealing: the floors stay at their final value
         model.eps_x = guide.eps_z = 1e-4
         return []
-    return [StepDecay(model, "eps_x", 1.0, every, 0.5, 1e-4), StepDecay(guide, "eps_z", 1.0, every, 0.5, 1e-4)]
+    return [StepDecay(model, "eps_x", start, every, 0.5, 1e-4), StepDecay(guide, "eps_z", start, every, 0.5, 1e-4)]
 
 
 def _gmvae_initialize(model: nn.Module, guide: nn.Module, x: Any, seed: int, options: dict[str, Any], loss: Any = None) -> None:
@@ -244,7 +247,14 @@ MODELS: dict[str, ModelSpec] = {
         epochs=100,
         lr=1e-3,
         batch_size=128,
-        options={"latent": 10, "hidden": "256,256", "likelihood": "gaussian", "anneal_every": 10, "pretrain": 20},
+        options={
+            "latent": 10,
+            "hidden": "256,256",
+            "likelihood": "gaussian",
+            "anneal_every": 10,
+            "anneal_start": 1.0,
+            "pretrain": 20,
+        },
         schedules=_gmvae_schedules,
         initialize=_gmvae_initialize,
     ),
