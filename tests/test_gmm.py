@@ -60,8 +60,15 @@ def test_sample_and_bic_parameter_count():
     model = GaussianMixture(3, 4, covariance="full")
     assert model.n_parameters() == 3 + 12 + 4 * 6
     assert GaussianMixture(3, 4).n_parameters() == 3 + 12 + 12
-    x, k = model.sample(50, generator=torch.Generator().manual_seed(0))
-    assert x.shape == (50, 3) and k.shape == (50,) and k.max() < 4
+    x, k = model.sample(20000, generator=torch.Generator().manual_seed(0))
+    assert x.shape == (20000, 3) and k.shape == (20000,) and k.max() < 4
+    with torch.no_grad():
+        freq = torch.bincount(k, minlength=4).float() / 20000
+        torch.testing.assert_close(freq, model.weights, atol=0.02, rtol=0)
+        for j in range(4):  # each component's draws have its mean and covariance
+            torch.testing.assert_close(x[k == j].mean(0), model.loc[j], atol=0.1, rtol=0)
+            cov = model.scale_tril[j] @ model.scale_tril[j].T
+            torch.testing.assert_close(torch.cov(x[k == j].T), cov, atol=0.15 * float(cov.diagonal().max()), rtol=0)
 
 
 def test_observed_labels_fix_the_assignment(blobs):

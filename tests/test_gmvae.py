@@ -95,6 +95,10 @@ def test_log_likelihood_falls_back_to_importance_sampling(blobs8):
     assert not has_exact_likelihood(model, guide, x)
     ll = mixzoo.log_likelihood(model, guide, x, num_samples=50)
     assert ll.shape == (300,) and torch.isfinite(ll).all()
+    # the importance-sampled bound tightens with more samples (IWAE: E log p_hat_K rises with K)
+    torch.manual_seed(0)
+    means = [mixzoo.log_likelihood(model, guide, x, num_samples=k).mean().item() for k in (2, 20, 400)]
+    assert means[0] < means[1] < means[2]
     assert has_exact_likelihood(mixzoo.GaussianMixture(8, 3), mixzoo.EmptyGuide(), x)
 
 
