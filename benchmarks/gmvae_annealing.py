@@ -37,7 +37,7 @@ def trajectory(
 ) -> tuple[list, float]:
     """ACC, clusters used and floor after each ``every`` epochs (the first entry: after the initialisation)."""
     spec = get_spec("gmvae")
-    options = {**spec.options, "anneal_every": every, "anneal_start": a.anneal_start}
+    options = {**spec.options, "anneal_every": every, "anneal_start": a.anneal_start, "pretrain": a.pretrain}
     k = int(labels.max()) + 1
     t = time.perf_counter()
     torch.manual_seed(seed)
@@ -74,11 +74,13 @@ def main() -> None:
     ap.add_argument("--anneal-every", type=int, default=None, help="halve the std floors every N epochs (registry: 10)")
     ap.add_argument("--anneal-start", type=float, default=1.0, help="the floors' first value (the paper: 1)")
     ap.add_argument("--particles", type=int, default=None, help="VIMCO particles (default 5; the paper: 15)")
+    ap.add_argument("--pretrain", type=int, default=20, help="autoencoder pretraining epochs (registry: 20)")
     ap.add_argument("--lr-halve-every", type=int, default=None, help="halve the learning rate every N epochs (the paper: 300)")
     a = ap.parse_args()
     warnings.filterwarnings("ignore")
     torch.set_num_threads(1)
     d = mixzoo.load_dataset(a.data, data_dir=a.data_dir, subsample=a.subsample, seed=0, dequantize=a.dequantize)
+    what = f"{a.data}, a seeded subsample of {a.subsample} images" if a.subsample else a.data
     x = torch.as_tensor(d.x)
     every = a.anneal_every or int(get_spec("gmvae").options["anneal_every"])
     rows, best = [], []
@@ -95,7 +97,8 @@ def main() -> None:
     schedule_flags = "".join(
         f" --{flag} {value:g}" if isinstance(value, float) else f" --{flag} {value}"
         for flag, value in (("anneal-every", a.anneal_every), ("anneal-start", a.anneal_start if a.anneal_start != 1.0 else None),
-                            ("particles", a.particles), ("lr-halve-every", a.lr_halve_every))
+                            ("particles", a.particles), ("lr-halve-every", a.lr_halve_every),
+                            ("pretrain", a.pretrain if a.pretrain != 20 else None))
         if value is not None
     )
     flags = f"{' --dequantize' if a.dequantize else ''}{'' if a.losses == ['vimco', 'trace-enum'] else ' --losses ' + ' '.join(a.losses)}"
@@ -103,13 +106,14 @@ def main() -> None:
     header = ["loss", "seed", *(f"epoch {p[0]} (floor {f})" for p, f in zip(points, floors, strict=True))]
     body = "\n".join(
         [
-            f"## Gaussian-mixture VAE under long std annealing ({a.data}{', dequantized' if a.dequantize else ''}"
+            f"## Gaussian-mixture VAE under long std annealing ({what}{', dequantized' if a.dequantize else ''}"
             f"{', schedule' + schedule_flags if schedule_flags else ''}, cpu)",
             "",
-            f"Command: `python benchmarks/gmvae_annealing.py --data {a.data} --epochs {a.epochs} --seeds {a.seeds}"
+            f"Command: `python benchmarks/gmvae_annealing.py --data {a.data}{' --data-dir DIR' if a.data_dir else ''}"
+            f"{f' --subsample {a.subsample}' if a.subsample else ''} --epochs {a.epochs} --seeds {a.seeds}"
             f"{flags}{schedule_flags}`  ",
             f"Machine: {machine()}  ",
-            f"The registry's GMVAE (q(z|x,y), latent 10, MLP 256x256, 20 epochs of autoencoder pretraining + GMM on the "
+            f"The registry's GMVAE (q(z|x,y), latent 10, MLP 256x256, {a.pretrain} epochs of autoencoder pretraining + GMM on the "
             f"codes, batch 128, Adam 1e-3{f' halved every {a.lr_halve_every} epochs' if a.lr_halve_every else ''}, "
             f"{a.particles or 5} VIMCO particles, "
             f"{'pixels dequantized to (level + U[0, 1)) / levels' if a.dequantize else 'raw pixels'}) trained {a.epochs} epochs; the floors eps_x, eps_z of the stds start at "
@@ -122,7 +126,7 @@ def main() -> None:
                    f"clusters used at epoch {a.epochs}", "seconds"], best),
         ]
     )
-    key = f"gmvae-annealing-{a.data}{'-dequantized' if a.dequantize else ''}"
+    key = f"gmvae-annealing-{a.data}{f'-{a.subsample}' if a.subsample else ''}{'-dequantized' if a.dequantize else ''}"
     write_section(key + schedule_flags.replace(" --", "-").replace(" ", ""), body)
     print(body)
 
