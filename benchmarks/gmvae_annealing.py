@@ -74,11 +74,12 @@ def main() -> None:
     ap.add_argument("--anneal-every", type=int, default=None, help="halve the std floors every N epochs (registry: 10)")
     ap.add_argument("--anneal-start", type=float, default=1.0, help="the floors' first value (the paper: 1)")
     ap.add_argument("--particles", type=int, default=None, help="VIMCO particles (default 5; the paper: 15)")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads")
     ap.add_argument("--pretrain", type=int, default=20, help="autoencoder pretraining epochs (registry: 20)")
     ap.add_argument("--lr-halve-every", type=int, default=None, help="halve the learning rate every N epochs (the paper: 300)")
     a = ap.parse_args()
     warnings.filterwarnings("ignore")
-    torch.set_num_threads(1)
+    torch.set_num_threads(a.threads)
     d = mixzoo.load_dataset(a.data, data_dir=a.data_dir, subsample=a.subsample, seed=0, dequantize=a.dequantize)
     what = f"{a.data}, a seeded subsample of {a.subsample} images" if a.subsample else a.data
     x = torch.as_tensor(d.x)
