@@ -54,8 +54,8 @@ def trajectory(
     for schedule in schedules:
         schedule(0)
     record(0)
-    particles = {"num_particles": a.particles} if a.particles else {}
-    lr_decay = 0.5 ** (1 / a.lr_halve_every) if a.lr_halve_every else None
+    particles = {"num_particles": a.particles} if a.particles is not None else {}
+    lr_decay = 0.5 ** (1 / a.lr_halve_every) if a.lr_halve_every is not None else None
     fit(model, guide, x, loss=make_loss(loss, **particles), epochs=epochs, batch_size=spec.batch_size, lr=spec.lr,
         lr_decay=lr_decay, seed=seed, schedules=schedules, progress=False,
         callback=lambda e, r: record(e + 1) if (e + 1) % every == 0 else None)
@@ -78,12 +78,24 @@ def main() -> None:
     ap.add_argument("--pretrain", type=int, default=20, help="autoencoder pretraining epochs (registry: 20)")
     ap.add_argument("--lr-halve-every", type=int, default=None, help="halve the learning rate every N epochs (the paper: 300)")
     a = ap.parse_args()
+    for flag in ("anneal_every", "particles", "lr_halve_every", "threads", "epochs", "seeds"):
+        value = getattr(a, flag)
+        if value is not None and value < 1:
+            ap.error(f"--{flag.replace('_', '-')} must be at least 1, got {value}")
+    if a.pretrain < 0:
+        ap.error(f"--pretrain must be at least 0, got {a.pretrain}")
+    try:  # bad option values and too few VIMCO particles fail here, before any data are read
+        get_spec("gmvae").check_options({**get_spec("gmvae").options, "anneal_start": a.anneal_start})
+        for loss in a.losses:
+            make_loss(loss, **({"num_particles": a.particles} if a.particles is not None else {}))
+    except ValueError as err:
+        ap.error(str(err))
     warnings.filterwarnings("ignore")
     torch.set_num_threads(a.threads)
     d = mixzoo.load_dataset(a.data, data_dir=a.data_dir, subsample=a.subsample, seed=0, dequantize=a.dequantize)
     what = f"{a.data}, a seeded subsample of {a.subsample} images" if a.subsample else a.data
     x = torch.as_tensor(d.x)
-    every = a.anneal_every or int(get_spec("gmvae").options["anneal_every"])
+    every = a.anneal_every if a.anneal_every is not None else int(get_spec("gmvae").options["anneal_every"])
     rows, best = [], []
     names = {"vimco": "VIMCO", "trace-enum": "EnumY"}
     for loss in a.losses:
@@ -99,7 +111,8 @@ def main() -> None:
         f" --{flag} {value:g}" if isinstance(value, float) else f" --{flag} {value}"
         for flag, value in (("anneal-every", a.anneal_every), ("anneal-start", a.anneal_start if a.anneal_start != 1.0 else None),
                             ("particles", a.particles), ("lr-halve-every", a.lr_halve_every),
-                            ("pretrain", a.pretrain if a.pretrain != 20 else None))
+                            ("pretrain", a.pretrain if a.pretrain != 20 else None),
+                            ("threads", a.threads if a.threads != 1 else None))
         if value is not None
     )
     flags = f"{' --dequantize' if a.dequantize else ''}{'' if a.losses == ['vimco', 'trace-enum'] else ' --losses ' + ' '.join(a.losses)}"
@@ -115,8 +128,9 @@ def main() -> None:
             f"{flags}{schedule_flags}`  ",
             f"Machine: {machine()}  ",
             f"The registry's GMVAE (q(z|x,y), latent 10, MLP 256x256, {a.pretrain} epochs of autoencoder pretraining + GMM on the "
-            f"codes, batch 128, Adam 1e-3{f' halved every {a.lr_halve_every} epochs' if a.lr_halve_every else ''}, "
-            f"{a.particles or 5} VIMCO particles, "
+            f"codes, batch 128, Adam 1e-3"
+            f"{f' times 0.5 ** (1/{a.lr_halve_every}) per epoch (halved every {a.lr_halve_every} epochs)' if a.lr_halve_every else ''}, "
+            f"{f'{a.particles} particles per step' if a.particles is not None else '5 VIMCO particles (EnumY: 1 sample)'}, "
             f"{'pixels dequantized to (level + U[0, 1)) / levels' if a.dequantize else 'raw pixels'}) trained {a.epochs} epochs; the floors eps_x, eps_z of the stds start at "
             f"{a.anneal_start:g} and halve every {every} epochs (down to 1e-4). Each cell: ACC of argmax q(y|x) (clusters that hold at least one point). "
             "Epoch 0 is the start (autoencoder + GMM on its codes, q(y|x) taught its responsibilities).",
@@ -128,7 +142,7 @@ def main() -> None:
         ]
     )
     key = f"gmvae-annealing-{a.data}{f'-{a.subsample}' if a.subsample else ''}{'-dequantized' if a.dequantize else ''}"
-    write_section(key + schedule_flags.replace(" --", "-").replace(" ", ""), body)
+    write_section(key + flags.replace(" --dequantize", "").replace(" --", "-").replace(" ", "-") + schedule_flags.replace(" --", "-").replace(" ", ""), body)
     print(body)
 
 

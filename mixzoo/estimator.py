@@ -50,6 +50,7 @@ class MixtureClusterer(ClusterMixin, DensityMixin, BaseEstimator):
     :param random_state: int, :class:`numpy.random.RandomState` or ``None`` (not reproducible).
     :param device: ``"cpu"`` or ``"cuda"``.
     :param progress: show a progress bar while training.
+    :param particles: samples per step of a sampling loss (``vimco``, ``trace-*``); the loss's default when ``None``.
 
     Fitted attributes: ``model_``, ``guide_``, ``n_features_in_``, ``labels_`` (training
     clusters), ``history_`` (the :class:`~mixzoo.train.FitResult` of the kept restart),
@@ -71,6 +72,7 @@ class MixtureClusterer(ClusterMixin, DensityMixin, BaseEstimator):
         random_state: Any = None,
         device: str = "cpu",
         progress: bool = False,
+        particles: int | None = None,
     ) -> None:
         self.model = model
         self.n_clusters = n_clusters
@@ -84,6 +86,7 @@ class MixtureClusterer(ClusterMixin, DensityMixin, BaseEstimator):
         self.random_state = random_state
         self.device = device
         self.progress = progress
+        self.particles = particles
 
     def _config(self) -> FitConfig:
 
@@ -100,6 +103,7 @@ class MixtureClusterer(ClusterMixin, DensityMixin, BaseEstimator):
             n_init=self.n_init,
             device=self.device,
             options=options,
+            particles=self.particles,
         ).resolved()
         return config
 
@@ -127,7 +131,7 @@ class MixtureClusterer(ClusterMixin, DensityMixin, BaseEstimator):
         c = self._config()
         c.dim = x.shape[1]
         rng = check_random_state(self.random_state)
-        loss = make_loss(c.loss)  # type: ignore[arg-type]
+        loss = make_loss(c.loss, **c.loss_options())  # type: ignore[arg-type]
         seeds = [int(rng.randint(np.iinfo(np.int32).max)) for _ in range(c.n_init)]  # type: ignore[arg-type]
         best = fit_restarts(c, x, seeds, loss=loss, progress=self.progress)
         self.final_loss_, self.model_, self.guide_, self.history_ = best

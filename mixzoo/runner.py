@@ -117,6 +117,7 @@ class FitConfig:
                 f"option(s) {', '.join(unknown)} do not apply to model {c.model!r}; its options are: {', '.join(spec.options)}."
             )
         c.options = {**spec.options, **c.options}
+        spec.check_options(c.options)
         for name, value in spec.defaults(c.options).items():
             if getattr(c, name) is None:
                 setattr(c, name, value)

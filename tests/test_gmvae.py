@@ -129,20 +129,44 @@ def test_gmvae_sample_draws_from_the_prior_components():
         model.sample(2, clusters=torch.tensor([0, 3]))
 
 
-def test_particles_and_anneal_start_reach_the_loss_and_the_floors_from_the_cli(tmp_path, capsys):
+def test_particles_and_anneal_start_reach_the_loss_and_the_floors_from_the_cli(tmp_path, capsys, monkeypatch):
     import json
 
+    import mixzoo.runner
     from mixzoo.cli import main
     from mixzoo.inference import make_loss
     from mixzoo.runner import FitConfig
+
+    built = []
+
+    def recording_make_loss(name, **options):
+        loss = make_loss(name, **options)
+        built.append(loss)
+        return loss
+
+    monkeypatch.setattr(mixzoo.runner, "make_loss", recording_make_loss)
 
     run = tmp_path / "run"
     args = ["fit", "--model", "gmvae", "--data", "moons", "--subsample", "200", "--epochs", "2", "--pretrain", "0"]
     assert main(args + ["--particles", "7", "--anneal-start", "0.5", "--out", str(run), "--json"]) == 0
     record = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert record["model"] == "gmvae" and record["loss"] == "vimco"
+    assert built and all(loss.num_particles == 7 for loss in built)  # the loss that trained had 7 particles
     saved = json.loads((run / "config.json").read_text())
     assert saved["particles"] == 7 and saved["options"]["anneal_start"] == 0.5
     config = FitConfig(model="gmvae", particles=7).resolved()
     assert config.loss_options() == {"num_particles": 7}
     assert make_loss(config.loss, **config.loss_options()).num_particles == 7
+
+
+def test_the_estimator_takes_particles_and_checks_them_before_training(blobs8):
+    from mixzoo import MixzooInputError
+    from mixzoo.estimator import MixtureClusterer
+
+    x = blobs8[0].numpy()
+    with pytest.raises(MixzooInputError, match="VIMCO needs num_particles >= 2, got 1"):
+        MixtureClusterer(model="gmvae", n_clusters=3, particles=1, epochs=1).fit(x)
+    with pytest.raises(MixzooInputError, match="--anneal-start must be a number >= 1e-4"):
+        from mixzoo.runner import FitConfig
+
+        FitConfig(model="gmvae", options={"anneal_start": True}).resolved()

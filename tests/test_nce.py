@@ -240,7 +240,7 @@ def test_transfer_split_features_and_noise_on_digits():
     from mixzoo.transfer import transfer_split
 
     d = load_dataset("digits")
-    td = transfer_split(d.x, d.labels, [0, 1, 2, 3, 4], epochs=3, seed=0, feature_dim=12)
+    td = transfer_split(d.x, d.labels, [0, 1, 2, 3, 4], epochs=10, seed=0, feature_dim=12)
     rest = d.labels >= 5
     assert td.features.shape == (int(rest.sum()), 12)
     assert set(np.unique(td.labels).tolist()) == {5, 6, 7, 8, 9}

@@ -43,6 +43,10 @@ def _no_schedules(model: nn.Module, guide: nn.Module, options: dict[str, Any]) -
     return []
 
 
+def _no_check(options: dict[str, Any]) -> None:
+    """Model families without option checks accept every value their builder accepts."""
+
+
 @dataclass(frozen=True)
 class ModelSpec:
     """How the CLI builds a model family: ``build(dim, n_clusters, guide_name, options) -> (model, guide)``."""
@@ -64,6 +68,8 @@ class ModelSpec:
     """Per-epoch schedules (annealing) for a built pair."""
     initialize: Initializer = _initialize_each
     """Data-dependent initialisation of a built pair before training (called once per restart)."""
+    check_options: Callable[[dict[str, Any]], None] = _no_check
+    """Refuses bad option values with a clear error, before any data are read."""
 
     def defaults(self, options: dict[str, Any]) -> dict[str, Any]:
         """Training defaults (epochs, lr, lr_decay, batch_size, n_init) for these model options."""
@@ -143,10 +149,14 @@ def _build_neural_mixture(dim: int, k: int, guide: str, options: dict[str, Any])
     return model, EStepGuide(model)
 
 
-def _build_gmvae(dim: int, k: int, guide: str, options: dict[str, Any]) -> tuple[nn.Module, nn.Module]:
+def _check_gmvae(options: dict[str, Any]) -> None:
     start = options["anneal_start"]
-    if not isinstance(start, int | float) or not 1e-4 <= start < float("inf"):
+    if isinstance(start, bool) or not isinstance(start, int | float) or not 1e-4 <= start < float("inf"):
         raise MixzooInputError(f"--anneal-start must be a number >= 1e-4 (the paper starts the std floors at 1), got {start!r}.")
+
+
+def _build_gmvae(dim: int, k: int, guide: str, options: dict[str, Any]) -> tuple[nn.Module, nn.Module]:
+    _check_gmvae(options)
     hidden = _hidden(options["hidden"])
     latent = int(options["latent"])
     model = GMVAE(dim, k, latent=latent, hidden=hidden, likelihood=options["likelihood"])
@@ -257,6 +267,7 @@ MODELS: dict[str, ModelSpec] = {
         },
         schedules=_gmvae_schedules,
         initialize=_gmvae_initialize,
+        check_options=_check_gmvae,
     ),
 }
 
