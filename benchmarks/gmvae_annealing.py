@@ -29,7 +29,7 @@ from mixzoo.posterior import cluster_proba
 from mixzoo.train import fit
 
 sys.path.insert(0, __file__.rsplit("/", 1)[0])
-from report import machine, table, write_section  # noqa: E402
+from report import command, machine, table, write_section  # noqa: E402
 
 
 def trajectory(
@@ -115,7 +115,7 @@ def main() -> None:
                             ("threads", a.threads if a.threads != 1 else None))
         if value is not None
     )
-    flags = f"{' --dequantize' if a.dequantize else ''}{'' if a.losses == ['vimco', 'trace-enum'] else ' --losses ' + ' '.join(a.losses)}"
+    losses = "" if a.losses == ["vimco", "trace-enum"] else "-losses-" + "-".join(a.losses)
     floors = [f"{p[3]:g}" for p in points]
     header = ["loss", "seed", *(f"epoch {p[0]} (floor {f})" for p, f in zip(points, floors, strict=True))]
     body = "\n".join(
@@ -123,9 +123,7 @@ def main() -> None:
             f"## Gaussian-mixture VAE under long std annealing ({what}{', dequantized' if a.dequantize else ''}"
             f"{', schedule' + schedule_flags if schedule_flags else ''}, cpu)",
             "",
-            f"Command: `python benchmarks/gmvae_annealing.py --data {a.data}{' --data-dir DIR' if a.data_dir else ''}"
-            f"{f' --subsample {a.subsample}' if a.subsample else ''} --epochs {a.epochs} --seeds {a.seeds}"
-            f"{flags}{schedule_flags}`  ",
+            f"Command: `{command()}`  ",
             f"Machine: {machine()}  ",
             f"The registry's GMVAE (q(z|x,y), latent 10, MLP 256x256, {a.pretrain} epochs of autoencoder pretraining + GMM on the "
             f"codes, batch 128, Adam 1e-3"
@@ -142,7 +140,7 @@ def main() -> None:
         ]
     )
     key = f"gmvae-annealing-{a.data}{f'-{a.subsample}' if a.subsample else ''}{'-dequantized' if a.dequantize else ''}"
-    write_section(key + flags.replace(" --dequantize", "").replace(" --", "-").replace(" ", "-") + schedule_flags.replace(" --", "-").replace(" ", ""), body)
+    write_section(key + losses + schedule_flags.replace(" --", "-").replace(" ", ""), body)
     print(body)
 
 

@@ -29,7 +29,7 @@ from mixzoo.models import EnergyMixture
 from mixzoo.transfer import transfer_split
 
 sys.path.insert(0, __file__.rsplit("/", 1)[0])
-from report import machine, table, write_section  # noqa: E402
+from report import command, machine, table, write_section  # noqa: E402
 
 TRUE = np.array(
     [
@@ -106,6 +106,16 @@ def simulation(a: argparse.Namespace) -> None:
     print(body)
 
 
+def _kmeans_proba(f: np.ndarray) -> np.ndarray:
+    """One-hot assignments of k-means (K = 5, n_init 10), the first baseline on the transfer features."""
+    return np.eye(5)[KMeans(5, n_init=10, random_state=0).fit(f).labels_]
+
+
+def _gmm_proba(f: np.ndarray) -> np.ndarray:
+    """Posterior of a diagonal GMM (K = 5, scikit-learn), the second baseline on the transfer features."""
+    return SkGMM(5, covariance_type="diag", reg_covar=1e-4, random_state=0).fit(f).predict_proba(f)
+
+
 def transfer(a: argparse.Namespace) -> None:
     d = load_dataset("mnist", data_dir=a.data_dir)
     t = time.perf_counter()
@@ -120,11 +130,9 @@ def transfer(a: argparse.Namespace) -> None:
         print(rows[-1], flush=True)
 
     t = time.perf_counter()
-    km = KMeans(5, n_init=10, random_state=0).fit(f)
-    add("k-means (n_init 10)", np.eye(5)[km.labels_], time.perf_counter() - t)
+    add("k-means (n_init 10)", _kmeans_proba(f), time.perf_counter() - t)
     t = time.perf_counter()
-    gm = SkGMM(5, covariance_type="diag", reg_covar=1e-4, random_state=0).fit(f)
-    add("diagonal GMM (sklearn)", gm.predict_proba(f), time.perf_counter() - t)
+    add("diagonal GMM (sklearn)", _gmm_proba(f), time.perf_counter() - t)
     x = torch.as_tensor(f, device=a.device)
     # the joint start (logistic regression on the k-means partition), the ablation: NCE lets all but one component die
     init = EnergyMixture(x.shape[1], 5, "linear").to(a.device).initialize(x, 0)
@@ -182,8 +190,7 @@ def features(a: argparse.Namespace) -> None:
         for cseed in range(a.classifier_seeds):
             td = transfer_split(d.x, d.labels, [0, 1, 2, 3, 4], epochs=a.classifier_epochs, seed=cseed, device=a.device, feature_dim=dim)
             f, lab = td.features, td.labels
-            km = clustering_report(lab, np.eye(5)[KMeans(5, n_init=10, random_state=0).fit(f).labels_])
-            gm = clustering_report(lab, SkGMM(5, covariance_type="diag", reg_covar=1e-4, random_state=0).fit(f).predict_proba(f))
+            km, gm = clustering_report(lab, _kmeans_proba(f)), clustering_report(lab, _gmm_proba(f))
             x = torch.as_tensor(f, device=a.device)
             model = EnergyMixture(dim, 5, "linear").to(a.device).initialize(x, 0, nce=NCE(td.noise))
             mixzoo.fit(model, EmptyGuide(), x, loss=NCE(td.noise), epochs=epochs, lr=a.lr, batch_size=1024, device=a.device, seed=0, progress=False)
@@ -200,8 +207,7 @@ def features(a: argparse.Namespace) -> None:
         [
             "## Deep transfer clustering, MNIST 0-4 -> 5-9: feature dimension and classifier seed",
             "",
-            f"Command: `python benchmarks/nce.py features --data-dir DIR --classifier-epochs {a.classifier_epochs} "
-            f"--epochs {epochs} --feature-dims {' '.join(map(str, a.feature_dims))} --classifier-seeds {a.classifier_seeds}`  ",
+            f"Command: `{command()}`  ",
             f"Machine: {machine()}  ",
             f"Classifier: MLP 784-256-F-5 (F features after a ReLU), trained {a.classifier_epochs} epochs on digits 0-4 with "
             f"seeds 0..{a.classifier_seeds - 1}; the energy mixture (component-wise start, seed 0, NCE {epochs} epochs, "
