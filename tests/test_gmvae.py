@@ -162,11 +162,10 @@ def test_particles_and_anneal_start_reach_the_loss_and_the_floors_from_the_cli(t
 def test_the_estimator_takes_particles_and_checks_them_before_training(blobs8):
     from mixzoo import MixzooInputError
     from mixzoo.estimator import MixtureClusterer
+    from mixzoo.runner import FitConfig
 
     x = blobs8[0].numpy()
     with pytest.raises(MixzooInputError, match="VIMCO needs num_particles >= 2, got 1"):
         MixtureClusterer(model="gmvae", n_clusters=3, particles=1, epochs=1).fit(x)
     with pytest.raises(MixzooInputError, match="--anneal-start must be a number >= 1e-4"):
-        from mixzoo.runner import FitConfig
-
         FitConfig(model="gmvae", options={"anneal_start": True}).resolved()
