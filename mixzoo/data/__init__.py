@@ -1,6 +1,7 @@
-"""Data sets: scikit-learn digits, MNIST and MNIST5 from idx files, MNIST-1D, 2-D toys."""
+"""Data sets: scikit-learn digits, MNIST and MNIST5 from idx files, MNIST-1D, 2-D toys, and users' data files."""
 
 from .datasets import DATASETS, Dataset, load_dataset, preprocess, resolve_data_dir
+from .files import is_data_path, load_file
 from .idx import read_idx
 from .toys import moons, pinwheel, two_circles
 
@@ -8,6 +9,8 @@ __all__ = [
     "DATASETS",
     "Dataset",
     "load_dataset",
+    "load_file",
+    "is_data_path",
     "preprocess",
     "resolve_data_dir",
     "read_idx",

@@ -1,4 +1,4 @@
-"""Named data sets and their preprocessing (dequantization, scaling, PCA, subsampling).
+"""Named data sets and user data files, and their preprocessing (dequantization, scaling, PCA, subsampling).
 
 Labels travel with the data for evaluation only; no model sees them unless a
 semi-supervised fit asks for them explicitly.
@@ -7,7 +7,7 @@ semi-supervised fit asks for them explicitly.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -16,7 +16,7 @@ from ..errors import MixzooInputError
 from .idx import find_idx_file, read_idx
 from .toys import moons, pinwheel, two_circles
 
-__all__ = ["Dataset", "DATASETS", "load_dataset", "resolve_data_dir", "preprocess"]
+__all__ = ["Dataset", "DATASETS", "load_dataset", "resolve_data_dir", "preprocess", "read_mnist_dir"]
 
 DATA_ENV = "MIXZOO_DATA"
 
@@ -60,14 +60,32 @@ def _digits(data_dir: str | None, seed: int) -> Dataset:
     return Dataset("digits", d.data.astype(np.float32), d.target.astype(np.int64), 10, (8, 8), levels=17, top=16.0)
 
 
-def _mnist(data_dir: str | None, seed: int) -> Dataset:
-    path = resolve_data_dir(data_dir)
+MNIST_IDX_STEMS = (
+    "train-images-idx3-ubyte",
+    "train-labels-idx1-ubyte",
+    "t10k-images-idx3-ubyte",
+    "t10k-labels-idx1-ubyte",
+)
+
+
+def read_mnist_dir(path: str, name: str = "mnist") -> Dataset:
+    """MNIST from the four idx files (:data:`MNIST_IDX_STEMS`, gz or not) in the directory ``path``."""
     xs, ys = [], []
     for split in ("train", "t10k"):
         xs.append(read_idx(find_idx_file(path, f"{split}-images-idx3-ubyte")))
         ys.append(read_idx(find_idx_file(path, f"{split}-labels-idx1-ubyte")))
+    for images, labels in zip(xs, ys, strict=True):
+        if images.ndim != 3 or images.shape[1:] != (28, 28) or labels.shape != images.shape[:1]:
+            raise MixzooInputError(
+                f"the idx files in {path} hold images of shape {images.shape} and labels of shape {labels.shape}; "
+                "MNIST-format data needs (N, 28, 28) images and N labels."
+            )
     x = np.concatenate(xs).reshape(-1, 28 * 28).astype(np.float32) / 255.0
-    return Dataset("mnist", x, np.concatenate(ys).astype(np.int64), 10, (28, 28), levels=256, top=1.0)
+    return Dataset(name, x, np.concatenate(ys).astype(np.int64), 10, (28, 28), levels=256, top=1.0)
+
+
+def _mnist(data_dir: str | None, seed: int) -> Dataset:
+    return read_mnist_dir(resolve_data_dir(data_dir))
 
 
 def _mnist5(data_dir: str | None, seed: int) -> Dataset:
@@ -136,7 +154,7 @@ def preprocess(
         if d.levels is None or d.top is None:
             raise MixzooInputError(
                 f"data {d.name!r} has no integer intensity levels to dequantize; --dequantize applies to images "
-                "(digits, mnist, mnist5)."
+                "(digits, mnist, mnist5, a folder of MNIST idx files)."
             )
         values = np.rint(x / d.top * (d.levels - 1))
         u = np.random.default_rng([seed, 1]).random(x.shape)
@@ -166,10 +184,32 @@ def load_dataset(
     subsample: int | None = None,
     seed: int = 0,
     dequantize: bool = False,
+    label_column: str | None = None,
+    columns: Sequence[str] | None = None,
 ) -> Dataset:
-    """Load a named data set and preprocess it; see :data:`DATASETS` for the names."""
-    if name not in DATASETS:
-        raise MixzooInputError(f"unknown data {name!r}; choose one of: {', '.join(DATASETS)}.")
-    return preprocess(
-        DATASETS[name](data_dir, seed), scale=scale, pca=pca, subsample=subsample, seed=seed, dequantize=dequantize
-    )
+    """Load a named data set or a user's data file and preprocess it.
+
+    ``name`` is one of :data:`DATASETS` or a path that :func:`~mixzoo.data.files.is_data_path`
+    accepts (``.csv``, ``.tsv``, ``.npy``, ``.npz``, ``.parquet`` or a folder of MNIST idx
+    files), read by :func:`~mixzoo.data.files.load_file` with ``label_column`` and ``columns``;
+    ``data_dir`` applies to the built-in idx data only. Both kinds go through the same
+    :func:`preprocess`.
+    """
+    from .files import SUFFIXES, is_data_path, load_file
+
+    if is_data_path(name):
+        d = load_file(name, label_column=label_column, columns=columns)
+    else:
+        if name not in DATASETS:
+            raise MixzooInputError(
+                f"unknown data {name!r}; choose one of: {', '.join(DATASETS)}; or pass the path of a data file "
+                f"({', '.join(SUFFIXES)}) or of a folder of MNIST idx files."
+            )
+        for option, value in (("--label-column", label_column), ("--columns", columns)):
+            if value is not None:
+                raise MixzooInputError(
+                    f"{option} applies to data files (.csv, .tsv, .parquet), not to the built-in data {name!r}; "
+                    f"drop {option} or pass --data PATH."
+                )
+        d = DATASETS[name](data_dir, seed)
+    return preprocess(d, scale=scale, pca=pca, subsample=subsample, seed=seed, dequantize=dequantize)
