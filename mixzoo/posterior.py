@@ -22,17 +22,18 @@ import pyro.poutine as poutine
 import torch
 from pyro.poutine.trace_struct import Trace
 
+from .contract import CLUSTER_SITE, cluster_site, in_data_plate, latent_sites
 from .errors import MixzooInputError
 from .params import StateDict, isolated_param_store
 
-__all__ = ["has_exact_likelihood", "enumerated_log_joint", "cluster_log_joint", "cluster_log_proba", "cluster_proba", "log_likelihood", "CLUSTER_SITE", "DATA_PLATE"]
-
-CLUSTER_SITE = "y"
-DATA_PLATE = "data"
-
-
-def _in_data_plate(site: dict[str, Any]) -> bool:
-    return any(f.name == DATA_PLATE for f in site["cond_indep_stack"])
+__all__ = [
+    "has_exact_likelihood",
+    "enumerated_log_joint",
+    "cluster_log_joint",
+    "cluster_log_proba",
+    "cluster_proba",
+    "log_likelihood",
+]
 
 
 def _guide_trace(guide: Callable[..., Any], x: torch.Tensor) -> Trace:
@@ -58,7 +59,7 @@ def enumerated_log_joint(model: Callable[..., Any], guide: Callable[..., Any], x
     k = y_site["value"].shape[0]
     total = x.new_zeros(k, n)
     for site in tr.nodes.values():
-        if site["type"] == "sample" and _in_data_plate(site):
+        if site["type"] == "sample" and in_data_plate(site):
             total = total + site["log_prob"]  # (K, 1) or (K, N) or (N,), broadcast to (K, N)
     return total.t()
 
@@ -92,8 +93,8 @@ def cluster_log_proba(
 
     def one(xb: torch.Tensor) -> torch.Tensor:
         guide_tr = _guide_trace(guide, xb)
-        site = guide_tr.nodes.get(CLUSTER_SITE)
-        if site is not None and site["type"] == "sample" and not site["is_observed"]:
+        site = cluster_site(guide_tr)
+        if site is not None:
             return torch.log_softmax(site["fn"].logits, dim=-1).reshape(xb.shape[0], -1)
         return torch.log_softmax(enumerated_log_joint(model, guide, xb), dim=-1)
 
@@ -126,10 +127,8 @@ def has_exact_likelihood(model: Callable[..., Any], guide: Callable[..., Any], x
         guide_tr = _guide_trace(guide, x[:2])
         guide_tr.nodes.pop(CLUSTER_SITE, None)
         tr = poutine.trace(poutine.replay(model, trace=guide_tr)).get_trace(x[:2])
-    for name, site in tr.nodes.items():
-        if site["type"] != "sample" or site["is_observed"] or type(site["fn"]).__name__ == "_Subsample":
-            continue
-        if not _in_data_plate(site):  # global latents are replayed from the guide: the sum over y stays exact given them
+    for name, site in latent_sites(tr):
+        if not in_data_plate(site):  # global latents are replayed from the guide: the sum over y stays exact given them
             continue
         if name != CLUSTER_SITE or site["infer"].get("enumerate") != "parallel":
             return False

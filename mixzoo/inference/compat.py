@@ -8,8 +8,8 @@ from typing import Any
 import pyro.poutine as poutine
 import torch
 from pyro.infer import ELBO, TraceEnum_ELBO
-from pyro.poutine.subsample_messenger import _Subsample
 
+from ..contract import latent_sites
 from ..errors import MixzooInputError
 
 __all__ = ["check_pair"]
@@ -32,13 +32,8 @@ def check_pair(
         guide_tr = poutine.trace(guide).get_trace(x, y)
         model_tr = poutine.trace(poutine.replay(model, trace=guide_tr)).get_trace(x, y)
     enumerates = isinstance(loss, TraceEnum_ELBO) or getattr(loss, "enumerates_model", False)
-    for name, site in model_tr.nodes.items():
-        if (
-            site["type"] != "sample"
-            or site["is_observed"]
-            or name in guide_tr.nodes
-            or isinstance(site["fn"], _Subsample)
-        ):
+    for name, site in latent_sites(model_tr):
+        if name in guide_tr.nodes:
             continue
         if site["infer"].get("enumerate") and not enumerates:
             raise MixzooInputError(

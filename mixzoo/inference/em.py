@@ -37,19 +37,13 @@ import torch
 from pyro.infer.elbo import ELBO
 from pyro.infer.enum import get_importance_trace
 from pyro.poutine.enum_messenger import EnumMessenger
-from pyro.poutine.subsample_messenger import _Subsample
 from pyro.poutine.trace_struct import Trace
 from pyro.util import warn_if_nan
 
+from ..contract import CLUSTER_SITE, DATA_PLATE, cluster_site, in_data_plate, latent_sites
 from ..errors import MixzooInputError
 
 __all__ = ["EM"]
-
-CLUSTER_SITE = "y"
-
-
-def _in_plate(site: dict[str, Any], name: str) -> bool:
-    return any(f.name == name for f in site["cond_indep_stack"])
 
 
 class EM(ELBO):
@@ -64,29 +58,22 @@ class EM(ELBO):
     enumerates_model = False
     """The cluster site is enumerated in the guide, not summed out in the model."""
 
-    def __init__(self, max_plate_nesting: int = 1, num_particles: int = 1, data_plate: str = "data") -> None:
+    def __init__(self, max_plate_nesting: int = 1, num_particles: int = 1, data_plate: str = DATA_PLATE) -> None:
         super().__init__(num_particles=num_particles, max_plate_nesting=max_plate_nesting)
         self.data_plate = data_plate
 
     def check_pair(self, model_trace: Trace, guide_trace: Trace) -> None:
         """Refuse a guide that does not enumerate ``"y"``, that samples other latents, or that has
         parameters of its own (EM gives them no gradient)."""
-        site = guide_trace.nodes.get(CLUSTER_SITE)
-        if site is None or site["type"] != "sample" or site["is_observed"]:
+        site = cluster_site(guide_trace)
+        if site is None:
             raise MixzooInputError(
                 "loss EM needs a guide that samples the cluster site 'y' (the E-step), "
                 "e.g. the neural mixture's 'e-step' guide; this guide does not."
             )
         if site["infer"].get("enumerate") != "parallel":
             raise MixzooInputError("loss EM needs the guide's 'y' declared with infer={'enumerate': 'parallel'}.")
-        others = [
-            name
-            for name, s in guide_trace.nodes.items()
-            if s["type"] == "sample"
-            and not s["is_observed"]
-            and name != CLUSTER_SITE
-            and not isinstance(s["fn"], _Subsample)
-        ]
+        others = [name for name, _ in latent_sites(guide_trace) if name != CLUSTER_SITE]
         if others:
             raise MixzooInputError(
                 f"loss EM holds only the E-step over 'y' fixed; the guide also samples {', '.join(others)}. "
@@ -125,7 +112,7 @@ class EM(ELBO):
             if site["type"] != "sample":
                 continue
             log_p = site["log_prob"]  # already scaled by N/B inside the data plate
-            if _in_plate(site, self.data_plate):
+            if in_data_plate(site, self.data_plate):
                 total = total + (r * log_p).sum()  # sites that do not depend on y: sum_k r = 1
             else:
                 total = total + log_p.sum()

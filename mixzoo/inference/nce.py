@@ -39,8 +39,9 @@ import torch.nn.functional as F
 from pyro.infer import ELBO
 from pyro.poutine.trace_struct import Trace
 
+from ..contract import CLUSTER_SITE, latent_sites
 from ..errors import MixzooInputError
-from ..posterior import CLUSTER_SITE, enumerated_log_joint
+from ..posterior import enumerated_log_joint
 from .noise import DistributionNoise, GaussianNoise, NoiseSource
 
 __all__ = ["NCE"]
@@ -69,6 +70,9 @@ class NCE(ELBO):
     """
 
     enumerates_model = True
+
+    takes_labels = False
+    """NCE contrasts data with noise; it has no use for observed cluster labels."""
 
     def __init__(self, noise: NoiseSpec | Sequence[tuple[Any, float | None]] | None = None, nu: float = 1.0) -> None:
         super().__init__(num_particles=1, max_plate_nesting=1)
@@ -168,8 +172,7 @@ class NCE(ELBO):
 
     def check_pair(self, model_trace: Trace, guide_trace: Trace) -> None:
         """NCE estimates a model whose only latent is the enumerated ``"y"``: the guide must be empty."""
-        sampled = [n for n, s in guide_trace.nodes.items() if s["type"] == "sample" and not s["is_observed"]]
-        sampled = [n for n in sampled if type(guide_trace.nodes[n]["fn"]).__name__ != "_Subsample"]
+        sampled = [name for name, _ in latent_sites(guide_trace)]
         if sampled:
             raise MixzooInputError(
                 f"NCE needs the empty guide (the model sums out {CLUSTER_SITE!r} itself), but the guide samples {sampled}."

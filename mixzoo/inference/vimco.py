@@ -39,6 +39,7 @@ from pyro.infer import ELBO
 from pyro.infer.enum import get_importance_trace
 from pyro.poutine.trace_struct import Trace
 
+from ..contract import in_data_plate
 from ..errors import MixzooInputError
 
 __all__ = ["VIMCO", "vimco_objective", "importance_log_likelihood"]
@@ -105,7 +106,7 @@ class VIMCO(ELBO):
                 log_w = log_w + sign * lp
                 if sign < 0 and not site["fn"].has_rsample:
                     log_q_nr = log_q_nr + lp
-                if any(f.name == "data" for f in site["cond_indep_stack"]):
+                if in_data_plate(site):
                     scale = site["scale"]
         if not isinstance(log_w, torch.Tensor):
             raise MixzooInputError("VIMCO found no sample sites to weight.")
