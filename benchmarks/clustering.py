@@ -7,7 +7,7 @@ baselines (k-means, GaussianMixture full and diag, Ward), side by side over seve
 NAME is a table: pinwheel, two-circles, moons, digits, mnist1d, mnist (raw pixels), mnist-pca50,
 mnist5-pca50. The data are drawn (toys, mnist1d), subsampled and PCA-reduced once with seed 0; seed s
 then initialises and trains every method. mixzoo rows build the model family's registry defaults
-(``FitConfig(...).resolved()``) and train through ``mixzoo.runner.fit_restarts``, the loop behind
+(``FitConfig(...).resolved()``) and train through ``mixzoo.restarts.fit_restarts``, the loop behind
 ``mixzoo fit``; ACC / NMI / ARI come from ``mixzoo.metrics.clustering_report`` for every method.
 Writes the section ``clustering-<NAME>`` of docs/benchmarks.md (or of ``--out``).
 
@@ -34,11 +34,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from report import command, machine, table, write_section  # noqa: E402
 
+from mixzoo.config import FitConfig  # noqa: E402
 from mixzoo.data import Dataset, load_dataset  # noqa: E402
+from mixzoo.family import DataShape  # noqa: E402
 from mixzoo.inference import make_loss  # noqa: E402
 from mixzoo.metrics import clustering_report  # noqa: E402
 from mixzoo.posterior import cluster_proba  # noqa: E402
-from mixzoo.runner import FitConfig, fit_restarts  # noqa: E402
+from mixzoo.restarts import fit_restarts  # noqa: E402
 
 WARD_MAX_N = 20000
 """Ward's linkage keeps the condensed distance matrix (n^2/2 doubles): at most 1.6 GB here."""
@@ -156,15 +158,17 @@ def _load(spec: Spec, mode: str, data_dir: str | None, scale: bool) -> Dataset:
 def _epochs(row: Row, mode: str) -> tuple[int, dict[str, Any]]:
     """Epochs and options of a row in this mode (GMVAE pretraining shrinks with the epochs)."""
     c = FitConfig(model=row.model, guide=row.guide, loss=row.loss, options=dict(row.options)).resolved()
-    epochs = row.epochs or c.epochs
+    family_options = c.family_options()
+    epochs = row.epochs or c.family.recipe(family_options, None).epochs
     options = dict(row.options)
+    pretrain = getattr(family_options, "pretrain", None)
     if mode == "quick":
         epochs = max(2, epochs // 5)
-        if "pretrain" in c.options:
-            options["pretrain"] = max(1, int(c.options["pretrain"]) // 4)
+        if pretrain is not None:
+            options["pretrain"] = max(1, pretrain // 4)
     elif mode == "tiny":
         epochs = 2
-        if "pretrain" in c.options:
+        if pretrain is not None:
             options["pretrain"] = 1
     return epochs, options
 
@@ -172,11 +176,9 @@ def _epochs(row: Row, mode: str) -> tuple[int, dict[str, Any]]:
 def fit_mixzoo(row: Row, d: Dataset, seed: int, device: str, epochs: int, options: dict[str, Any]) -> dict[str, Any]:
     """One seeded fit of a mixzoo row (what ``mixzoo fit`` does for a resolved config) and its metrics."""
     c = FitConfig(model=row.model, data=d.name, guide=row.guide, loss=row.loss, epochs=epochs, seed=seed,
-                  device=device, options=options).resolved()
-    c.clusters, c.dim = d.n_classes, d.x.shape[1]
-    if "image" in c.options and not c.options["image"] and d.image_shape:
-        c.options["image"] = list(d.image_shape)
+                  device=device, options=options, clusters=d.n_classes).resolved()
     x = torch.as_tensor(d.x)
+    c = c.for_data(DataShape(int(x.shape[0]), int(x.shape[1]), d.image_shape, d.levels))
     start = time.perf_counter()
     _, model, guide, result = fit_restarts(c, x, [seed], loss=make_loss(c.loss))
     if result.device.startswith("cuda"):
@@ -308,7 +310,7 @@ def main(argv: list[str] | None = None) -> None:
         c = FitConfig(model=row.model, guide=row.guide, loss=row.loss, options=options).resolved()
         inference = f"{c.loss}, guide {c.guide}"
         if row.model == "gmvae":
-            inference += f", {c.options['pretrain']} autoencoder pretraining epochs"
+            inference += f", {c.family_options().pretrain} autoencoder pretraining epochs"
         rows.append(summarise(row.label, "mixzoo", inference, "standardised" if row.scale else "as loaded", str(epochs),
                               runs, n_seeds))
     for name, algorithm, fn, seeded in baselines(d):
@@ -343,7 +345,7 @@ def main(argv: list[str] | None = None) -> None:
             f"Data: {described}. Seeds 0..{n_seeds - 1}: the data are fixed, seed s initialises and trains each method "
             "(scikit-learn's `random_state`); Ward is deterministic and runs once.  ",
             "mixzoo rows: the model family's registry defaults (`mixzoo models`) except where the method names an option "
-            "or the epochs column differs, trained by `mixzoo.runner.fit_restarts` (the loop of `mixzoo fit`, one "
+            "or the epochs column differs, trained by `mixzoo.restarts.fit_restarts` (the loop of `mixzoo fit`, one "
             "restart); scikit-learn rows: KMeans(n_init=10), GaussianMixture(covariance_type, default reg_covar 1e-6), "
             "AgglomerativeClustering(linkage='ward') when n <= 20000; full covariances only up to 100 features. "
             "ACC (Hungarian matching), NMI and ARI from `mixzoo.metrics.clustering_report` for every method: mean ± "

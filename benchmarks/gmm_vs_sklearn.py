@@ -15,9 +15,10 @@ import numpy as np
 import torch
 from sklearn.mixture import GaussianMixture as SkGMM
 
+from mixzoo.config import FitConfig
 from mixzoo.data import load_dataset
 from mixzoo.metrics import clustering_report
-from mixzoo.runner import FitConfig, run_fit
+from mixzoo.runs import run_fit
 
 sys.path.insert(0, __file__.rsplit("/", 1)[0])
 from report import machine, table, write_section  # noqa: E402

@@ -24,7 +24,7 @@ import torch
 import mixzoo
 from mixzoo.inference import make_loss
 from mixzoo.metrics import clustering_report
-from mixzoo.models import get_spec
+from mixzoo.models import get_family
 from mixzoo.posterior import cluster_proba
 from mixzoo.train import fit
 
@@ -36,12 +36,13 @@ def trajectory(
     x: torch.Tensor, labels: np.ndarray, loss: str, seed: int, epochs: int, every: int, a: argparse.Namespace
 ) -> tuple[list, float]:
     """ACC, clusters used and floor after each ``every`` epochs (the first entry: after the initialisation)."""
-    spec = get_spec("gmvae")
-    options = {**spec.options, "anneal_every": every, "anneal_start": a.anneal_start, "pretrain": a.pretrain}
+    spec = get_family("gmvae")
+    options = spec.make_options(anneal_every=every, anneal_start=a.anneal_start, pretrain=a.pretrain)
+    recipe = spec.recipe(options, None)
     k = int(labels.max()) + 1
     t = time.perf_counter()
     torch.manual_seed(seed)
-    model, guide = spec.build(x.shape[1], k, "qzxy", options)
+    model, guide = spec.build_pair(x.shape[1], k, "qzxy", options)
     spec.initialize(model, guide, x, seed, options)
     points: list[tuple[int, float, int, float]] = []
 
@@ -56,7 +57,7 @@ def trajectory(
     record(0)
     particles = {"num_particles": a.particles} if a.particles is not None else {}
     lr_decay = 0.5 ** (1 / a.lr_halve_every) if a.lr_halve_every is not None else None
-    fit(model, guide, x, loss=make_loss(loss, **particles), epochs=epochs, batch_size=spec.batch_size, lr=spec.lr,
+    fit(model, guide, x, loss=make_loss(loss, **particles), epochs=epochs, batch_size=recipe.batch_size, lr=recipe.lr,
         lr_decay=lr_decay, seed=seed, schedules=schedules, progress=False,
         callback=lambda e, r: record(e + 1) if (e + 1) % every == 0 else None)
     return points, time.perf_counter() - t
@@ -85,7 +86,7 @@ def main() -> None:
     if a.pretrain < 0:
         ap.error(f"--pretrain must be at least 0, got {a.pretrain}")
     try:  # bad option values and too few VIMCO particles fail here, before any data are read
-        get_spec("gmvae").check_options({**get_spec("gmvae").options, "anneal_start": a.anneal_start})
+        get_family("gmvae").make_options(anneal_start=a.anneal_start)
         for loss in a.losses:
             make_loss(loss, **({"num_particles": a.particles} if a.particles is not None else {}))
     except ValueError as err:
@@ -95,7 +96,7 @@ def main() -> None:
     d = mixzoo.load_dataset(a.data, data_dir=a.data_dir, subsample=a.subsample, seed=0, dequantize=a.dequantize)
     what = f"{a.data}, a seeded subsample of {a.subsample} images" if a.subsample else a.data
     x = torch.as_tensor(d.x)
-    every = a.anneal_every if a.anneal_every is not None else int(get_spec("gmvae").options["anneal_every"])
+    every = a.anneal_every if a.anneal_every is not None else get_family("gmvae").make_options().anneal_every
     rows, best = [], []
     names = {"vimco": "VIMCO", "trace-enum": "EnumY"}
     for loss in a.losses:

@@ -28,7 +28,7 @@ import mixzoo  # noqa: E402
 from mixzoo.data import load_dataset  # noqa: E402
 from mixzoo.guides import EStepGuide  # noqa: E402
 from mixzoo.inference import EM  # noqa: E402
-from mixzoo.inference.consistency import fit_two_fold  # noqa: E402
+from mixzoo.loop import two_fold  # noqa: E402
 from mixzoo.metrics import clustering_report  # noqa: E402
 from mixzoo.models import NeuralMixture  # noqa: E402
 
@@ -104,14 +104,15 @@ def digits(args: argparse.Namespace, command: str) -> None:
                 model = NeuralMixture(64, 10, augment=True, **net)
                 guide = EStepGuide(model)
                 model.initialize(x, seed=seed)
-                res = fit_two_fold(
+                res = mixzoo.fit(
                     model,
                     guide,
                     x,
+                    loss=EM(),
+                    step=two_fold(consistency_lr=1e-3, consistency=consistency),
                     epochs=net_epochs,
+                    batch_size=128,
                     lr=1e-3,
-                    consistency_lr=1e-3,
-                    consistency=consistency,
                     seed=seed,
                     progress=False,
                 )
@@ -153,14 +154,15 @@ def mnist(args: argparse.Namespace, command: str) -> None:
             print(f"two-fold={two} epoch {epoch + 1}: acc {r['acc']:.4f} ({result.losses[-1]:.4f})", flush=True)
 
         start = time.perf_counter()
-        res = fit_two_fold(
+        res = mixzoo.fit(
             model,
             guide,
             x,
+            loss=EM(),
+            step=two_fold(consistency_lr=args.consistency_lr, consistency=consistency),
             epochs=epochs,
+            batch_size=128,
             lr=args.lr,
-            consistency_lr=args.consistency_lr,
-            consistency=consistency,
             device=args.device,
             progress=False,
             callback=track,

@@ -1,7 +1,7 @@
 """A scikit-learn style facade over any registered model family.
 
 :class:`MixtureClusterer` builds a model/guide pair through the model registry
-(:data:`mixzoo.models.MODELS`), trains it with :func:`mixzoo.fit` and answers the
+(:data:`mixzoo.family.MODELS`), trains it with :func:`mixzoo.fit` and answers the
 usual clustering and density questions (``predict``, ``predict_proba``,
 ``score_samples``, ``bic``, ...). It works in :class:`sklearn.pipeline.Pipeline`,
 with :func:`sklearn.base.clone`, grid search and pickling.
@@ -23,11 +23,12 @@ from sklearn.base import BaseEstimator, ClusterMixin, DensityMixin
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from .config import FitConfig
 from .errors import MixzooInputError
+from .family import DataShape
 from .inference import make_loss
-from .models import get_spec
 from .posterior import cluster_proba, log_likelihood
-from .runner import FitConfig, fit_restarts
+from .restarts import fit_restarts
 from .validation import check_data, check_n_clusters
 
 __all__ = ["MixtureClusterer"]
@@ -38,9 +39,11 @@ class MixtureClusterer(ClusterMixin, DensityMixin, BaseEstimator):
 
     ``None`` for a training option takes the model family's default (see ``mixzoo models``).
 
-    :param model: registered model name, e.g. ``"gmm"``.
+    :param model: registered model name, e.g. ``"gmm"`` (``mixzoo models`` lists them), or a user's
+        class as ``"path/to/file.py:ClassName"``.
     :param n_clusters: number of clusters K (>= 2).
-    :param covariance: ``"diag"`` or ``"full"``, for model families with a covariance option.
+    :param model_options: the family's options, e.g. ``{"covariance": "full"}`` for ``"gmm"``; checked
+        by the family's options dataclass (``mixzoo fit --model NAME --help`` lists them).
     :param guide: guide name (default: the model's own).
     :param loss: loss name (default: the model's own).
     :param epochs: training epochs.
@@ -62,7 +65,7 @@ class MixtureClusterer(ClusterMixin, DensityMixin, BaseEstimator):
         self,
         model: str = "gmm",
         n_clusters: int = 8,
-        covariance: str = "diag",
+        model_options: dict[str, Any] | None = None,
         guide: str | None = None,
         loss: str | None = None,
         epochs: int | None = None,
@@ -76,7 +79,7 @@ class MixtureClusterer(ClusterMixin, DensityMixin, BaseEstimator):
     ) -> None:
         self.model = model
         self.n_clusters = n_clusters
-        self.covariance = covariance
+        self.model_options = model_options
         self.guide = guide
         self.loss = loss
         self.epochs = epochs
@@ -89,9 +92,8 @@ class MixtureClusterer(ClusterMixin, DensityMixin, BaseEstimator):
         self.particles = particles
 
     def _config(self) -> FitConfig:
-
-        spec = get_spec(self.model)
-        options = {"covariance": self.covariance} if "covariance" in spec.options else {}
+        if self.model_options is not None and not isinstance(self.model_options, dict):
+            raise MixzooInputError(f"model_options must be a dict of the family's options, got {self.model_options!r}.")
         config = FitConfig(
             model=self.model,
             guide=self.guide,
@@ -102,7 +104,7 @@ class MixtureClusterer(ClusterMixin, DensityMixin, BaseEstimator):
             batch_size=self.batch_size,
             n_init=self.n_init,
             device=self.device,
-            options=options,
+            options=dict(self.model_options or {}),
             particles=self.particles,
         ).resolved()
         return config
@@ -128,8 +130,7 @@ class MixtureClusterer(ClusterMixin, DensityMixin, BaseEstimator):
             raise MixzooInputError(
                 f"n_samples={x.shape[0]} is fewer than n_clusters={k}; lower n_clusters or pass more data."
             )
-        c = self._config()
-        c.dim = x.shape[1]
+        c = self._config().for_data(DataShape(int(x.shape[0]), int(x.shape[1])))
         rng = check_random_state(self.random_state)
         loss = make_loss(c.loss, **c.loss_options())  # type: ignore[arg-type]
         seeds = [int(rng.randint(np.iinfo(np.int32).max)) for _ in range(c.n_init)]  # type: ignore[arg-type]

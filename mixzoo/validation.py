@@ -23,7 +23,7 @@ import torch
 
 from .errors import MixzooInputError
 
-__all__ = ["check_data", "check_n_clusters", "check_labels", "MAX_ABS"]
+__all__ = ["check_data", "check_n_clusters", "check_labels", "check_device", "MAX_ABS"]
 
 MAX_ABS = 1e15
 """Largest magnitude accepted in data: (1e15)^2 = 1e30 still fits float32 (max ~3.4e38) with room to spare."""
@@ -117,3 +117,19 @@ def check_labels(y: Any, n_samples: int, n_clusters: int | None = None) -> torch
             f"labels must lie in [0, {n_clusters}) or be -1 (unlabelled); found {arr.min()}..{arr.max()}."
         )
     return torch.as_tensor(arr, dtype=torch.long)
+
+
+def check_device(device: Any) -> torch.device:
+    """``"cpu"`` or ``"cuda"`` (``"cuda:N"``) as a device; CUDA only where a CUDA GPU is available."""
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        dev = None
+    if dev is None or dev.type not in ("cpu", "cuda"):
+        raise MixzooInputError(f"device must be 'cpu' or 'cuda', got {device!r}.")
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise MixzooInputError(
+            "device 'cuda' was asked for, but this torch sees no CUDA GPU (a CPU build, or no driver); "
+            "use --device cpu, or install a CUDA build of torch."
+        )
+    return dev

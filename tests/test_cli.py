@@ -66,11 +66,11 @@ def test_fit_json_contract_and_evaluate(tmp_path, capsys):
             ["fit", "--data", "moons", "--subsample", "3", "--clusters", "4"],
             "fewer points \\(3\\) than clusters \\(4\\)",
         ),
-        (["fit", "--epochs", "0"], "epochs must be a positive integer"),
+        (["fit", "--epochs", "0"], "--epochs must be an integer of at least 1, got 0"),
         (["fit", "--model", "gmvae", "--particles", "1"], "VIMCO needs num_particles >= 2, got 1"),
         (["fit", "--model", "gmvae", "--particles", "0"], "--particles must be a positive integer, got 0"),
         (["fit", "--model", "neural-mixture", "--particles", "3"], "loss 'em' draws no particles"),
-        (["fit", "--model", "gmvae", "--anneal-start", "0"], "--anneal-start must be a number >= 1e-4"),
+        (["fit", "--model", "gmvae", "--anneal-start", "0"], r"--anneal-start \(model 'gmvae'\) must be at least 0.0001, got 0.0"),
         (["evaluate", "--run", "/nonexistent/run"], "does not exist"),
     ],
 )
@@ -99,7 +99,7 @@ def test_flow_mixture_semi_supervised_from_the_cli(capsys):
     [
         (
             ["--model", "flow-mixture", "--covariance", "full"],
-            "option\\(s\\) covariance do not apply to model 'flow-mixture'",
+            "--covariance is an option of model gmm; it does not apply to model 'flow-mixture'",
         ),
         (["--model", "flow-mixture", "--data", "two-circles", "--labels", "1"], "--labels must lie between 2"),
         (

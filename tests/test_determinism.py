@@ -2,8 +2,9 @@
 
 import pytest
 
+from mixzoo.config import FitConfig
 from mixzoo.models import MODELS
-from mixzoo.runner import FitConfig, run_fit
+from mixzoo.runs import run_fit
 
 CASES = {
     "gmm": dict(data="moons", epochs=5),

@@ -7,7 +7,7 @@ import mixzoo
 from mixzoo.guides import GMVAEGuide
 from mixzoo.inference import VIMCO
 from mixzoo.inference.annealing import StepDecay
-from mixzoo.models import GMVAE, get_spec
+from mixzoo.models import GMVAE, get_family
 from mixzoo.models.gmvae import pretrain_autoencoder
 
 
@@ -41,8 +41,8 @@ def test_the_same_pair_trains_under_all_three_losses(blobs8, loss, structured):
 def test_std_floors_are_annealed_by_the_schedule(blobs8):
     x, _ = blobs8
     model, guide = GMVAE(8, 3, latent=2, hidden=(16,)), GMVAEGuide(8, 3, latent=2, hidden=(16,))
-    spec = get_spec("gmvae")
-    schedules = spec.schedules(model, guide, {**spec.options, "anneal_every": 2})
+    spec = get_family("gmvae")
+    schedules = spec.schedules(model, guide, spec.make_options(anneal_every=2))
     seen = []
     mixzoo.fit(
         model,
@@ -55,7 +55,7 @@ def test_std_floors_are_annealed_by_the_schedule(blobs8):
         callback=lambda e, r: seen.append((model.eps_x, guide.eps_z)),
     )
     assert seen == [(1.0, 1.0), (1.0, 1.0), (0.5, 0.5), (0.5, 0.5), (0.25, 0.25)]
-    later = spec.schedules(model, guide, {**spec.options, "anneal_every": 2, "anneal_start": 0.25})
+    later = spec.schedules(model, guide, spec.make_options(anneal_every=2, anneal_start=0.25))
     for epoch, want in ((0, 0.25), (2, 0.125), (40, 1e-4)):
         for schedule in later:
             schedule(epoch)
@@ -132,10 +132,10 @@ def test_gmvae_sample_draws_from_the_prior_components():
 def test_particles_and_anneal_start_reach_the_loss_and_the_floors_from_the_cli(tmp_path, capsys, monkeypatch):
     import json
 
-    import mixzoo.runner
+    import mixzoo.runs
     from mixzoo.cli import main
+    from mixzoo.config import FitConfig
     from mixzoo.inference import make_loss
-    from mixzoo.runner import FitConfig
 
     built = []
 
@@ -144,7 +144,7 @@ def test_particles_and_anneal_start_reach_the_loss_and_the_floors_from_the_cli(t
         built.append(loss)
         return loss
 
-    monkeypatch.setattr(mixzoo.runner, "make_loss", recording_make_loss)
+    monkeypatch.setattr(mixzoo.runs, "make_loss", recording_make_loss)
 
     run = tmp_path / "run"
     args = ["fit", "--model", "gmvae", "--data", "moons", "--subsample", "200", "--epochs", "2", "--pretrain", "0"]
@@ -161,11 +161,11 @@ def test_particles_and_anneal_start_reach_the_loss_and_the_floors_from_the_cli(t
 
 def test_the_estimator_takes_particles_and_checks_them_before_training(blobs8):
     from mixzoo import MixzooInputError
+    from mixzoo.config import FitConfig
     from mixzoo.estimator import MixtureClusterer
-    from mixzoo.runner import FitConfig
 
     x = blobs8[0].numpy()
     with pytest.raises(MixzooInputError, match="VIMCO needs num_particles >= 2, got 1"):
         MixtureClusterer(model="gmvae", n_clusters=3, particles=1, epochs=1).fit(x)
-    with pytest.raises(MixzooInputError, match="--anneal-start must be a number >= 1e-4"):
+    with pytest.raises(MixzooInputError, match=r"--anneal-start \(model 'gmvae'\) takes a finite number, got True"):
         FitConfig(model="gmvae", options={"anneal_start": True}).resolved()

@@ -79,6 +79,8 @@ def test_resume_error_messages(tmp_path, capsys):
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and err[0].startswith("mixzoo: error: ") and message in err[0], err
 
+    refused(["fit", "--resume", str(tmp_path)], "is empty: the run was started without --checkpoint-every")
+    (tmp_path / "note.txt").write_text("not a run")
     refused(["fit", "--resume", str(tmp_path)], "not a run directory with a config.json")
     run = tmp_path / "run"
     assert main(["fit", "--model", "gmm", "--data", "moons", "--epochs", "2", "--out", str(run), "--checkpoint-every", "1"]) == 0

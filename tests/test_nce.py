@@ -190,12 +190,12 @@ def test_componentwise_nce_start_recovers_the_deep_feature_mixture():
 
 
 def test_energy_mixture_under_nce_starts_componentwise_from_the_cli_registry():
-    from mixzoo.models import get_spec
+    from mixzoo.models import get_family
 
     x, _, _, noise = _deep_feature_problem()
-    spec = get_spec("energy-mixture")
-    model, guide = spec.build(4, 3, "empty", dict(spec.options))
-    spec.initialize(model, guide, x, 0, dict(spec.options), loss=NCE(noise))
+    spec = get_family("energy-mixture")
+    model, guide = spec.build_pair(4, 3)
+    spec.initialize(model, guide, x, 0, spec.make_options(), loss=NCE(noise))
     joint = EnergyMixture(4, 3, "linear").initialize(x, seed=0)
     componentwise = EnergyMixture(4, 3, "linear").initialize(x, seed=0, nce=NCE(noise))
     torch.testing.assert_close(model.theta.detach(), componentwise.theta.detach())

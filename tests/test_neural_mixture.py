@@ -9,7 +9,7 @@ from mixzoo.cli import main
 from mixzoo.errors import MixzooInputError
 from mixzoo.guides import EStepGuide
 from mixzoo.inference import EM
-from mixzoo.inference.consistency import fit_two_fold
+from mixzoo.loop import two_fold
 from mixzoo.metrics import clustering_report
 from mixzoo.models import NeuralMixture
 
@@ -99,9 +99,10 @@ def test_two_fold_runs_both_steps_and_differs_from_em_only():
         model = NeuralMixture(64, 4, arch="cnn", channels=(4, 8), hidden=(16,), augment=True, sobel=True)
         guide = EStepGuide(model)
         model.initialize(x, seed=0)
-        result = fit_two_fold(model, guide, x, epochs=2, lr=1e-3, consistency=consistency, progress=False)
+        result = mixzoo.fit(model, guide, x, loss=EM(), step=two_fold(consistency=consistency), epochs=2, batch_size=128,
+                            lr=1e-3, progress=False)
         assert len(result.losses) == 2 and all(torch.isfinite(torch.tensor(result.losses)))
-        assert (result.kl[-1] > 0) == consistency
+        assert (result.step_history["kl"][-1] > 0) == consistency
         states.append(torch.cat([p.detach().flatten() for p in model.parameters()]))
     assert (states[0] - states[1]).abs().max() > 1e-4
 
@@ -115,7 +116,7 @@ def test_bad_options_are_refused():
         NeuralMixture(4, 3, arch="rnn")
     with pytest.raises(MixzooInputError, match="augmentations"):
         model = NeuralMixture(4, 2)
-        fit_two_fold(model, EStepGuide(model), torch.rand(20, 4), epochs=1, progress=False)
+        mixzoo.fit(model, EStepGuide(model), torch.rand(20, 4), loss=EM(), step=two_fold(), epochs=1, progress=False)
 
 
 def test_cli_fit_neural_mixture(capsys):
@@ -126,4 +127,4 @@ def test_cli_fit_neural_mixture(capsys):
     code = main(["fit", "--model", "neural-mixture", "--data", "moons", "--epochs", "1", "--gamma", "-1"])
     assert code == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("mixzoo: error: gamma must be positive")
+    assert len(err) == 1 and err[0].startswith("mixzoo: error: --gamma (model 'neural-mixture') must be at least")

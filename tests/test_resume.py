@@ -176,7 +176,8 @@ def test_a_truncated_checkpoint_is_a_clear_error(tmp_path, blobs):
 def test_checkpoint_of_another_model_or_k_is_a_clear_error(tmp_path):
     import json
 
-    from mixzoo.runner import FitConfig, load_run, run_fit
+    from mixzoo.config import FitConfig
+    from mixzoo.runs import load_run, run_fit
 
     run = tmp_path / "run"
     run_fit(FitConfig(model="gmm", data="moons", epochs=2), out=str(run), progress=False)

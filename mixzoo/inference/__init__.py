@@ -13,7 +13,7 @@ from .em import EM
 from .nce import NCE
 from .vimco import VIMCO
 
-__all__ = ["LOSSES", "make_loss", "check_pair", "NCE", "VIMCO", "EM"]
+__all__ = ["LOSSES", "PARTICLE_LOSSES", "make_loss", "check_pair", "NCE", "VIMCO", "EM"]
 
 LOSSES: dict[str, Callable[..., ELBO]] = {
     "trace-enum": lambda **kw: TraceEnum_ELBO(max_plate_nesting=1, **kw),
@@ -24,6 +24,9 @@ LOSSES: dict[str, Callable[..., ELBO]] = {
     "em": lambda **kw: EM(**kw),
 }
 """Loss name -> constructor taking keyword options (e.g. ``num_particles``)."""
+
+PARTICLE_LOSSES = ("vimco", "trace-enum", "trace-graph", "trace")
+"""Losses that draw samples each step and take ``num_particles`` (``--particles``)."""
 
 
 def make_loss(name: str, **options: Any) -> ELBO:

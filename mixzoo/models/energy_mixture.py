@@ -23,7 +23,8 @@ The cluster posterior is eq. (12)/(27),
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Literal
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
 
 import pyro
 import pyro.distributions as dist
@@ -33,7 +34,10 @@ from pyro.ops.indexing import Vindex
 from torch import nn
 
 from ..errors import MixzooInputError
+from ..family import DataShape, Family, Training, register
+from ..guides import EmptyGuide
 from ..kmeans import kmeans
+from ..options import Options, option
 from ..params import isolated_param_store
 from ..validation import check_data
 
@@ -181,3 +185,41 @@ def _fit_by_lbfgs(model: EnergyMixture, nce: NCE, x: torch.Tensor, noise: list[t
         return loss
 
     opt.step(closure)
+
+@dataclass(frozen=True)
+class EnergyMixtureOptions(Options):
+    """Options of the non-normalized mixture."""
+
+    features: Literal["linear", "quadratic"] = option(
+        "linear", "sufficient statistics: x (eq. 26) or (x^2, x) (Gaussian energies)"
+    )
+
+
+def _build(dim: int, k: int, guide: str, o: EnergyMixtureOptions) -> tuple[nn.Module, nn.Module]:
+    return EnergyMixture(dim, k, features=o.features), EmptyGuide()
+
+
+def _initialize(model: nn.Module, guide: nn.Module, x: Any, seed: int, o: EnergyMixtureOptions, loss: Any = None) -> None:
+    """Under NCE, start each component at the NCE fit of its k-means cluster against the loss's noise."""
+    from ..inference.nce import NCE
+
+    model.initialize(x, seed=seed, nce=loss if isinstance(loss, NCE) else None)  # type: ignore[operator]
+
+
+def _recipe(o: EnergyMixtureOptions, data: DataShape | None) -> Training:
+    return Training(epochs=30, lr=0.01, batch_size=1024)
+
+
+FAMILY = register(
+    Family(
+        name="energy-mixture",
+        description="non-normalized exponential-family mixture estimated by NCE; deep features via --pretrain-classes",
+        cite="Matsuda and Hyvärinen 2019",
+        options=EnergyMixtureOptions,
+        build=_build,
+        guides=("empty",),
+        losses=("nce",),
+        recipe=_recipe,
+        initialize=_initialize,
+    )
+)

@@ -24,7 +24,9 @@ log-Jacobian of that scaling is added, so densities are in the data's own units.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Literal
 
 import pyro
 import pyro.distributions as dist
@@ -34,9 +36,13 @@ from pyro.nn import PyroModule
 from pyro.ops.indexing import Vindex
 from torch import nn
 
+from ..family import DataShape, Family, Training, register
 from ..flows import BaseKind, ComponentFlows, FlowKind
+from ..guides import ClusterEncoder, EmptyGuide
+from ..inference.annealing import ExponentialDecay
 from ..kmeans import kmeans
 from ..labels import label_logits
+from ..options import Options, option
 from ..validation import check_data, check_n_clusters
 
 __all__ = ["FlowMixture"]
@@ -143,3 +149,52 @@ class FlowMixture(PyroModule):
             sel = k == j
             x[sel] = self.flows.sample(int(sel.sum()), j, generator) * self.scale + self.shift
         return x, k
+
+@dataclass(frozen=True)
+class FlowMixtureOptions(Options):
+    """Options of the mixture of normalizing flows."""
+
+    flow: Literal["nsf", "maf", "realnvp"] = option("nsf", "flow of each component: neural spline, MAF or RealNVP")
+    transforms: int = option(3, "flow layers per component", low=1)
+    hidden: tuple[int, ...] = option((32, 32), "hidden sizes of each flow layer's network", low=1)
+    base: Literal["kmeans", "clusters", "paper", "normal"] = option("kmeans", "base distribution of each component")
+    encoder_hidden: tuple[int, ...] = option((64, 64), "hidden sizes of the encoder q(y|x)", low=1, guides=("encoder",))
+    temperature: float = option(5.0, "initial softmax temperature of the encoder", low=1e-3, guides=("encoder",))
+    temperature_decay: float = option(
+        0.98, "per-epoch factor of the temperature (down to 1)", low=1e-3, high=1.0, guides=("encoder",)
+    )
+
+
+def _build(dim: int, k: int, guide: str, o: FlowMixtureOptions) -> tuple[nn.Module, nn.Module]:
+    model = FlowMixture(
+        dim, k, kind=o.flow, transforms=o.transforms, hidden=o.hidden, independent=o.flow != "realnvp", base=o.base
+    )
+    if guide == "empty":
+        return model, EmptyGuide()
+    return model, ClusterEncoder(dim, k, hidden=o.encoder_hidden, temperature=o.temperature)
+
+
+def _schedules(model: nn.Module, guide: nn.Module, o: FlowMixtureOptions) -> list[Callable[[int], None]]:
+    if not isinstance(guide, ClusterEncoder):
+        return []
+    return [ExponentialDecay(guide, "temperature", o.temperature, o.temperature_decay, 1.0)]
+
+
+def _recipe(o: FlowMixtureOptions, data: DataShape | None) -> Training:
+    return Training(epochs=250, lr=5e-3, lr_decay=0.99, batch_size=500)
+
+
+FAMILY = register(
+    Family(
+        name="flow-mixture",
+        description="mixture of normalizing flows (NSF/MAF/RealNVP): maximum likelihood with y enumerated, "
+        "or an amortized encoder q(y|x)",
+        cite="Ciobanu 2021 (MLE); Pires and Figueiredo 2020 (variational, encoder guide)",
+        options=FlowMixtureOptions,
+        build=_build,
+        guides=("empty", "encoder"),
+        losses=("trace-enum", "trace-graph", "trace"),
+        recipe=_recipe,
+        schedules=_schedules,
+    )
+)

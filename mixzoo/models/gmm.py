@@ -16,6 +16,7 @@ likelihood bounded, like scikit-learn's ``reg_covar``.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Literal
 
 import pyro
@@ -25,7 +26,10 @@ import torch.nn.functional as F
 from pyro.nn import PyroModule
 from torch import nn
 
+from ..family import DataShape, Family, Training, register
+from ..guides import EmptyGuide
 from ..kmeans import kmeans
+from ..options import Options, option
 from ..validation import check_data, check_n_clusters
 
 __all__ = ["GaussianMixture"]
@@ -138,3 +142,33 @@ class GaussianMixture(PyroModule):
         eps = torch.randn(n, self.dim, generator=generator).to(self.loc.device)
         x = self.loc[k] + (self.scale_tril[k] @ eps[..., None]).squeeze(-1)
         return x, k
+
+@dataclass(frozen=True)
+class GMMOptions(Options):
+    """Options of the Gaussian mixture."""
+
+    covariance: Literal["diag", "full"] = option("diag", "covariance of each component: diagonal or full (Cholesky)")
+
+
+def _build(dim: int, k: int, guide: str, o: GMMOptions) -> tuple[nn.Module, nn.Module]:
+    return GaussianMixture(dim, k, covariance=o.covariance), EmptyGuide()
+
+
+def _recipe(o: GMMOptions, data: DataShape | None) -> Training:
+    if o.covariance == "full":  # Cholesky factors are badly conditioned for Adam at lr 0.1
+        return Training(epochs=300, lr=0.01, lr_decay=0.99, batch_size=2048)
+    return Training(epochs=300, lr=0.1, lr_decay=0.98, batch_size=2048)
+
+
+FAMILY = register(
+    Family(
+        name="gmm",
+        description="Gaussian mixture, diag/full covariance, maximum likelihood with y enumerated",
+        cite="the reference",
+        options=GMMOptions,
+        build=_build,
+        guides=("empty",),
+        losses=("trace-enum",),
+        recipe=_recipe,
+    )
+)

@@ -16,8 +16,9 @@ pair trains under VIMCO, ``TraceEnum_ELBO`` (the paper's EnumY) and
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Literal
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
 
 import pyro
 import pyro.distributions as dist
@@ -26,7 +27,11 @@ import torch.nn.functional as F
 from pyro.nn import PyroModule
 from torch import nn
 
+from ..family import DataShape, Family, Training, register
+from ..guides import GMVAEGuide
+from ..inference.annealing import StepDecay
 from ..nets import mlp
+from ..options import Options, option
 
 __all__ = ["GMVAE", "pretrain_autoencoder"]
 
@@ -166,3 +171,54 @@ def pretrain_autoencoder(
             opt.zero_grad()
             (-(resp[idx] * F.log_softmax(guide.encoder_y(x[idx]), -1)).sum(-1).mean()).backward()
             opt.step()
+
+@dataclass(frozen=True)
+class GMVAEOptions(Options):
+    """Options of the Gaussian-mixture VAE."""
+
+    latent: int = option(10, "dimension of z", low=1)
+    hidden: tuple[int, ...] = option((256, 256), "hidden sizes of the encoder and decoder MLPs", low=1)
+    likelihood: Literal["gaussian", "bernoulli"] = option("gaussian", "p(x|z)")
+    anneal_every: int = option(10, "halve the std floors every N epochs (0: no annealing)", low=0)
+    anneal_start: float = option(1.0, "the std floors' first value (the paper's 1; halved from there)", low=1e-4)
+    pretrain: int = option(20, "autoencoder pretraining epochs before the GMM start (0: off)", low=0)
+
+
+def _build(dim: int, k: int, guide: str, o: GMVAEOptions) -> tuple[nn.Module, nn.Module]:
+    model = GMVAE(dim, k, latent=o.latent, hidden=o.hidden, likelihood=o.likelihood)
+    return model, GMVAEGuide(dim, k, latent=o.latent, hidden=o.hidden, structured=guide == "qzxy")
+
+
+def _schedules(model: nn.Module, guide: nn.Module, o: GMVAEOptions) -> list[Callable[[int], None]]:
+    if o.anneal_every <= 0:  # no annealing: the floors stay at their final value
+        model.eps_x = guide.eps_z = 1e-4
+        return []
+    return [
+        StepDecay(model, "eps_x", o.anneal_start, o.anneal_every, 0.5, 1e-4),
+        StepDecay(guide, "eps_z", o.anneal_start, o.anneal_every, 0.5, 1e-4),
+    ]
+
+
+def _initialize(model: nn.Module, guide: nn.Module, x: Any, seed: int, o: GMVAEOptions, loss: Any = None) -> None:
+    if o.pretrain > 0:
+        pretrain_autoencoder(model, guide, x, epochs=o.pretrain, seed=seed)  # type: ignore[arg-type]
+
+
+def _recipe(o: GMVAEOptions, data: DataShape | None) -> Training:
+    return Training(epochs=100, lr=1e-3, batch_size=128)
+
+
+FAMILY = register(
+    Family(
+        name="gmvae",
+        description="Gaussian-mixture VAE with q(z|y,x): VIMCO, enumerated y (EnumY) or NVIL; std annealing",
+        cite="Roeder et al. (NVISA)",
+        options=GMVAEOptions,
+        build=_build,
+        guides=("qzxy", "mean-field"),
+        losses=("vimco", "trace-enum", "trace-graph"),
+        recipe=_recipe,
+        schedules=_schedules,
+        initialize=_initialize,
+    )
+)

@@ -30,7 +30,9 @@ setting in which the paper shows collapse to one cluster (Fig. 5a, Table 1).
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
 
 import pyro
 import pyro.distributions as dist
@@ -42,8 +44,11 @@ from torch import nn
 
 from ..augment import Augment, as_images, sobel
 from ..errors import MixzooInputError
+from ..family import DataShape, Family, Training, register
+from ..guides import EStepGuide
 from ..labels import label_logits
 from ..nets import mlp
+from ..options import Options, option
 from ..validation import check_data, check_n_clusters
 
 __all__ = ["NeuralMixture", "RelevanceNorm", "image_shape_for"]
@@ -239,3 +244,65 @@ class NeuralMixture(PyroModule):
         self.norm.running_mean.copy_(a.mean(0))
         self.norm.running_var.copy_(a.var(0))
         return self
+
+@dataclass(frozen=True)
+class NeuralMixtureOptions(Options):
+    """Options of the neural mixture."""
+
+    arch: Literal["mlp", "cnn"] = option("mlp", "network of the relevance scores")
+    hidden: tuple[int, ...] = option((32, 32), "hidden sizes of the MLP (of the CNN's dense part)", low=1)
+    channels: tuple[int, ...] = option((64, 128, 256), "CNN channels per conv block", low=1, requires=("arch", "cnn"))
+    image: tuple[int, ...] = option((), "image shape H,W or C,H,W (default: the data's own)", low=1)
+    gamma: float = option(5.0, "divisor of a* in the sigmoid (the paper: 5 for batches of 128)", low=1e-6)
+    normalize: bool = option(True, "batch-normalize the scores (off shows the collapse)")
+    sobel: bool = option(False, "feed the CNN Sobel edges of the image (section 8.2)", requires=("arch", "cnn"))
+    augment: bool = option(False, "eq. (7) with a randomly transformed copy of each batch (images)")
+    two_fold: bool = option(False, "Algorithm 1: an EM step, then a consistency step", losses=("em",), requires="augment")
+    consistency_lr: float = option(1e-4, "learning rate of the consistency step", low=1e-12, requires="two_fold")
+
+    def check(self) -> None:
+        if self.two_fold and not self.augment:
+            raise MixzooInputError("--two-fold needs --augment: its consistency step compares each image with a transformed copy.")
+
+
+def _build(dim: int, k: int, guide: str, o: NeuralMixtureOptions) -> tuple[nn.Module, nn.Module]:
+    model = NeuralMixture(
+        dim, k, arch=o.arch, hidden=o.hidden, channels=o.channels, image_shape=o.image or None, gamma=o.gamma,
+        normalize=o.normalize, sobel=o.sobel, augment=o.augment,
+    )  # fmt: skip
+    return model, EStepGuide(model)
+
+
+def _adapt(o: NeuralMixtureOptions, given: frozenset[str], data: DataShape) -> NeuralMixtureOptions:
+    """Image models see the data's own image shape."""
+    if "image" not in given and data.image_shape:
+        return o.replace(image=tuple(data.image_shape))
+    return o
+
+
+def _step(o: NeuralMixtureOptions) -> Callable[..., Any] | None:
+    if not o.two_fold:
+        return None
+    from ..loop.two_fold import two_fold
+
+    return two_fold(consistency_lr=o.consistency_lr)
+
+
+def _recipe(o: NeuralMixtureOptions, data: DataShape | None) -> Training:
+    return Training(epochs=100, lr=1e-3, batch_size=128)
+
+
+FAMILY = register(
+    Family(
+        name="neural-mixture",
+        description="neural mixture: sigmoid of batch-normalized relevance scores, trained by batch-wise EM",
+        cite="Tissera et al. 2023",
+        options=NeuralMixtureOptions,
+        build=_build,
+        guides=("e-step",),
+        losses=("em", "trace-enum"),
+        recipe=_recipe,
+        adapt=_adapt,
+        step=_step,
+    )
+)

@@ -1,0 +1,154 @@
+"""Model families: what a family file registers, and the registry the CLI, the estimator and ``select`` read.
+
+A family is one file under :mod:`mixzoo.models`. It declares its :class:`~mixzoo.options.Options`
+dataclass and registers one :class:`Family`::
+
+    register(Family(
+        name="gmm",
+        description="Gaussian mixture, diag/full covariance, maximum likelihood with y enumerated",
+        cite="the reference",
+        options=GMMOptions,
+        build=build,                    # (dim, n_clusters, guide, options) -> (model, guide)
+        guides=("empty",),
+        losses=("trace-enum",),
+        recipe=recipe,                  # (options, data) -> Training: the default recipe
+    ))
+
+Everything else (the CLI's flags and ``--help``, ``mixzoo models``, the estimator's
+``model_options``, ``select``, summaries and the test matrix) discovers it from the registry.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from torch import nn
+
+from .errors import MixzooInputError
+from .options import Options
+
+__all__ = ["Family", "Training", "DataShape", "register", "get_family", "MODELS"]
+
+
+@dataclass(frozen=True)
+class DataShape:
+    """What a recipe may know of the data before training: its size, and whether it is an image."""
+
+    n: int
+    dim: int
+    image_shape: tuple[int, ...] | None = None
+    levels: int | None = None
+    """Integer intensity levels (e.g. 256 for raw MNIST), ``None`` for continuous data."""
+
+
+@dataclass(frozen=True)
+class Training:
+    """A family's training defaults (the recipe): what ``mixzoo fit`` uses when no flag says otherwise."""
+
+    epochs: int
+    lr: float
+    lr_decay: float | None = None
+    batch_size: int | None = None
+    n_init: int = 1
+
+
+Builder = Callable[[int, int, str, Any], tuple[nn.Module, nn.Module]]
+Recipe = Callable[[Any, "DataShape | None"], Training]
+Adapt = Callable[[Any, frozenset[str], DataShape], Any]
+Schedules = Callable[[nn.Module, nn.Module, Any], list[Callable[[int], None]]]
+Initializer = Callable[..., None]
+StepChoice = Callable[[Any], Callable[..., Any] | None]
+
+
+def _same(options: Any, given: frozenset[str], data: DataShape) -> Any:
+    return options
+
+
+def _no_schedules(model: nn.Module, guide: nn.Module, options: Any) -> list[Callable[[int], None]]:
+    return []
+
+
+def _initialize_each(model: nn.Module, guide: nn.Module, x: Any, seed: int, options: Any, loss: Any = None) -> None:
+    for module in (model, guide):
+        if hasattr(module, "initialize"):
+            module.initialize(x, seed=seed)
+
+
+def _svi_step(options: Any) -> None:
+    return None
+
+
+@dataclass(frozen=True)
+class Family:
+    """How a model family is built and trained.
+
+    :param name: the name on the command line (``--model NAME``).
+    :param description: one line for ``mixzoo models``.
+    :param cite: the paper by authors and year (or what the family is, e.g. "the reference").
+    :param options: the family's :class:`~mixzoo.options.Options` dataclass.
+    :param build: ``build(dim, n_clusters, guide_name, options) -> (model, guide)``.
+    :param guides: guide names, the default first.
+    :param losses: loss names, the default first.
+    :param recipe: ``recipe(options, data) -> Training``; ``data`` is ``None`` when unknown.
+    :param adapt: ``adapt(options, given, data) -> options``: data-dependent option choices for the
+        options the user did not give (``given``), e.g. the image shape of a convolutional network.
+    :param schedules: per-epoch schedules (annealing) of a built pair.
+    :param initialize: ``initialize(model, guide, x, seed, options, loss=None)``: data-dependent start.
+    :param step: ``step(options)``: a step factory for :func:`mixzoo.fit` (``None``: one SVI step).
+    """
+
+    name: str
+    description: str
+    cite: str
+    options: type[Options]
+    build: Builder
+    guides: tuple[str, ...]
+    losses: tuple[str, ...]
+    recipe: Recipe
+    adapt: Adapt = _same
+    schedules: Schedules = _no_schedules
+    initialize: Initializer = _initialize_each
+    step: StepChoice = _svi_step
+
+    @property
+    def default_guide(self) -> str:
+        return self.guides[0]
+
+    @property
+    def default_loss(self) -> str:
+        return self.losses[0]
+
+    def make_options(self, values: dict[str, Any] | None = None, **more: Any) -> Options:
+        """The family's options from a mapping (and keywords), checked; the defaults for the rest."""
+        return self.options.from_dict({**(values or {}), **more})
+
+    def build_pair(self, dim: int, n_clusters: int, guide: str | None = None, options: Any = None) -> tuple[nn.Module, nn.Module]:
+        """A fresh (model, guide); ``options`` may be an :class:`Options` or a mapping."""
+        opts = options if isinstance(options, Options) else self.make_options(options)
+        return self.build(dim, n_clusters, guide or self.default_guide, opts)
+
+
+MODELS: dict[str, Family] = {}
+"""Registered families by name (filled by importing :mod:`mixzoo.models`)."""
+
+
+def register(family: Family) -> Family:
+    """Add a family to :data:`MODELS`; its options class learns the family's name for messages."""
+    if family.name in MODELS and MODELS[family.name] is not family:
+        raise ValueError(f"a model family named {family.name!r} is already registered")
+    if not issubclass(family.options, Options):
+        raise TypeError(f"{family.name}: options must derive from mixzoo.options.Options")
+    family.options.family = family.name
+    MODELS[family.name] = family
+    return family
+
+
+def get_family(name: str) -> Family:
+    """The registered family ``name``, or a clear error listing the known names."""
+    from . import models  # noqa: F401  (importing the package registers every family file)
+
+    if name not in MODELS:
+        raise MixzooInputError(f"unknown model {name!r}; choose one of: {', '.join(MODELS)} (see `mixzoo models`).")
+    return MODELS[name]
