@@ -25,6 +25,16 @@ from .options import OptionInfo
 
 __all__ = ["main"]
 
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one ``mixzoo: error:`` line and exit 2, like every other input error."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, allow_abbrev=False, **kwargs)
+
+    def error(self, message: str) -> Any:
+        raise MixzooInputError(f"{message} (see `{self.prog} --help`)")
+
+
 _METRICS = ("acc", "nmi", "ari", "purity", "expected_misclassified", "misclassified", "seconds")
 
 _FIT_EXAMPLES = """examples:
@@ -88,7 +98,7 @@ def _add_training_args(parser: argparse.ArgumentParser, family: Family) -> None:
 
 
 def _fit_parser(prog: str, family: Family) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog=prog, description="Fit a model to a data set and report clustering metrics.",
         epilog=_FIT_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter,
     )  # fmt: skip
@@ -107,7 +117,7 @@ def _fit_parser(prog: str, family: Family) -> argparse.ArgumentParser:
 
 
 def _select_parser(prog: str, family: Family) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=prog, description="Choose the number of clusters by held-out log-likelihood and LOO.")
+    p = _Parser(prog=prog, description="Choose the number of clusters by held-out log-likelihood and LOO.")
     p.add_argument("--model", default="gmm", help=f"one of: {', '.join(MODELS)} (default: gmm)")
     _add_data_args(p)
     p.add_argument("--clusters", default="2..12", help="candidate K: a range 2..12 or a list 2,4,8 (default: 2..12)")
@@ -123,7 +133,7 @@ def _select_parser(prog: str, family: Family) -> argparse.ArgumentParser:
 
 
 def _evaluate_parser(prog: str) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=prog, description="Cluster data with a saved run and report metrics.")
+    p = _Parser(prog=prog, description="Cluster data with a saved run and report metrics.")
     p.add_argument("--run", required=True, help="run directory written by `mixzoo fit --out`")
     p.add_argument("--model", default=None, help="for a run of your own model: the same FILE.py:CLASS")
     _add_data_args(p, default=None)
@@ -169,7 +179,7 @@ def _family_options(a: argparse.Namespace) -> dict[str, Any]:
 
 def _parse(make: Any, prog: str, args: list[str]) -> tuple[argparse.Namespace, argparse.ArgumentParser]:
     """Parse with the parser of the family named by ``--model`` (its options become flags)."""
-    pre = argparse.ArgumentParser(add_help=False)
+    pre = _Parser(add_help=False)
     pre.add_argument("--model", default="gmm")
     pre.add_argument("--resume", default=None)
     known, _ = pre.parse_known_args(args)
@@ -256,7 +266,7 @@ _COMMANDS = {"fit": _cmd_fit, "select": _cmd_select, "evaluate": _cmd_evaluate}
 
 
 def _top_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="mixzoo", description="Deep mixture models for clustering, as Pyro model/guide pairs.",
         epilog="`mixzoo COMMAND --help` shows a command's options; `mixzoo` alone runs `mixzoo fit`.",
     )  # fmt: skip
@@ -270,10 +280,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if not args:
         args = ["fit"]  # `mixzoo` alone runs the default job
-    if args[0] not in ("models", *_COMMANDS):
-        _top_parser().parse_args(args[:1])  # --help, --version, or a clear error about the command
-        return 2
     try:
+        if args[0] not in ("models", *_COMMANDS):
+            _top_parser().parse_args(args[:1])  # --help, --version, or a clear error about the command
+            return 2
         if args[0] == "models":
             _top_parser().parse_args(args)
             _cmd_models()

@@ -107,7 +107,9 @@ class FitConfig:
         loss = make_loss(c.loss, **c.loss_options())  # too few VIMCO particles fail here
         if c.labels and not getattr(loss, "takes_labels", True):
             raise MixzooInputError(f"--labels cannot apply to loss {c.loss!r}: it does not observe cluster labels.")
-        c.family_options().refuse_inapplicable(frozenset(c.options), c.guide, c.loss)
+        options = c.family_options()
+        options.refuse_inapplicable(frozenset(c.options), c.guide, c.loss)
+        c.options = {k: v for k, v in options.to_dict().items() if k in c.options}  # checked values, JSON-ready
         _check_settings(c)
         return c
 

@@ -21,7 +21,7 @@ Everything else (the CLI's flags and ``--help``, ``mixzoo models``, the estimato
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from torch import nn
@@ -97,6 +97,9 @@ class Family:
     :param schedules: per-epoch schedules (annealing) of a built pair.
     :param initialize: ``initialize(model, guide, x, seed, options, loss=None)``: data-dependent start.
     :param step: ``step(options)``: a step factory for :func:`mixzoo.fit` (``None``: one SVI step).
+    :param quick: a small configuration that trains in a second or two (:class:`~mixzoo.config.FitConfig`
+        keywords such as ``data``, ``epochs``, ``subsample``, ``options``): the test matrix runs every
+        family with it (determinism, resume, bad input).
     """
 
     name: str
@@ -111,6 +114,7 @@ class Family:
     schedules: Schedules = _no_schedules
     initialize: Initializer = _initialize_each
     step: StepChoice = _svi_step
+    quick: dict[str, Any] = field(default_factory=lambda: {"data": "moons", "epochs": 3, "subsample": 300})
 
     @property
     def default_guide(self) -> str:

@@ -197,6 +197,7 @@ def fit(
     modules = modules_of(model, guide)
     for m in modules:
         m.to(dev)
+        m.zero_grad(set_to_none=True)  # a start (e.g. pretraining) may leave gradients the first step would add
     n = x.shape[0]
     bs = n if batch_size is None else min(batch_size, n)
     if bs < ctx.world:

@@ -9,7 +9,7 @@ import pyro.poutine as poutine
 import torch
 from pyro.infer import ELBO, TraceEnum_ELBO
 
-from ..contract import latent_sites
+from ..contract import CLUSTER_SITE, latent_sites
 from ..errors import MixzooInputError
 
 __all__ = ["check_pair"]
@@ -31,6 +31,12 @@ def check_pair(
     with poutine.block():
         guide_tr = poutine.trace(guide).get_trace(x, y)
         model_tr = poutine.trace(poutine.replay(model, trace=guide_tr)).get_trace(x, y)
+    if CLUSTER_SITE not in model_tr.nodes or model_tr.nodes[CLUSTER_SITE]["type"] != "sample":
+        raise MixzooInputError(
+            f"the model has no sample site {CLUSTER_SITE!r}: a mixzoo model declares its cluster as "
+            f"pyro.sample({CLUSTER_SITE!r}, dist.Categorical(...), infer={{'enumerate': 'parallel'}}) inside "
+            "pyro.plate('data', len(x), subsample=subsample)."
+        )
     enumerates = isinstance(loss, TraceEnum_ELBO) or getattr(loss, "enumerates_model", False)
     for name, site in latent_sites(model_tr):
         if name in guide_tr.nodes:

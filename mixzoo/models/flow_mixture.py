@@ -196,5 +196,6 @@ FAMILY = register(
         losses=("trace-enum", "trace-graph", "trace"),
         recipe=_recipe,
         schedules=_schedules,
+        quick={"data": "moons", "epochs": 2, "subsample": 300, "guide": "encoder", "options": {"transforms": 1}},
     )
 )

@@ -170,5 +170,6 @@ FAMILY = register(
         guides=("empty",),
         losses=("trace-enum",),
         recipe=_recipe,
+        quick={"data": "moons", "epochs": 5},
     )
 )

@@ -220,5 +220,6 @@ FAMILY = register(
         recipe=_recipe,
         schedules=_schedules,
         initialize=_initialize,
+        quick={"data": "digits", "epochs": 2, "subsample": 300, "options": {"pretrain": 1}},
     )
 )

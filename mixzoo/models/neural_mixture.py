@@ -304,5 +304,6 @@ FAMILY = register(
         recipe=_recipe,
         adapt=_adapt,
         step=_step,
+        quick={"data": "digits", "epochs": 2, "subsample": 300},
     )
 )
