@@ -1,4 +1,4 @@
-"""Command-line interface: ``mixzoo models``, ``fit``, ``select``, ``evaluate``; parsing and printing only.
+"""Command-line interface: ``mixzoo models``, ``fit``, ``select``, ``evaluate``, ``predict``; parsing and printing only.
 
 The flags of a model family come from its options dataclass (:mod:`mixzoo.options`):
 ``mixzoo fit --model NAME --help`` shows exactly that family's options with their
@@ -14,6 +14,7 @@ import json
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from . import __version__
@@ -69,6 +70,8 @@ def _add_data_args(parser: argparse.ArgumentParser, default: str | None = "digit
     g = parser.add_argument_group("data")
     g.add_argument("--data", default=default, help=f"one of: {', '.join(DATASETS)}" + (f" (default: {default})" if default else " (default: the run's own)"))
     g.add_argument("--data-dir", default=None, help="directory of MNIST idx files (or set MIXZOO_DATA)")
+    g.add_argument("--label-column", default=None, help="a data table's column of labels (for evaluation only)")
+    g.add_argument("--columns", default=None, help="a data table's feature columns, e.g. a,b,c (default: every numeric one)")
     if default is None:
         return
     g.add_argument("--pca", type=int, default=None, help="reduce the data to D principal components")
@@ -173,6 +176,10 @@ def _cmd_models() -> None:
     print("\n`mixzoo fit --model NAME --help` shows a family's options with their defaults.")
 
 
+def _columns(text: str | None) -> list[str] | None:
+    return None if text is None else [c.strip() for c in text.split(",") if c.strip()]
+
+
 def _family_options(a: argparse.Namespace) -> dict[str, Any]:
     return {k[4:]: v for k, v in vars(a).items() if k.startswith("opt_") and v is not None}
 
@@ -222,7 +229,8 @@ def _cmd_fit(args: list[str]) -> None:
     else:
         settings = {k: getattr(a, k) for k in (*TRAINING_FIELDS, "guide", "loss", "clusters", "labels", "particles", "retries",
                     "pretrain_classes", "classifier_epochs", "seed", "device", "checkpoint_every")}  # fmt: skip
-        config = FitConfig(model=a.model, data=a.data, data_dir=a.data_dir, pca=a.pca, scale=a.scale,
+        config = FitConfig(model=a.model, data=a.data, data_dir=a.data_dir, pca=a.pca, scale=a.scale, label_column=a.label_column,
+                           columns=_columns(a.columns),
                            dequantize=a.dequantize, subsample=a.subsample, options=_family_options(a), **settings)  # fmt: skip
         record = run_fit(config, out=a.out, overwrite=a.overwrite, progress=progress, distributed=distributed)
     if main:
@@ -233,7 +241,33 @@ def _cmd_evaluate(args: list[str]) -> None:
     from .runs import run_evaluate
 
     a = _evaluate_parser("mixzoo evaluate").parse_args(args)
-    _print_record(run_evaluate(a.run, data=a.data, data_dir=a.data_dir, device=a.device, model=a.model), a.json)
+    record = run_evaluate(a.run, data=a.data, data_dir=a.data_dir, device=a.device, model=a.model,
+                          label_column=a.label_column, columns=_columns(a.columns))  # fmt: skip
+    _print_record(record, a.json)
+
+
+def _predict_parser(prog: str) -> argparse.ArgumentParser:
+    p = _Parser(prog=prog, description="Label new points with a fitted run: cluster, confidence, p_0..p_{K-1} per row.")
+    p.add_argument("--run", required=True, help="run directory written by `mixzoo fit --out`")
+    p.add_argument("--data", required=True, help="data file (.csv, .tsv, .npy, .npz, .parquet) with the training columns")
+    p.add_argument("--data-dir", default=None, help="directory of MNIST idx files, for built-in image data")
+    p.add_argument("--out", default=None, help="output file (.csv, .parquet or .npy); CSV on stdout without it")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
+    p.add_argument("--model", default=None, help="for a run of your own model: the same FILE.py:CLASS")
+    p.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
+    return p
+
+
+def _cmd_predict(args: list[str]) -> None:
+    from .predict import predict_run, write_predictions
+
+    a = _predict_parser("mixzoo predict").parse_args(args)
+    if a.out is not None and Path(a.out).exists() and not a.overwrite:
+        raise MixzooInputError(f"{a.out!r} exists; pass --overwrite to replace it, or choose another --out.")
+    proba = predict_run(a.run, a.data, model=a.model, device=a.device, data_dir=a.data_dir)
+    write_predictions(proba, a.out, overwrite=a.overwrite)
+    if a.out is not None:
+        print(f"wrote {len(proba)} predictions ({proba.shape[1]} clusters) to {a.out}", file=sys.stderr)
 
 
 def _cmd_select(args: list[str]) -> None:
@@ -245,7 +279,8 @@ def _cmd_select(args: list[str]) -> None:
     ks = parse_clusters(a.clusters)
     options = FitConfig(model=a.model, options=_family_options(a), epochs=a.epochs).resolved().options
     run_dir = prepare_run_dir(a.out, a.overwrite) if a.out else None
-    d = load_dataset(a.data, data_dir=a.data_dir, scale=a.scale, pca=a.pca, subsample=a.subsample, seed=a.seed, dequantize=a.dequantize)
+    d = load_dataset(a.data, data_dir=a.data_dir, scale=a.scale, pca=a.pca, subsample=a.subsample, seed=a.seed,
+                     dequantize=a.dequantize, label_column=a.label_column, columns=_columns(a.columns))  # fmt: skip
     sel = select_clusters(d.x, ks, model=a.model, heldout=a.heldout, seed=a.seed, loo=not a.no_loo, epochs=a.epochs, model_options=options)
     print(f"{a.model} on {a.data}: n_train={sel.n_train} n_heldout={sel.n_heldout} seed={a.seed}")
     rows = [["K", "train_ll", "heldout_ll", "elpd_loo", "p_loo", "bic", "seconds", ""]]
@@ -262,7 +297,7 @@ def _cmd_select(args: list[str]) -> None:
         print(json.dumps(record))
 
 
-_COMMANDS = {"fit": _cmd_fit, "select": _cmd_select, "evaluate": _cmd_evaluate}
+_COMMANDS = {"fit": _cmd_fit, "select": _cmd_select, "evaluate": _cmd_evaluate, "predict": _cmd_predict}
 
 
 def _top_parser() -> argparse.ArgumentParser:
@@ -271,7 +306,7 @@ def _top_parser() -> argparse.ArgumentParser:
         epilog="`mixzoo COMMAND --help` shows a command's options; `mixzoo` alone runs `mixzoo fit`.",
     )  # fmt: skip
     p.add_argument("--version", action="version", version=f"mixzoo {__version__}")
-    p.add_argument("command", nargs="?", choices=("models", *_COMMANDS), help="models, fit, select or evaluate")
+    p.add_argument("command", nargs="?", choices=("models", *_COMMANDS), help="models, fit, select, evaluate or predict")
     return p
 
 

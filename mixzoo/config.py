@@ -57,6 +57,10 @@ class FitConfig:
     seed: int = 0
     device: str = "cpu"
     data_dir: str | None = None
+    label_column: str | None = None
+    """A data table's column of labels, used for evaluation only."""
+    columns: list[str] | None = None
+    """A data table's feature columns (default: every numeric column but the labels)."""
     options: dict[str, Any] = field(default_factory=dict)
     pretrain_classes: str | None = None
     """Deep transfer (Matsuda and Hyvärinen 2019): train a classifier on these classes (e.g. "0,1,2,3,4"),

@@ -21,6 +21,7 @@ from torch import nn
 from .checkpoint import CONFIG, load_checkpoint, prepare_run_dir, save_checkpoint, write_json
 from .config import FitConfig, config_from_json
 from .data import Dataset, load_dataset
+from .data.transform import PREPROCESSING
 from .errors import MixzooInputError
 from .family import DataShape
 from .inference import make_loss
@@ -40,7 +41,7 @@ def load_data(config: FitConfig) -> tuple[Dataset, dict[str, Any]]:
     """The data set of a config and the loss options it implies (the transfer noise)."""
     data = load_dataset(
         config.data, data_dir=config.data_dir, scale=config.scale, pca=config.pca, subsample=config.subsample,
-        seed=config.seed, dequantize=config.dequantize,
+        seed=config.seed, dequantize=config.dequantize, label_column=config.label_column, columns=config.columns,
     )  # fmt: skip
     if not config.pretrain_classes:
         return data, {}
@@ -166,6 +167,8 @@ def _write_run(
     write_json(run_dir / "metrics.json", record)
     write_json(run_dir / "history.json", {"loss": result.losses, "val_loss": result.val_losses, **result.step_history})
     np.save(run_dir / "proba.npy", proba)
+    if data.preprocessing is not None:
+        data.preprocessing.save(run_dir / PREPROCESSING)
     xd = x.to(result.device)
     # Laplace draws need an exact likelihood; other models are summarised at the point estimate
     n_draws = 200 if has_exact_likelihood(model, guide, xd) else 0
@@ -215,7 +218,14 @@ def load_run(run_dir: str, *, model: str | None = None) -> tuple[nn.Module, nn.M
 
 
 def run_evaluate(
-    run_dir: str, *, data: str | None = None, data_dir: str | None = None, device: str = "cpu", model: str | None = None
+    run_dir: str,
+    *,
+    data: str | None = None,
+    data_dir: str | None = None,
+    device: str = "cpu",
+    model: str | None = None,
+    label_column: str | None = None,
+    columns: list[str] | None = None,
 ) -> dict[str, Any]:
     """Cluster data (the run's own by default) with a saved run and report the metrics."""
     from .validation import check_device
@@ -226,6 +236,8 @@ def run_evaluate(
         c.data = data
     if data_dir is not None:
         c.data_dir = data_dir
+    if label_column is not None or columns is not None:
+        c.label_column, c.columns = label_column, columns
     ds, _ = load_data(c)
     x = check_data(ds.x, dim=c.dim)
     m.to(device)

@@ -15,6 +15,7 @@ import numpy as np
 from ..errors import MixzooInputError
 from .idx import find_idx_file, read_idx
 from .toys import moons, pinwheel, two_circles
+from .transform import Preprocessing
 
 __all__ = ["Dataset", "DATASETS", "load_dataset", "resolve_data_dir", "preprocess", "read_mnist_dir"]
 
@@ -36,6 +37,10 @@ class Dataset:
     image_shape: tuple[int, ...] | None = None
     levels: int | None = None
     top: float | None = None
+    features: tuple[str, ...] | None = None
+    """Names of the feature columns (data read from a table)."""
+    preprocessing: Preprocessing | None = None
+    """What :func:`preprocess` applied (to repeat it on new points)."""
 
     def __len__(self) -> int:
         return len(self.x)
@@ -144,6 +149,7 @@ def preprocess(
     shrinking its scale onto the levels.
     """
     x, y = d.x, d.labels
+    fitted = Preprocessing(int(x.shape[1]), d.features)
     if subsample is not None:
         if subsample < 1:
             raise MixzooInputError(f"--subsample must be positive, got {subsample}.")
@@ -156,22 +162,28 @@ def preprocess(
                 f"data {d.name!r} has no integer intensity levels to dequantize; --dequantize applies to images "
                 "(digits, mnist, mnist5, a folder of MNIST idx files)."
             )
+        fitted.arrays.update(levels=np.array(d.levels), top=np.array(d.top))
         values = np.rint(x / d.top * (d.levels - 1))
         u = np.random.default_rng([seed, 1]).random(x.shape)
         x = (values + u) / d.levels
     if scale:
-        sd = x.std(axis=0)
-        x = (x - x.mean(axis=0)) / np.where(sd > 0, sd, 1.0)
+        mean, sd = x.mean(axis=0), x.std(axis=0)
+        sd = np.where(sd > 0, sd, 1.0)
+        fitted.arrays.update(mean=mean, sd=sd)
+        x = (x - mean) / sd
     if pca is not None:
         if not 1 <= pca <= min(x.shape):
             raise MixzooInputError(f"--pca must be between 1 and {min(x.shape)} for this data, got {pca}.")
         from sklearn.decomposition import PCA
 
-        x = PCA(n_components=pca, random_state=seed).fit_transform(x)
+        fit = PCA(n_components=pca, random_state=seed).fit(x)
+        fitted.arrays.update(pca_mean=fit.mean_, pca_components=fit.components_)
+        x = fit.transform(x)
     image_shape = d.image_shape if pca is None else None
     levels, top = (None, None) if (scale or pca is not None or dequantize) else (d.levels, d.top)  # no longer integers
     return replace(
-        d, x=np.ascontiguousarray(x, dtype=np.float32), labels=y, image_shape=image_shape, levels=levels, top=top
+        d, x=np.ascontiguousarray(x, dtype=np.float32), labels=y, image_shape=image_shape, levels=levels, top=top,
+        preprocessing=fitted,
     )
 
 

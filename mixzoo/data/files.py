@@ -260,7 +260,7 @@ def _from_table(
             )
         values = col.values if col.numeric else col.values.astype(str)
         labels, n_classes = _encode(values)
-    return Dataset(name, x, labels, n_classes)
+    return Dataset(name, x, labels, n_classes, features=tuple(features))
 
 
 def _encode(values: np.ndarray) -> tuple[np.ndarray, int]:

@@ -1,0 +1,64 @@
+"""The preprocessing a fit applied to its data, kept so that new points get exactly the same.
+
+:func:`~mixzoo.data.datasets.preprocess` fits a :class:`Preprocessing` to the training data
+(dequantization levels, standardisation means and deviations, PCA mean and components) and
+``mixzoo fit --out`` saves it in the run (``preprocessing.npz``, plain arrays). ``mixzoo
+predict`` applies it to new data. Dequantization noise is a training device: new points get
+the centre of their level, :math:`(v + 1/2) / L`.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import MixzooInputError
+
+__all__ = ["Preprocessing", "PREPROCESSING"]
+
+PREPROCESSING = "preprocessing.npz"
+
+
+@dataclass
+class Preprocessing:
+    """What turns raw features (``dim_in`` columns, named ``features`` for tables) into model inputs."""
+
+    dim_in: int
+    features: tuple[str, ...] | None = None
+    arrays: dict[str, np.ndarray] = field(default_factory=dict)
+    """``levels``/``top`` (dequantization), ``mean``/``sd`` (scaling), ``pca_mean``/``pca_components``."""
+
+    def apply(self, x: np.ndarray) -> np.ndarray:
+        """The model inputs of raw points ``x`` (N, dim_in)."""
+        x = np.asarray(x, dtype=np.float64)
+        if x.ndim != 2 or x.shape[1] != self.dim_in:
+            raise MixzooInputError(
+                f"the run was fitted on {self.dim_in} features, these data have {x.shape[1] if x.ndim == 2 else x.shape}; "
+                "pass data with the same columns as the training data."
+            )
+        a = self.arrays
+        if "levels" in a:
+            levels, top = float(a["levels"]), float(a["top"])
+            x = (np.rint(x / top * (levels - 1)) + 0.5) / levels
+        if "mean" in a:
+            x = (x - a["mean"]) / a["sd"]
+        if "pca_mean" in a:
+            x = (x - a["pca_mean"]) @ a["pca_components"].T
+        return np.ascontiguousarray(x, dtype=np.float32)
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        names = np.array(self.features if self.features is not None else [], dtype=str)
+        np.savez(path, dim_in=np.array(self.dim_in), features=names, has_features=np.array(self.features is not None), **self.arrays)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> Preprocessing:
+        p = Path(path)
+        if not p.is_file():
+            raise MixzooInputError(f"{str(p)!r} is missing: the run was written by an older mixzoo; fit it again to predict.")
+        with np.load(p, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files if k not in ("dim_in", "features", "has_features")}
+            features = tuple(str(f) for f in z["features"]) if bool(z["has_features"]) else None
+            return cls(int(z["dim_in"]), features, arrays)
