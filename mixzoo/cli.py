@@ -14,7 +14,6 @@ import json
 import os
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 from . import __version__
@@ -259,11 +258,10 @@ def _predict_parser(prog: str) -> argparse.ArgumentParser:
 
 
 def _cmd_predict(args: list[str]) -> None:
-    from .predict import predict_run, write_predictions
+    from .predict import check_output, predict_run, write_predictions
 
     a = _predict_parser("mixzoo predict").parse_args(args)
-    if a.out is not None and Path(a.out).exists() and not a.overwrite:
-        raise MixzooInputError(f"{a.out!r} exists; pass --overwrite to replace it, or choose another --out.")
+    check_output(a.out, a.overwrite)
     proba = predict_run(a.run, a.data, model=a.model, device=a.device, data_dir=a.data_dir)
     write_predictions(proba, a.out, overwrite=a.overwrite)
     if a.out is not None:

@@ -21,7 +21,7 @@ from .posterior import cluster_proba
 from .runs import load_run
 from .validation import check_data, check_device
 
-__all__ = ["predict_run", "write_predictions", "OUTPUT_SUFFIXES"]
+__all__ = ["predict_run", "check_output", "write_predictions", "OUTPUT_SUFFIXES"]
 
 OUTPUT_SUFFIXES = (".csv", ".parquet", ".npy")
 
@@ -54,9 +54,8 @@ def _table(proba: np.ndarray) -> tuple[list[str], np.ndarray, np.ndarray]:
     return names, proba.argmax(1), proba.max(1)
 
 
-def write_predictions(proba: np.ndarray, out: str | None, *, overwrite: bool = False) -> None:
-    """Write the predictions to ``out`` (``.csv``, ``.parquet`` or ``.npy``), or as CSV to stdout."""
-    names, cluster, confidence = _table(proba)
+def check_output(out: str | None, overwrite: bool) -> None:
+    """Refuse an output file of another kind, in a missing folder, or one that exists without ``overwrite``."""
     if out is not None:
         path = Path(out)
         if path.suffix.lower() not in OUTPUT_SUFFIXES:
@@ -65,6 +64,12 @@ def write_predictions(proba: np.ndarray, out: str | None, *, overwrite: bool = F
             raise MixzooInputError(f"{out!r} exists; pass --overwrite to replace it, or choose another --out.")
         if not path.parent.is_dir():
             raise MixzooInputError(f"the folder of --out {out!r} does not exist.")
+
+
+def write_predictions(proba: np.ndarray, out: str | None, *, overwrite: bool = False) -> None:
+    """Write the predictions to ``out`` (``.csv``, ``.parquet`` or ``.npy``), or as CSV to stdout."""
+    names, cluster, confidence = _table(proba)
+    check_output(out, overwrite)
     if out is not None and out.lower().endswith(".npy"):
         np.save(out, np.column_stack([cluster, confidence, proba]))
         return
