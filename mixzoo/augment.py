@@ -1,4 +1,4 @@
-r"""Image transformations for the 001 paper's eq. (7) and consistency step (section 7).
+r"""Image transformations for Tissera et al.'s (2022) eq. (7) and consistency step (section 7).
 
 :class:`Augment` draws one random transformation per image, vectorized over the
 batch: a random crop/shift with a small scale change and a small rotation (one

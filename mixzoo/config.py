@@ -51,7 +51,7 @@ class FitConfig:
     pca: int | None = None
     scale: bool = False
     dequantize: bool = False
-    """Images: integer intensities v become (v + U[0, 1)) / levels, seeded (Roeder et al.'s preprocessing)."""
+    """Images: integer intensities v become (v + U[0, 1)) / levels, seeded (Li et al. 2020's preprocessing)."""
     subsample: int | None = None
     n_init: int | None = None
     seed: int = 0
@@ -76,7 +76,7 @@ class FitConfig:
     """Retry a diverged epoch with half the learning rate at most this many times."""
     particles: int | None = None
     """Samples per step of the sampling losses (vimco, trace-enum, trace-graph, trace); the loss's own default
-    when ``None`` (VIMCO: 5; Roeder et al. use 15)."""
+    when ``None`` (VIMCO: 5; Li et al. 2020 use 15)."""
     model_file_sha256: str | None = None
     """For a user's model file: the SHA-256 of the file that made the run."""
 

@@ -13,17 +13,17 @@ rational-quadratic spline variant (NSF; Durkan et al., 2019) or a RealNVP-style
 affine coupling flow (Dinh et al., 2017), all built by zuko.
 Two ways to hold K flows:
 
-- ``independent=True`` (the 003 paper: a separate MADE and base per component):
+- ``independent=True`` (Ciobanu 2021: a separate MADE and base per component):
   K zuko flows with their parameters stacked along a leading K dimension and
   evaluated with :func:`torch.func.vmap` over a single template, one batched pass
-  instead of a Python loop (MAF only: zuko's coupling layers write in place,
+  instead of a Python loop (MAF and NSF; RealNVP's coupling layers write in place,
   which :func:`~torch.func.vmap` cannot batch).
 - ``independent=False``: one zuko flow conditioned on a one-hot component code,
   evaluated on the (K·N) stacked inputs in one pass; the components share hidden
   units, which suits many components on small data.
 
-Base distributions: ``"normal"`` (:math:`\mathcal N(0, I)`), ``"paper"`` (the 003
-paper's :math:`\mathcal N(\mu_k, 0.1 I)` with :math:`\mu_k \sim U(0,1)^D`, meant for
+Base distributions: ``"normal"`` (:math:`\mathcal N(0, I)`), ``"paper"`` (Ciobanu 2021's
+:math:`\mathcal N(\mu_k, 0.1 I)` with :math:`\mu_k \sim U(0,1)^D`, meant for
 data scaled to [0, 1]) or explicit means set through :meth:`set_base`.
 """
 
@@ -78,7 +78,7 @@ class ComponentFlows(nn.Module):
 
     :param dim: number of features D.
     :param n_components: number of flows K.
-    :param kind: ``"maf"`` or ``"realnvp"``.
+    :param kind: ``"maf"``, ``"nsf"`` (neural spline) or ``"realnvp"``.
     :param transforms: number of flow layers per component.
     :param hidden: hidden layer sizes of each layer's network.
     :param independent: separate parameters per component (vmapped) or one shared conditional flow.

@@ -3,7 +3,7 @@ r"""One torch optimizer over all of a Pyro model's parameters.
 :class:`pyro.optim.PyroOptim` builds one torch optimizer per parameter, because Pyro
 parameters may appear while training. Each SVI step then calls ``step()`` once per
 parameter tensor; for small networks that fixed cost is a large part of the step (on
-the GMVAE of the 004 paper with a batch of 128 on a CPU, 2.6 ms of 17 ms).
+the GMVAE of Li et al. (2020) with a batch of 128 on a CPU, 2.6 ms of 17 ms).
 :class:`JointOptim` keeps one optimizer, adds the parameters it has not seen as a new
 parameter group, and steps once. Adam is elementwise, so on the CPU (where torch runs
 Adam one tensor at a time either way) the updates equal those of the per-parameter

@@ -52,8 +52,8 @@ def oversample_labelled(x: torch.Tensor, y: np.ndarray, share: float = 1 / 3) ->
     """Repeat the labelled points so that they make up about ``share`` of the training stream.
 
     With a few dozen labels among thousands of points the labelled terms are a
-    vanishing part of each epoch; repeating them plays the role of the 002
-    paper's supervised epochs interleaved with unsupervised ones.
+    vanishing part of each epoch; repeating them plays the role of Pires's (2020)
+    supervised epochs interleaved with unsupervised ones.
     """
     labelled = np.flatnonzero(y >= 0)
     n_l, n_u = len(labelled), len(y) - len(labelled)

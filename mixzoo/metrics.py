@@ -3,7 +3,7 @@ and calibration as expected against actual misclassifications.
 
 Predicted cluster indices are arbitrary, so accuracy first matches clusters to
 classes with the Hungarian algorithm (:func:`scipy.optimize.linear_sum_assignment`)
-on the contingency table. Calibration follows the 000 paper (Table 2): the
+on the contingency table. Calibration follows Matsuda and Hyvärinen (2019) (Table 2): the
 expected number of misclassified points under the model's own posterior is
 :math:`\\sum_n (1 - \\max_k p(k \\mid x_n))`, compared with the number actually
 misclassified after matching.

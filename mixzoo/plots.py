@@ -197,7 +197,7 @@ def plot_component_densities(model: Any, x: Any, path: PathLike, *, n: int = 150
 
 
 def plot_component_samples(model: Any, image_shape: Sequence[int], path: PathLike, *, per_component: int = 8) -> Path:
-    """A grid of images: one row of samples per component (models with ``flows`` or ``sample_component``)."""
+    """A grid of images: one row of samples per component (flow mixtures: models with ``flows``)."""
     import torch
 
     k = model.n_clusters

@@ -162,7 +162,7 @@ def fit(
     :param optim: a Pyro optimizer to use instead of Adam(lr) (``lr``/``lr_decay`` are then ignored).
     :param step: a step factory ``step(model, guide, optim, loss, context=, seed=)`` (see
         :mod:`mixzoo.loop.steps`); one :class:`~pyro.infer.SVI` step by default, e.g.
-        :func:`mixzoo.loop.two_fold` for the 001 paper's EM + consistency step.
+        :func:`mixzoo.loop.two_fold` for Tissera et al.'s (2022) EM + consistency step.
     :param seed: seeds torch, NumPy, Python and the minibatch order; ``None`` leaves the RNGs alone.
     :param device: ``"cpu"`` or ``"cuda"``; the modules and data are moved there before the first step.
     :param schedules: callables ``schedule(epoch)`` run before each epoch.

@@ -1,4 +1,4 @@
-r"""Deep clustering by transfer (the 000 paper, section 4.3).
+r"""Deep clustering by transfer (Matsuda and Hyvärinen 2019, section 4.3).
 
 A classifier :math:`p(z = l \mid x) = \operatorname{softmax}_l(w_l^\top f(x) + b_l)`
 is trained on some classes; its last hidden layer :math:`f` then describes new

@@ -144,7 +144,7 @@ def preprocess(
 
     ``dequantize`` turns integer intensities :math:`v \in \{0, .., L-1\}` into
     :math:`(v + u) / L` with :math:`u \sim U[0, 1)` (seeded), values in [0, 1) with a
-    continuous density: the preprocessing of the 004 paper (after Theis et al., 2016).
+    continuous density: the preprocessing of Li et al. (2020) (after Theis et al., 2016).
     A Gaussian likelihood on the integer values themselves can grow without bound by
     shrinking its scale onto the levels.
     """

@@ -1,9 +1,9 @@
 r"""Amortized cluster encoder :math:`q(y \mid x)`: an MLP with a softmax output whose
-logits are divided by a temperature T (the 002 paper, section 5: T decays
+logits are divided by a temperature T (Pires (2020), section 5: T decays
 exponentially during training so that early on every component sees all data).
 
 ``"y"`` is enumerated in the guide, so with :class:`~pyro.infer.TraceEnum_ELBO`
-the ELBO is the exact sum over clusters of the 002 paper's eq. (4.3).
+the ELBO is the exact sum over clusters of Pires's (2020) eq. (4.3).
 
 Semi-supervised use: labelled points (``y >= 0``) get a near one-hot
 :math:`q`, matching the model's treatment, and the encoder learns them through

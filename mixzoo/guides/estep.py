@@ -1,4 +1,4 @@
-r"""The E-step of the 001 paper's batch-wise EM as a guide (section 6).
+r"""The E-step of Tissera et al.'s (2022) batch-wise EM as a guide (section 6).
 
 For the current parameters :math:`\theta^t` the posterior of the cluster is
 approximated by the softmax of the normalized relevance scores,

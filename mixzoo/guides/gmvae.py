@@ -1,4 +1,4 @@
-r"""Guides for the Gaussian-mixture VAE (the 004 paper).
+r"""Guides for the Gaussian-mixture VAE (Li et al. 2020).
 
 - :class:`GMVAEGuide` (``structured=True``, the paper's choice):
   :math:`q(y \mid x)\, q(z \mid x, y)`, the z-encoder seeing x and the one-hot y.

@@ -15,7 +15,7 @@ __all__ = ["ExponentialDecay", "StepDecay"]
 
 @dataclass
 class ExponentialDecay:
-    """``value = max(floor, start * rate**epoch)``; e.g. the encoder temperature T of the 002 paper."""
+    """``value = max(floor, start * rate**epoch)``; e.g. the encoder temperature T of Pires (2020)."""
 
     module: nn.Module
     attribute: str
@@ -38,7 +38,7 @@ class ExponentialDecay:
 
 @dataclass
 class StepDecay:
-    """``value = max(floor, start * factor**(epoch // every))``; e.g. std bounds halved every N epochs (004 paper, II-D)."""
+    """``value = max(floor, start * factor**(epoch // every))``; e.g. std bounds halved every N epochs (Li et al. 2020, II-D)."""
 
     module: nn.Module
     attribute: str

@@ -1,4 +1,4 @@
-r"""The consistency loss of the 001 paper (Tissera et al., eq. 8).
+r"""The consistency loss of Tissera et al. (2022, eq. 8).
 
 .. math:: D_{KL}(p_i \,\|\, q_i) = \sum_k p_{ik} \log \frac{p_{ik}}{q_{ik}},
    \qquad p_i = \operatorname{softmax}(a^*_i), \quad q_i = \operatorname{softmax}(a^{tr*}_i),

@@ -2,8 +2,8 @@ r"""Batch-wise expectation-maximization as a :class:`pyro.infer.ELBO`.
 
 The guide is the E-step: it enumerates the cluster site ``"y"`` with the
 posterior responsibilities :math:`r_{nk} = q(y_n = k \mid x_n)` of the current
-parameters :math:`\theta^t`. The loss is the negative EM objective of the 001
-paper's eq. (1), restricted to the minibatch and held constant in :math:`r`:
+parameters :math:`\theta^t`. The loss is the negative EM objective of Tissera et
+al. (2022), eq. (1), restricted to the minibatch and held constant in :math:`r`:
 
 .. math::
     L(\theta \mid \theta^t) = -\frac{N}{B} \sum_{n \in \text{batch}} \sum_{k=1}^K
@@ -25,7 +25,7 @@ with respect to :math:`\theta`, and their values differ by the entropy.
 ``EM`` computes :math:`L` itself, so the loss it reports is the EM objective.
 
 Reference: Tissera et al., *Neural Mixture Models with Expectation-Maximization
-for End-to-end Deep Clustering* (the 001 paper), eqs. (1), (6), (7).
+for End-to-end Deep Clustering* (Tissera et al. 2022), eqs. (1), (6), (7).
 """
 
 from __future__ import annotations

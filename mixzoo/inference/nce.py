@@ -2,8 +2,8 @@ r"""Noise-contrastive estimation (NCE) of non-normalized mixtures.
 
 The model declares a non-normalized density through the mixzoo contract: the
 cluster site ``"y"`` is enumerated and the data sites score
-:math:`\log \tilde p_k(x; \theta_k) + c_k`, so that summing out ``"y"`` gives the
-000 paper's eq. (7)-(8),
+:math:`\log \tilde p_k(x; \theta_k) + c_k`, so that summing out ``"y"`` gives
+Matsuda and Hyvärinen's (2019) eq. (7)-(8),
 
 .. math:: \log p(x \mid \theta, c) = \log \sum_k \exp\big(\log \tilde p_k(x; \theta_k) + c_k\big).
 

@@ -4,7 +4,7 @@ A noise source draws samples and evaluates its log density at any point (NCE
 needs :math:`n(x)` at the data as well as at the noise samples). Three kinds:
 
 - :class:`GaussianNoise`: a Gaussian matched to the data's mean and covariance
-  (the 000 paper's default suggestion), fitted on first use unless given.
+  (Matsuda and Hyvärinen's (2019) default suggestion), fitted on first use unless given.
 - :class:`DistributionNoise`: any torch distribution with event shape (D,).
 - :class:`SampleNoise`: a fixed sample set with a known log density function,
   e.g. a classifier's own training data with the density of the paper's eq. (28).

@@ -1,7 +1,7 @@
 """Collaborators of the training loop :func:`mixzoo.fit`, one concept per module.
 
 * :mod:`.steps` - one optimisation step on a minibatch (SVI, or a family's own step);
-* :mod:`.two_fold` - the 001 paper's EM step followed by a consistency step, as a step;
+* :mod:`.two_fold` - Tissera et al.'s (2022) EM step followed by a consistency step, as a step;
 * :mod:`.divergence` - the NaN/inf guard with its retries at half the learning rate;
 * :mod:`.checkpointing` - the resumable training state;
 * :mod:`.early_stopping` - held-out loss and patience.

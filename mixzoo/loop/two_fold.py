@@ -1,4 +1,4 @@
-r"""The two-fold optimisation of the 001 paper (Tissera et al., Algorithm 1, section 7) as a step.
+r"""The two-fold optimisation of Tissera et al. (2022, Algorithm 1, section 7) as a step.
 
 For each minibatch :math:`x` and one random transformation :math:`x^{tr} = T(x)`:
 

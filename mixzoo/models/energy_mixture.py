@@ -3,7 +3,7 @@ r"""Non-normalized (energy-based) mixtures in the exponential family.
 .. math::
     p(x \mid \theta, c) = h(x) \sum_{k=1}^K \exp\big(\theta_k^\top f(x) + c_k\big)
 
-(the 000 paper's eq. (7)-(8) and, with a network's features, eq. (26)). The
+(Matsuda and Hyvärinen's (2019) eq. (7)-(8) and, with a network's features, eq. (26)). The
 :math:`c_k = \log \pi_k - \log Z(\theta_k)` absorb the mixing weights and the
 unknown normalizers and are learned with :math:`\theta` by noise-contrastive
 estimation (:class:`~mixzoo.inference.NCE`); :math:`h` is left out, which is

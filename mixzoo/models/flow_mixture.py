@@ -5,11 +5,11 @@ r"""Mixture of normalizing flows.
 
 with each :math:`p_k` a normalizing flow (:class:`~mixzoo.flows.ComponentFlows`).
 
-- Maximum likelihood (the 003 paper): with the empty guide and
+- Maximum likelihood (Ciobanu 2021): with the empty guide and
   :class:`~pyro.infer.TraceEnum_ELBO`, ``"y"`` is enumerated in the model and the
   loss is the exact negative log-likelihood
   :math:`-\sum_n \log \sum_k \pi_k\, p_k(x_n)`; responsibilities are exact.
-- Variational (the 002 paper): with :class:`~mixzoo.guides.ClusterEncoder` as the
+- Variational (Pires (2020)): with :class:`~mixzoo.guides.ClusterEncoder` as the
   guide, ``"y"`` is enumerated in the guide and the loss is the negative of the
   ELBO of the paper's eq. (4.3),
   :math:`\sum_k q(k \mid x) [\log p(x \mid k) + \log p(k) - \log q(k \mid x)]`.
@@ -18,7 +18,7 @@ with each :math:`p_k` a normalizing flow (:class:`~mixzoo.flows.ComponentFlows`)
   ``y`` reduces to that label's component and only that flow learns from it.
 
 Inputs are min-max scaled to [0, 1] inside the model (buffers set by
-:meth:`FlowMixture.initialize`), as the 003 paper preprocesses its data; the
+:meth:`FlowMixture.initialize`), as Ciobanu (2021) preprocesses its data; the
 log-Jacobian of that scaling is added, so densities are in the data's own units.
 """
 
@@ -57,7 +57,7 @@ class FlowMixture(PyroModule):
     :param transforms: flow layers per component.
     :param hidden: hidden sizes of each layer's network.
     :param independent: separate parameters per component (vmapped) or one conditional flow.
-    :param base: ``"normal"``, ``"paper"`` (003: N(U(0,1)^D, 0.1 I)), ``"kmeans"``
+    :param base: ``"normal"``, ``"paper"`` (Ciobanu 2021: N(U(0,1)^D, 0.1 I)), ``"kmeans"``
         (N(k-means centre, 0.1 I) in the scaled space, set by :meth:`initialize`) or
         ``"clusters"`` (N(k-means centre, diag of the cluster's variances): the mixture
         starts as the diagonal GMM of the k-means partition).
@@ -189,7 +189,7 @@ FAMILY = register(
         name="flow-mixture",
         description="mixture of normalizing flows (NSF/MAF/RealNVP): maximum likelihood with y enumerated, "
         "or an amortized encoder q(y|x)",
-        cite="Ciobanu 2021 (MLE); Pires and Figueiredo 2020 (variational, encoder guide)",
+        cite="Ciobanu 2021 (MLE); Pires 2020 (variational, encoder guide)",
         options=FlowMixtureOptions,
         build=_build,
         guides=("empty", "encoder"),

@@ -1,4 +1,4 @@
-r"""Gaussian-mixture variational autoencoder (the 004 paper).
+r"""Gaussian-mixture variational autoencoder (Li et al. 2020).
 
 .. math::
     y \sim \operatorname{Cat}(1/K), \qquad
@@ -128,7 +128,7 @@ def pretrain_autoencoder(
     lr: float = 1e-3,
     seed: int = 0,
 ) -> None:
-    """The 004 paper's initialisation: train the z-encoder's mean and the decoder as an autoencoder,
+    """Li et al.'s (2020) initialisation: train the z-encoder's mean and the decoder as an autoencoder,
     fit a diagonal GMM to the codes, and set :math:`\\mu_y` (and :math:`s_y`) from it; then teach
     :math:`q(y \\mid x)` the GMM's responsibilities for a few epochs."""
     from sklearn.mixture import GaussianMixture as SkGMM
@@ -212,7 +212,7 @@ FAMILY = register(
     Family(
         name="gmvae",
         description="Gaussian-mixture VAE with q(z|y,x): VIMCO, enumerated y (EnumY) or NVIL; std annealing",
-        cite="Roeder et al. (NVISA)",
+        cite="Li et al. 2020 (NVISA)",
         options=GMVAEOptions,
         build=_build,
         guides=("qzxy", "mean-field"),

@@ -1,4 +1,4 @@
-r"""Neural mixture model trained by batch-wise EM (the 001 paper).
+r"""Neural mixture model trained by batch-wise EM (Tissera et al. 2022).
 
 A network :math:`g_\theta` (an MLP for vectors, a small CNN for images) outputs K
 relevance scores :math:`a_n = g_\theta(x_n)`. Normalized over the batch without
@@ -296,7 +296,7 @@ FAMILY = register(
     Family(
         name="neural-mixture",
         description="neural mixture: sigmoid of batch-normalized relevance scores, trained by batch-wise EM",
-        cite="Tissera et al. 2023",
+        cite="Tissera et al. 2022",
         options=NeuralMixtureOptions,
         build=_build,
         guides=("e-step",),
