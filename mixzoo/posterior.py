@@ -25,6 +25,7 @@ from pyro.poutine.trace_struct import Trace
 from .contract import CLUSTER_SITE, cluster_site, in_data_plate, latent_sites
 from .errors import MixzooInputError
 from .params import StateDict, isolated_param_store
+from .validation import check_data
 
 __all__ = [
     "has_exact_likelihood",
@@ -34,6 +35,17 @@ __all__ = [
     "cluster_proba",
     "log_likelihood",
 ]
+
+
+def as_input(x: Any, *modules: Any) -> torch.Tensor:
+    """Data as :func:`mixzoo.fit` takes them (NumPy, pandas, lists or tensors), checked, as a float tensor on
+    the device of the modules' parameters."""
+    t = check_data(x)
+    for m in modules:
+        params = list(getattr(getattr(m, "__self__", m), "parameters", lambda: [])())
+        if params:
+            return t.to(params[0].device)
+    return t
 
 
 def _guide_trace(guide: Callable[..., Any], x: torch.Tensor) -> Trace:
@@ -71,12 +83,13 @@ def _in_chunks(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, batc
 def cluster_log_joint(
     model: Callable[..., Any],
     guide: Callable[..., Any],
-    x: torch.Tensor,
+    x: Any,
     *,
     param_state: StateDict | None = None,
     batch_size: int = 4096,
 ) -> torch.Tensor:
     """The (N, K) log joint :math:`\\log p(x_n, y=k)` by enumerating ``"y"`` in the model."""
+    x = as_input(x, model, guide)
     with torch.no_grad(), isolated_param_store(param_state):
         return _in_chunks(lambda xb: enumerated_log_joint(model, guide, xb), x, batch_size)
 
@@ -84,7 +97,7 @@ def cluster_log_joint(
 def cluster_log_proba(
     model: Callable[..., Any],
     guide: Callable[..., Any],
-    x: torch.Tensor,
+    x: Any,
     *,
     param_state: StateDict | None = None,
     batch_size: int = 4096,
@@ -98,11 +111,12 @@ def cluster_log_proba(
             return torch.log_softmax(site["fn"].logits, dim=-1).reshape(xb.shape[0], -1)
         return torch.log_softmax(enumerated_log_joint(model, guide, xb), dim=-1)
 
+    x = as_input(x, model, guide)
     with torch.no_grad(), isolated_param_store(param_state):
         return _in_chunks(one, x, batch_size)
 
 
-def cluster_proba(model: Callable[..., Any], guide: Callable[..., Any], x: torch.Tensor, **kwargs: Any) -> torch.Tensor:
+def cluster_proba(model: Callable[..., Any], guide: Callable[..., Any], x: Any, **kwargs: Any) -> torch.Tensor:
     """(N, K) cluster probabilities; see :func:`cluster_log_proba`.
 
     :raises MixzooInputError: for points whose probabilities cannot be computed (every cluster's
@@ -120,9 +134,10 @@ def cluster_proba(model: Callable[..., Any], guide: Callable[..., Any], x: torch
     return proba
 
 
-def has_exact_likelihood(model: Callable[..., Any], guide: Callable[..., Any], x: torch.Tensor) -> bool:
+def has_exact_likelihood(model: Callable[..., Any], guide: Callable[..., Any], x: Any) -> bool:
     """Whether the model's only per-point latent is an enumerated ``"y"``, so that :func:`log_likelihood`
     is exact (given the guide's values of any global latents)."""
+    x = as_input(x, model, guide)
     with torch.no_grad(), isolated_param_store():
         guide_tr = _guide_trace(guide, x[:2])
         guide_tr.nodes.pop(CLUSTER_SITE, None)
@@ -136,11 +151,12 @@ def has_exact_likelihood(model: Callable[..., Any], guide: Callable[..., Any], x
 
 
 def log_likelihood(
-    model: Callable[..., Any], guide: Callable[..., Any], x: torch.Tensor, num_samples: int = 100, **kwargs: Any
+    model: Callable[..., Any], guide: Callable[..., Any], x: Any, num_samples: int = 100, **kwargs: Any
 ) -> torch.Tensor:
     """(N,) marginal log-likelihood :math:`\\log p(x_n)`: exact by enumeration when the model's only
     latent is ``"y"``; otherwise an importance-sampling estimate with the guide as proposal
     (``num_samples`` samples; see :func:`mixzoo.inference.vimco.importance_log_likelihood`)."""
+    x = as_input(x, model, guide)
     if has_exact_likelihood(model, guide, x):
         return torch.logsumexp(cluster_log_joint(model, guide, x, **kwargs), dim=-1)
     from .inference.vimco import importance_log_likelihood
