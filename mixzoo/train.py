@@ -218,9 +218,10 @@ def fit(
         if saved is not None:
             _resume(saved, modules, stepper, stopper, generator, result, ctx)
         guard = DivergenceGuard(modules, stepper, retries, used=result.retries, warn=ctx.is_main)
+        passes = _Epochs(guard, stepper, schedules, x, y_t, bs, generator, ctx)
         bar = tqdm(range(result.epochs, epochs), disable=not (progress and ctx.is_main), desc="fit", unit="epoch", leave=False)
         for epoch in bar:
-            total = _guarded_epoch(guard, stepper, schedules, epoch, x, y_t, bs, generator, ctx, result)
+            total = passes.run(epoch, result)
             if distributed:
                 ctx.broadcast(t for m in modules for t in m.buffers())
             stepper.end_epoch()
@@ -266,53 +267,43 @@ def _resume(
     restore_rng(saved["rng"] if ctx.world == 1 else saved["rng"][ctx.rank], generator)
 
 
-def _guarded_epoch(
-    guard: DivergenceGuard,
-    stepper: Step,
-    schedules: Iterable[Schedule],
-    epoch: int,
-    x: torch.Tensor,
-    y: torch.Tensor | None,
-    bs: int,
-    generator: torch.Generator,
-    ctx: DistributedContext,
-    result: FitResult,
-) -> float:
-    """Run one epoch; on divergence let the guard restore and retry (or raise)."""
-    while True:
-        try:
-            return _epoch(guard, stepper, schedules, epoch, x, y, bs, generator, ctx)
-        except Diverged as d:
-            guard.recover(d, epoch, result.epochs, result)
-            result.retries = guard.used
+@dataclass
+class _Epochs:
+    """One pass over the data in a seeded order, guarded against divergence."""
 
+    guard: DivergenceGuard
+    stepper: Step
+    schedules: Iterable[Schedule]
+    x: torch.Tensor
+    y: torch.Tensor | None
+    batch_size: int
+    generator: torch.Generator
+    ctx: DistributedContext
 
-def _epoch(
-    guard: DivergenceGuard,
-    stepper: Step,
-    schedules: Iterable[Schedule],
-    epoch: int,
-    x: torch.Tensor,
-    y: torch.Tensor | None,
-    bs: int,
-    generator: torch.Generator,
-    ctx: DistributedContext,
-) -> float:
-    """One pass over the data; returns the summed loss, or raises :class:`Diverged` naming the step."""
-    for schedule in schedules:
-        schedule(epoch)
-    n = x.shape[0]
-    batches = list(torch.randperm(n, generator=generator).split(bs))
-    if ctx.world > 1 and len(batches) > 1 and len(batches[-1]) < ctx.world:
-        batches[-2:] = [torch.cat(batches[-2:])]  # every process gets at least one point
-    total = 0.0
-    for i, idx in enumerate(batches, start=1):
-        try:
-            step_loss = stepper(x, y, idx.to(x.device))
-        except ValueError:  # distribution argument checks reject NaN parameters
-            guard.check_parameters(i)
-            raise
-        guard.check_loss(step_loss, i)
-        total += step_loss * len(idx) / n
-    guard.check_parameters(len(batches))
-    return total
+    def run(self, epoch: int, result: FitResult) -> float:
+        """The summed loss of one epoch; on divergence the guard restores and retries it (or raises)."""
+        while True:
+            try:
+                return self._once(epoch)
+            except Diverged as d:
+                self.guard.recover(d, epoch, result.epochs, result)
+                result.retries = self.guard.used
+
+    def _once(self, epoch: int) -> float:
+        for schedule in self.schedules:
+            schedule(epoch)
+        n = self.x.shape[0]
+        batches = list(torch.randperm(n, generator=self.generator).split(self.batch_size))
+        if self.ctx.world > 1 and len(batches) > 1 and len(batches[-1]) < self.ctx.world:
+            batches[-2:] = [torch.cat(batches[-2:])]  # every process gets at least one point
+        total = 0.0
+        for i, idx in enumerate(batches, start=1):
+            try:
+                step_loss = self.stepper(self.x, self.y, idx.to(self.x.device))
+            except ValueError:  # distribution argument checks reject NaN parameters
+                self.guard.check_parameters(i)
+                raise
+            self.guard.check_loss(step_loss, i)
+            total += step_loss * len(idx) / n
+        self.guard.check_parameters(len(batches))
+        return total
