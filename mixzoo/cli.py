@@ -287,7 +287,8 @@ def _cmd_select(args: list[str]) -> None:
         values = (r.clusters, r.train_loglik, r.heldout_loglik, r.elpd_loo, r.p_loo, r.bic, r.seconds)
         rows.append([_fmt(v) for v in values] + [mark.strip()])
     print(_table(rows))
-    print(f"choice: K={sel.choice} (best held-out log-likelihood); LOO prefers K={sel.choice_loo}")
+    loo = f"; LOO prefers K={sel.choice_loo}" if sel.choice_loo is not None else ""
+    print(f"choice: K={sel.choice} (best held-out log-likelihood){loo}")
     record = {"model": a.model, "data": a.data, "seed": a.seed, "clusters": ks, **sel.to_dict()}
     if run_dir is not None:
         write_json(run_dir / "selection.json", record)
