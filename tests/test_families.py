@@ -175,3 +175,19 @@ def test_the_estimator_checks_model_options_with_the_family_dataclass(name):
 
     with pytest.raises(ValueError, match="do not apply to model"):
         MixtureClusterer(model=name, n_clusters=2, model_options={"no_such_option": 1}).fit([[0.0, 1.0], [1.0, 0.0], [2.0, 2.0]])
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+def test_a_reloaded_run_gives_the_same_probabilities(name, tmp_path):
+    """Annealed state (temperatures, std floors) is saved with the run, not rebuilt at its initial value."""
+    import numpy as np
+
+    from mixzoo.posterior import cluster_proba
+    from mixzoo.runs import load_run
+
+    run = tmp_path / "run"
+    run_fit(_quick(name, seed=5), out=str(run), progress=False)
+    model, guide, c = load_run(str(run))
+    data, _ = load_data(c)
+    proba = cluster_proba(model, guide, data.x).numpy()
+    np.testing.assert_allclose(proba, np.load(run / "proba.npy"), atol=1e-5)

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from pyro.nn import PyroModule
 
 from ..labels import label_logits
-from ..nets import mlp
+from ..nets import ScalarState, mlp
 from ..validation import check_data
 
 __all__ = ["ClusterEncoder"]
@@ -37,6 +37,9 @@ class ClusterEncoder(PyroModule):
     :param temperature: initial temperature T (anneal with :class:`~mixzoo.inference.annealing.ExponentialDecay`).
     :param supervised_weight: weight alpha of the supervised term on labelled points.
     """
+
+    temperature = ScalarState()
+    """The softmax temperature T, saved with the module's state (it is annealed while training)."""
 
     def __init__(
         self,

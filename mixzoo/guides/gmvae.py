@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from pyro.nn import PyroModule
 from torch import nn
 
-from ..nets import mlp
+from ..nets import ScalarState, mlp
 
 __all__ = ["GMVAEGuide"]
 
@@ -41,6 +41,9 @@ class _Baseline(nn.Module):
 class GMVAEGuide(PyroModule):
     """Guide ``guide(x, y=None, subsample=None)`` for :class:`~mixzoo.models.gmvae.GMVAE`."""
 
+    eps_z = ScalarState()
+    """Lower bound on the standard deviation of q(z | .) (annealed; saved with the module's state)."""
+
     def __init__(
         self, dim: int, n_clusters: int, latent: int = 10, hidden: Sequence[int] = (256, 256), structured: bool = True
     ) -> None:
@@ -50,7 +53,6 @@ class GMVAEGuide(PyroModule):
         self.encoder_z = mlp([dim + (n_clusters if structured else 0), *hidden, 2 * latent])
         self.baseline = _Baseline(dim)
         self.eps_z = 1.0
-        """Lower bound on the standard deviation of q(z | .) (annealed)."""
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         """(N, K) logits of q(y | x)."""

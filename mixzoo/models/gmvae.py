@@ -30,7 +30,7 @@ from torch import nn
 from ..family import DataShape, Family, Training, register
 from ..guides import GMVAEGuide
 from ..inference.annealing import StepDecay
-from ..nets import mlp
+from ..nets import ScalarState, mlp
 from ..options import Options, option
 
 __all__ = ["GMVAE", "pretrain_autoencoder"]
@@ -45,6 +45,9 @@ class GMVAE(PyroModule):
     :param hidden: decoder hidden sizes.
     :param likelihood: ``"gaussian"`` or ``"bernoulli"``.
     """
+
+    eps_x = ScalarState()
+    """Lower bound on the decoder's standard deviation (annealed; saved with the module's state)."""
 
     def __init__(
         self,
@@ -63,7 +66,6 @@ class GMVAE(PyroModule):
         out = 2 * dim if likelihood == "gaussian" else dim
         self.decoder = mlp([latent, *hidden, out])
         self.eps_x = 1.0
-        """Lower bound on the decoder's standard deviation (annealed)."""
 
     def prior_scale(self) -> torch.Tensor:
         return F.softplus(self.s_y) + 1.0
