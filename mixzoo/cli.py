@@ -97,6 +97,7 @@ def _add_training_args(parser: argparse.ArgumentParser, family: Family) -> None:
     g.add_argument("--classifier-epochs", type=int, default=None, help="deep transfer: classifier training epochs (default: 5)")
     g.add_argument("--seed", type=int, default=0, help="seed of everything random (default: 0)")
     g.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
+    g.add_argument("--threads", type=int, default=None, help="torch threads (default: 1 for small fits, all cores for large ones)")
 
 
 def _fit_parser(prog: str, family: Family) -> argparse.ArgumentParser:
@@ -227,7 +228,7 @@ def _cmd_fit(args: list[str]) -> None:
         record = run_fit(resume_config(a.resume), out=a.resume, resume=True, progress=progress, distributed=distributed)
     else:
         settings = {k: getattr(a, k) for k in (*TRAINING_FIELDS, "guide", "loss", "clusters", "labels", "particles", "retries",
-                    "pretrain_classes", "classifier_epochs", "seed", "device", "checkpoint_every")}  # fmt: skip
+                    "pretrain_classes", "classifier_epochs", "seed", "device", "checkpoint_every", "threads")}  # fmt: skip
         config = FitConfig(model=a.model, data=a.data, data_dir=a.data_dir, pca=a.pca, scale=a.scale, label_column=a.label_column,
                            columns=_columns(a.columns),
                            dequantize=a.dequantize, subsample=a.subsample, options=_family_options(a), **settings)  # fmt: skip

@@ -77,6 +77,8 @@ class FitConfig:
     particles: int | None = None
     """Samples per step of the sampling losses (vimco, trace-enum, trace-graph, trace); the loss's own default
     when ``None`` (VIMCO: 5; Li et al. 2020 use 15)."""
+    threads: int | None = None
+    """torch threads while training (``None``: 1 for small work, torch's default above; see :mod:`mixzoo.threads`)."""
     model_file_sha256: str | None = None
     """For a user's model file: the SHA-256 of the file that made the run."""
 
@@ -158,6 +160,7 @@ def _check_settings(c: FitConfig) -> None:
     _positive_int(c.classifier_epochs, "--classifier-epochs")
     _positive_int(c.labels, "--labels")
     _positive_int(c.pca, "--pca")
+    _positive_int(c.threads, "--threads")
     _positive_int(c.subsample, "--subsample", 2)
     if c.lr is not None and not c.lr > 0:
         raise MixzooInputError(f"--lr must be positive, got {c.lr!r}.")

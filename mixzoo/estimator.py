@@ -29,6 +29,7 @@ from .family import DataShape
 from .inference import make_loss
 from .posterior import cluster_proba, log_likelihood
 from .restarts import fit_restarts
+from .threads import choose_threads, torch_threads
 from .validation import check_data, check_n_clusters
 
 __all__ = ["MixtureClusterer"]
@@ -53,6 +54,7 @@ class MixtureClusterer(ClusterMixin, DensityMixin, BaseEstimator):
     :param random_state: int, :class:`numpy.random.RandomState` or ``None`` (not reproducible).
     :param device: ``"cpu"`` or ``"cuda"``.
     :param progress: show a progress bar while training.
+    :param threads: torch threads while training (``None``: 1 for small data, torch's default for large).
     :param particles: samples per step of a sampling loss (``vimco``, ``trace-*``); the loss's default when ``None``.
 
     Fitted attributes: ``model_``, ``guide_``, ``n_features_in_``, ``labels_`` (training
@@ -76,6 +78,7 @@ class MixtureClusterer(ClusterMixin, DensityMixin, BaseEstimator):
         device: str = "cpu",
         progress: bool = False,
         particles: int | None = None,
+        threads: int | None = None,
     ) -> None:
         self.model = model
         self.n_clusters = n_clusters
@@ -90,6 +93,7 @@ class MixtureClusterer(ClusterMixin, DensityMixin, BaseEstimator):
         self.device = device
         self.progress = progress
         self.particles = particles
+        self.threads = threads
 
     def _config(self) -> FitConfig:
         if self.model_options is not None and not isinstance(self.model_options, dict):
@@ -106,6 +110,7 @@ class MixtureClusterer(ClusterMixin, DensityMixin, BaseEstimator):
             device=self.device,
             options=dict(self.model_options or {}),
             particles=self.particles,
+            threads=self.threads,
         ).resolved()
         return config
 
@@ -134,7 +139,8 @@ class MixtureClusterer(ClusterMixin, DensityMixin, BaseEstimator):
         rng = check_random_state(self.random_state)
         loss = make_loss(c.loss, **c.loss_options())  # type: ignore[arg-type]
         seeds = [int(rng.randint(np.iinfo(np.int32).max)) for _ in range(c.n_init)]  # type: ignore[arg-type]
-        best = fit_restarts(c, x, seeds, loss=loss, progress=self.progress)
+        with torch_threads(choose_threads(c.threads, int(x.shape[0]), int(x.shape[1]), int(c.clusters))):  # type: ignore[arg-type]
+            best = fit_restarts(c, x, seeds, loss=loss, progress=self.progress)
         self.final_loss_, self.model_, self.guide_, self.history_ = best
         losses = self.history_.losses
         self.n_iter_ = self.history_.epochs

@@ -29,6 +29,7 @@ from .labels import oversample_labelled, reveal_labels
 from .metrics import clustering_report
 from .posterior import cluster_proba, has_exact_likelihood
 from .restarts import BEST_RESTART, TRAIN_STATE, build_pair, fit_restarts, load_pair
+from .threads import choose_threads, torch_threads
 from .train import FitResult
 from .transfer import transfer_split
 from .user_model import file_digest, is_user_model
@@ -136,16 +137,18 @@ def run_fit(
     start = time.perf_counter()
     seeds = [c.seed + i for i in range(c.n_init)]  # type: ignore[arg-type]
     state_dir = run_dir if c.checkpoint_every is not None else None
-    final, model, guide, result = fit_restarts(
-        c, x, seeds, loss=loss, x_train=x_train, y=y, progress=progress and main, state_dir=state_dir,
-        resume=resume, distributed=distributed,
-    )  # fmt: skip
+    threads = choose_threads(c.threads, int(x.shape[0]), int(x.shape[1]), int(c.clusters))  # type: ignore[arg-type]
+    with torch_threads(threads):
+        final, model, guide, result = fit_restarts(
+            c, x, seeds, loss=loss, x_train=x_train, y=y, progress=progress and main, state_dir=state_dir,
+            resume=resume, distributed=distributed,
+        )  # fmt: skip
     seconds = time.perf_counter() - start
     proba, report = _metrics(model, guide, x.to(result.device), data.labels)
     record = {
         "model": c.model, "guide": c.guide, "loss": c.loss, "data": c.data, "n": int(x.shape[0]), "dim": c.dim,
         "clusters": c.clusters, **report, "final_loss": final, "epochs": result.epochs, "seconds": round(seconds, 3),
-        "device": result.device, "seed": c.seed, "n_init": c.n_init, "pca": c.pca, "labels": c.labels or 0,
+        "device": result.device, "threads": threads, "seed": c.seed, "n_init": c.n_init, "pca": c.pca, "labels": c.labels or 0,
         **({"classifier_accuracy": transfer["classifier_accuracy"]} if transfer else {}),
     }  # fmt: skip
     if distributed:

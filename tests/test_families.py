@@ -106,6 +106,7 @@ GENERAL = {  # flag words -> (config attribute, value it must reach)
     "--subsample 100": ("subsample", 100),
     "--data-dir /somewhere": ("data_dir", "/somewhere"),
     "--checkpoint-every 1": ("checkpoint_every", 1),
+    "--threads 2": ("threads", 2),
 }
 
 
