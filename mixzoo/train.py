@@ -168,7 +168,7 @@ def fit(
     :param schedules: callables ``schedule(epoch)`` run before each epoch.
     :param val_data: held-out array-like; its loss per point is recorded each epoch.
     :param patience: with ``val_data``, stop after this many epochs without improvement and restore the best state.
-    :param progress: show a tqdm bar with epoch and loss.
+    :param progress: show a tqdm bar with epoch and loss (on a terminal; never in a log file).
     :param param_state: initial param-store state for parameters declared with bare ``pyro.param``.
     :param callback: called as ``callback(epoch, result)`` after each epoch.
     :param retries: on a NaN/inf loss, restore the last good epoch and retry it with half the learning
@@ -219,7 +219,8 @@ def fit(
             _resume(saved, modules, stepper, stopper, generator, result, ctx)
         guard = DivergenceGuard(modules, stepper, retries, used=result.retries, warn=ctx.is_main)
         passes = _Epochs(guard, stepper, schedules, x, y_t, bs, generator, ctx)
-        bar = tqdm(range(result.epochs, epochs), disable=not (progress and ctx.is_main), desc="fit", unit="epoch", leave=False)
+        shown = None if progress and ctx.is_main else True  # None: tqdm shows the bar on a terminal only, not in logs
+        bar = tqdm(range(result.epochs, epochs), disable=shown, desc="fit", unit="epoch", leave=False)
         for epoch in bar:
             total = passes.run(epoch, result)
             if distributed:
