@@ -89,6 +89,7 @@ def _add_training_args(parser: argparse.ArgumentParser, family: Family) -> None:
     g.add_argument("--batch-size", type=int, default=None, help=f"minibatch size (default: {recipe.batch_size or 'all points'})")
     g.add_argument("--lr", type=float, default=None, help=f"Adam learning rate (default: {recipe.lr:g})")
     g.add_argument("--lr-decay", type=float, default=None, help=f"multiply the learning rate by this each epoch (default: {recipe.lr_decay or 'none'})")
+    g.add_argument("--tol", type=float, default=None, help=f"stop when the epoch loss changes by less than this (relative) for 3 epochs; 0: never (default: {recipe.tol or 0:g})")
     g.add_argument("--n-init", type=int, default=None, help=f"restarts; the best final loss is kept (default: {recipe.n_init})")
     g.add_argument("--labels", type=int, default=None, help="semi-supervised: reveal N labels (balanced, seeded)")
     g.add_argument("--particles", type=int, default=None, help="samples per step of vimco/trace-enum/trace-graph/trace (vimco: 5)")

@@ -21,7 +21,7 @@ from .validation import check_device, check_n_clusters
 
 __all__ = ["FitConfig", "config_from_json", "family_of", "TRAINING_FIELDS"]
 
-TRAINING_FIELDS = ("epochs", "lr", "lr_decay", "batch_size", "n_init")
+TRAINING_FIELDS = ("epochs", "lr", "lr_decay", "batch_size", "n_init", "tol")
 """The settings a family's recipe fills when they are not given."""
 
 
@@ -54,6 +54,8 @@ class FitConfig:
     """Images: integer intensities v become (v + U[0, 1)) / levels, seeded (Li et al. 2020's preprocessing)."""
     subsample: int | None = None
     n_init: int | None = None
+    tol: float | None = None
+    """Stop when the relative change of the epoch loss stays below this for 3 epochs (0: never stop early)."""
     seed: int = 0
     device: str = "cpu"
     data_dir: str | None = None
@@ -162,6 +164,8 @@ def _check_settings(c: FitConfig) -> None:
     _positive_int(c.pca, "--pca")
     _positive_int(c.threads, "--threads")
     _positive_int(c.subsample, "--subsample", 2)
+    if c.tol is not None and (isinstance(c.tol, bool) or not isinstance(c.tol, int | float) or not c.tol >= 0):
+        raise MixzooInputError(f"--tol must be a number >= 0, got {c.tol!r}.")
     if c.lr is not None and not c.lr > 0:
         raise MixzooInputError(f"--lr must be positive, got {c.lr!r}.")
     if c.lr_decay is not None and not 0 < c.lr_decay <= 1:

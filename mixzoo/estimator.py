@@ -54,13 +54,15 @@ class MixtureClusterer(ClusterMixin, DensityMixin, BaseEstimator):
     :param random_state: int, :class:`numpy.random.RandomState` or ``None`` (not reproducible).
     :param device: ``"cpu"`` or ``"cuda"``.
     :param progress: show a progress bar while training.
+    :param tol: stop when the relative change of the epoch loss stays below ``tol`` for 3 epochs (``None``:
+        the family's recipe, 0: never).
     :param threads: torch threads while training (``None``: 1 for small data, torch's default for large).
     :param particles: samples per step of a sampling loss (``vimco``, ``trace-*``); the loss's default when ``None``.
 
     Fitted attributes: ``model_``, ``guide_``, ``n_features_in_``, ``labels_`` (training
     clusters), ``history_`` (the :class:`~mixzoo.train.FitResult` of the kept restart),
-    ``final_loss_`` (loss per point), ``n_iter_`` (epochs run) and ``converged_`` (the
-    relative change of the loss over the last epoch was below ``1e-4``).
+    ``final_loss_`` (loss per point), ``n_iter_`` (epochs run) and ``converged_`` (training
+    stopped at ``tol``, or the relative change of the loss over the last epoch was below ``1e-4``).
     """
 
     def __init__(
@@ -79,6 +81,7 @@ class MixtureClusterer(ClusterMixin, DensityMixin, BaseEstimator):
         progress: bool = False,
         particles: int | None = None,
         threads: int | None = None,
+        tol: float | None = None,
     ) -> None:
         self.model = model
         self.n_clusters = n_clusters
@@ -94,6 +97,7 @@ class MixtureClusterer(ClusterMixin, DensityMixin, BaseEstimator):
         self.progress = progress
         self.particles = particles
         self.threads = threads
+        self.tol = tol
 
     def _config(self) -> FitConfig:
         if self.model_options is not None and not isinstance(self.model_options, dict):
@@ -111,6 +115,7 @@ class MixtureClusterer(ClusterMixin, DensityMixin, BaseEstimator):
             options=dict(self.model_options or {}),
             particles=self.particles,
             threads=self.threads,
+            tol=self.tol,
         ).resolved()
         return config
 
@@ -144,7 +149,9 @@ class MixtureClusterer(ClusterMixin, DensityMixin, BaseEstimator):
         self.final_loss_, self.model_, self.guide_, self.history_ = best
         losses = self.history_.losses
         self.n_iter_ = self.history_.epochs
-        self.converged_ = len(losses) > 1 and abs(losses[-1] - losses[-2]) <= 1e-4 * max(1.0, abs(losses[-1]))
+        self.converged_ = self.history_.converged or (
+            len(losses) > 1 and abs(losses[-1] - losses[-2]) <= 1e-4 * max(1.0, abs(losses[-1]))
+        )
         self.labels_ = self._proba(x).argmax(axis=1)
         return self
 

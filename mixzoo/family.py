@@ -52,6 +52,8 @@ class Training:
     lr_decay: float | None = None
     batch_size: int | None = None
     n_init: int = 1
+    tol: float | None = None
+    """Stop when the relative change of the epoch loss stays below this for 3 epochs (``None``: never)."""
 
 
 Builder = Callable[[int, int, str, Any], tuple[nn.Module, nn.Module]]

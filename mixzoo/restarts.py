@@ -101,7 +101,7 @@ def train_one(
     result = fit(
         model, guide, x_train, y=y, loss=loss, step=family.step(options), schedules=family.schedules(model, guide, options),
         epochs=c.epochs, batch_size=c.batch_size, lr=c.lr, lr_decay=c.lr_decay, seed=seed, device=c.device,
-        retries=c.retries, **fit_kwargs,
+        retries=c.retries, tol=c.tol or None, **fit_kwargs,
     )  # fmt: skip
     return model, guide, result
 

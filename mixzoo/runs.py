@@ -147,7 +147,7 @@ def run_fit(
     proba, report = _metrics(model, guide, x.to(result.device), data.labels)
     record = {
         "model": c.model, "guide": c.guide, "loss": c.loss, "data": c.data, "n": int(x.shape[0]), "dim": c.dim,
-        "clusters": c.clusters, **report, "final_loss": final, "epochs": result.epochs, "seconds": round(seconds, 3),
+        "clusters": c.clusters, **report, "final_loss": final, "epochs": result.epochs, "converged": result.converged, "seconds": round(seconds, 3),
         "device": result.device, "threads": threads, "seed": c.seed, "n_init": c.n_init, "pca": c.pca, "labels": c.labels or 0,
         **({"classifier_accuracy": transfer["classifier_accuracy"]} if transfer else {}),
     }  # fmt: skip

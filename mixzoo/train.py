@@ -37,7 +37,7 @@ from .distributed import DistributedContext
 from .errors import MixzooInputError
 from .inference.compat import check_pair
 from .joint_optim import JointOptim
-from .loop import Diverged, DivergenceGuard, EarlyStopping, Step, StepFactory, SVIStep, TrainingCheckpoint
+from .loop import Convergence, Diverged, DivergenceGuard, EarlyStopping, Step, StepFactory, SVIStep, TrainingCheckpoint
 from .params import StateDict, isolated_param_store, modules_of, restore
 from .training_state import restore_rng
 from .validation import check_data, check_device, check_labels
@@ -62,7 +62,7 @@ class FitResult:
     epochs: int = 0
     best_epoch: int | None = None
     stopped: str = "max_epochs"
-    """``"max_epochs"`` or ``"early_stopping"``."""
+    """``"max_epochs"``, ``"early_stopping"`` or ``"converged"``."""
     seconds: float = 0.0
     device: str = "cpu"
     retries: int = 0
@@ -71,6 +71,11 @@ class FitResult:
     """Final param-store state, for parameters declared by bare ``pyro.param`` statements."""
     step_history: dict[str, list[float]] = field(default_factory=dict)
     """Per-epoch records of the step itself (the two-fold step: ``"kl"``, the consistency loss)."""
+
+    @property
+    def converged(self) -> bool:
+        """Whether training stopped because the loss no longer changed (``tol``)."""
+        return self.stopped == "converged"
 
     @property
     def final_loss(self) -> float:
@@ -142,6 +147,7 @@ def fit(
     schedules: Iterable[Schedule] = (),
     val_data: Any = None,
     patience: int | None = None,
+    tol: float | None = None,
     progress: bool = True,
     param_state: StateDict | None = None,
     callback: Callable[[int, FitResult], None] | None = None,
@@ -168,6 +174,8 @@ def fit(
     :param schedules: callables ``schedule(epoch)`` run before each epoch.
     :param val_data: held-out array-like; its loss per point is recorded each epoch.
     :param patience: with ``val_data``, stop after this many epochs without improvement and restore the best state.
+    :param tol: stop when the relative change of the epoch loss stays below ``tol`` for 3 epochs
+        (:mod:`mixzoo.loop.convergence`); ``None`` trains all ``epochs``.
     :param progress: show a tqdm bar with epoch and loss (on a terminal; never in a log file).
     :param param_state: initial param-store state for parameters declared with bare ``pyro.param``.
     :param callback: called as ``callback(epoch, result)`` after each epoch.
@@ -215,6 +223,7 @@ def fit(
             ctx.broadcast(t for m in modules for t in (*m.parameters(), *m.buffers()))
         stepper = (step or SVIStep)(model, guide, optim, loss, context=ctx, seed=seed)
         stopper = EarlyStopping(evaluate_loss, loss, model, guide, x_val, patience, ctx)
+        converging = Convergence(tol)
         if saved is not None:
             _resume(saved, modules, stepper, stopper, generator, result, ctx)
         guard = DivergenceGuard(modules, stepper, retries, used=result.retries, warn=ctx.is_main)
@@ -229,11 +238,15 @@ def fit(
             guard.mark_good()
             result.losses.append(total / n)
             result.epochs = epoch + 1
-            val, stop = stopper.update(epoch, modules)
+            val, early = stopper.update(epoch, modules)
             if val is not None:
                 result.val_losses.append(val)
                 result.best_epoch = stopper.best_epoch
-            result.stopped = "early_stopping" if stop else result.stopped
+            if early:
+                result.stopped = "early_stopping"
+            elif converging.update(result.losses):
+                result.stopped = "converged"
+            stop = result.stopped != "max_epochs"
             bar.set_postfix({"loss": f"{total / n:.4g}", **({} if val is None else {"val": f"{val:.4g}"})})
             if callback is not None:
                 callback(epoch, result)

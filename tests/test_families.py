@@ -107,6 +107,7 @@ GENERAL = {  # flag words -> (config attribute, value it must reach)
     "--data-dir /somewhere": ("data_dir", "/somewhere"),
     "--checkpoint-every 1": ("checkpoint_every", 1),
     "--threads 2": ("threads", 2),
+    "--tol 0.001": ("tol", 0.001),
 }
 
 

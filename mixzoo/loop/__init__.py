@@ -4,10 +4,12 @@
 * :mod:`.two_fold` - Tissera et al.'s (2022) EM step followed by a consistency step, as a step;
 * :mod:`.divergence` - the NaN/inf guard with its retries at half the learning rate;
 * :mod:`.checkpointing` - the resumable training state;
-* :mod:`.early_stopping` - held-out loss and patience.
+* :mod:`.early_stopping` - held-out loss and patience;
+* :mod:`.convergence` - stopping when the training loss no longer changes.
 """
 
 from .checkpointing import TrainingCheckpoint
+from .convergence import Convergence
 from .divergence import Diverged, DivergenceGuard
 from .early_stopping import EarlyStopping
 from .steps import Step, StepFactory, SVIStep
@@ -23,4 +25,5 @@ __all__ = [
     "DivergenceGuard",
     "TrainingCheckpoint",
     "EarlyStopping",
+    "Convergence",
 ]

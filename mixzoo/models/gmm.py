@@ -155,9 +155,10 @@ def _build(dim: int, k: int, guide: str, o: GMMOptions) -> tuple[nn.Module, nn.M
 
 
 def _recipe(o: GMMOptions, data: DataShape | None) -> Training:
+    # tol 1e-4 stops digits after 136 of 300 epochs (diag; full: 112) at the same ACC (0.694 against 0.696)
     if o.covariance == "full":  # Cholesky factors are badly conditioned for Adam at lr 0.1
-        return Training(epochs=300, lr=0.01, lr_decay=0.99, batch_size=2048)
-    return Training(epochs=300, lr=0.1, lr_decay=0.98, batch_size=2048)
+        return Training(epochs=300, lr=0.01, lr_decay=0.99, batch_size=2048, tol=1e-4)
+    return Training(epochs=300, lr=0.1, lr_decay=0.98, batch_size=2048, tol=1e-4)
 
 
 FAMILY = register(
