@@ -93,18 +93,17 @@ class Selection:
 
 
 def _loo(est: MixtureClusterer, x: np.ndarray, seed: int) -> tuple[float | None, float | None]:
-    import arviz as az
-
+    from .arviz_compat import loo
     from .summary import summarize
 
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            res = az.loo(summarize(est.model_, est.guide_, x, seed=seed))
+            res = loo(summarize(est.model_, est.guide_, x, seed=seed))
     except Exception as err:  # LOO is a diagnostic beside the held-out choice; report and go on
         warnings.warn(f"LOO failed for K={est.n_clusters}: {err}", RuntimeWarning, stacklevel=2)
         return None, None
-    return float(res["elpd_loo"]), float(res["p_loo"])
+    return res.elpd_loo, res.p_loo
 
 
 def select_clusters(

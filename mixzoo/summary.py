@@ -32,81 +32,34 @@ models with LOO, not a full Bayesian posterior. Bootstrap refits would be closer
 frequentist uncertainty but cost one training run per draw.
 
 **ArviZ versions.** All groups are built as plain arrays and handed to
-:func:`_to_arviz`, the one place that knows whether the installed ArviZ uses
-``InferenceData`` (0.x) or ``xarray.DataTree`` (1.x).
+:func:`mixzoo.arviz_compat.to_arviz`; that module is the one place that knows whether
+the installed ArviZ uses ``InferenceData`` (0.x) or ``xarray.DataTree`` (1.x), and it
+also reads and writes the netCDF files (:func:`save_summary`) and computes LOO.
 """
 
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyro.poutine as poutine
 import torch
-import xarray as xr
 from pyro.infer import Predictive, TraceEnum_ELBO
 
+from .arviz_compat import ArvizData, save, to_arviz
 from .params import StateDict, isolated_param_store, modules_of
 from .posterior import DATA_PLATE, cluster_proba, log_likelihood
 from .validation import check_data
 
 __all__ = ["summarize", "laplace_diagonal", "save_summary", "ArvizData"]
 
-ArvizData = Any
-"""``arviz.InferenceData`` (ArviZ 0.x) or ``xarray.DataTree`` (ArviZ 1.x)."""
-
-
-def _arviz_major() -> int:
-    import arviz as az
-
-    return int(str(az.__version__).split(".")[0])
-
-
-def _to_arviz(
-    groups: Mapping[str, Mapping[str, np.ndarray]],
-    dims: Mapping[str, Sequence[str]],
-    coords: Mapping[str, Sequence[Any]] | None = None,
-    attrs: Mapping[str, Any] | None = None,
-) -> ArvizData:
-    """Build ArviZ data from ``{group: {variable: array}}``.
-
-    :param dims: dimension names of each variable, keyed ``"group/variable"`` or ``"variable"``.
-    :param coords: coordinate values of named dimensions; ``chain`` and ``draw`` default to ranges.
-    :returns: ``arviz.InferenceData`` with ArviZ < 1, else ``xarray.DataTree``.
-    """
-    coords = dict(coords or {})
-    datasets: dict[str, xr.Dataset] = {}
-    for group, variables in groups.items():
-        data_vars = {}
-        for name, value in variables.items():
-            vdims = dims.get(f"{group}/{name}", dims.get(name))
-            if vdims is None or len(vdims) != np.ndim(value):
-                raise ValueError(
-                    f"variable {group}/{name} has shape {np.shape(value)} but dims {vdims}; give one name per axis."
-                )
-            data_vars[name] = (tuple(vdims), np.asarray(value))
-        used = {d for _, (vd, _) in data_vars.items() for d in vd}
-        ds_coords = {d: coords[d] for d in used if d in coords}
-        for d in ("chain", "draw"):
-            if d in used and d not in ds_coords:
-                size = next(v.shape[vd.index(d)] for vd, v in data_vars.values() if d in vd)
-                ds_coords[d] = np.arange(size)
-        datasets[group] = xr.Dataset(data_vars, coords=ds_coords, attrs=dict(attrs or {}))
-    if _arviz_major() < 1:
-        import arviz as az
-
-        return az.InferenceData(attrs=dict(attrs or {}), **datasets)
-    return xr.DataTree.from_dict(datasets)  # pragma: no cover - ArviZ 1.x
-
 
 def save_summary(data: ArvizData, path: str | Path) -> Path:
     """Write ArviZ data (either version) to a netCDF file and return its path."""
-    p = Path(path)
-    data.to_netcdf(str(p), engine="h5netcdf")
-    return p
+    return save(data, path)
 
 
 def _nll(model: Callable[..., Any], guide: Callable[..., Any], x: torch.Tensor) -> torch.Tensor:
@@ -309,4 +262,4 @@ def summarize(
     )
     coords = {"obs": np.arange(n), "cluster": np.arange(k), "feature": np.arange(d)}
     attrs = {"mixzoo_loglik_draws": method, "mixzoo_n_draws": int(loglik.shape[0])}
-    return _to_arviz(groups, dims, coords, attrs)
+    return to_arviz(groups, dims, coords, attrs)

@@ -42,6 +42,7 @@ def test_select_picks_the_true_k_on_a_toy():
     # LOO (diagonal Laplace draws) is reported beside it; it must at least rule out the underfit K = 2
     elpd = {r.clusters: r.elpd_loo for r in sel.rows}
     assert min(elpd, key=elpd.get) == 2 and sel.choice_loo in (4, 6)
+    assert all(type(r.elpd_loo) is float and type(r.p_loo) is float for r in sel.rows)  # plain, on both ArviZ lines
     bic = {r.clusters: r.bic for r in sel.rows}
     assert min(bic, key=bic.get) == 4
     assert sel.n_heldout == 80

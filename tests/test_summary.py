@@ -10,8 +10,9 @@ from pyro.nn import PyroModule
 from torch import nn
 
 import mixzoo
+from mixzoo import arviz_compat
 from mixzoo.estimator import MixtureClusterer
-from mixzoo.summary import _to_arviz, laplace_diagonal, save_summary, summarize
+from mixzoo.summary import laplace_diagonal, save_summary, summarize
 
 
 def _three_blobs(n=300, seed=2):
@@ -27,12 +28,13 @@ def test_adapter_builds_groups_with_dims_and_checks_them():
         "observed_data": {"x": np.zeros((4, 2))},
     }
     dims = {"posterior/a": ["chain", "draw", "a_dim"], "log_likelihood/x": ["chain", "draw", "obs"], "x": ["obs", "f"]}
-    data = _to_arviz(groups, dims, {"obs": np.arange(4)})
+    data = arviz_compat.to_arviz(groups, dims, {"obs": np.arange(4)}, {"note": "kept"})
     assert dict(data["log_likelihood"]["x"].sizes) == {"chain": 1, "draw": 5, "obs": 4}
     assert dict(data["observed_data"]["x"].sizes) == {"obs": 4, "f": 2}
     assert list(data["posterior"]["draw"].values) == [0]
+    assert data.attrs["note"] == "kept"
     with pytest.raises(ValueError, match="one name per axis"):
-        _to_arviz({"posterior": {"a": np.zeros((1, 1, 3))}}, {"a": ["chain", "draw"]})
+        arviz_compat.to_arviz({"posterior": {"a": np.zeros((1, 1, 3))}}, {"a": ["chain", "draw"]})
 
 
 def test_summary_groups_shapes_and_netcdf(tmp_path):
@@ -57,8 +59,11 @@ def test_summary_groups_shapes_and_netcdf(tmp_path):
     assert len(table) == 6
     path = save_summary(data, tmp_path / "summary.nc")
     assert path.stat().st_size > 1000
-    back = az.from_netcdf(str(path))
+    back = arviz_compat.load(path)
     np.testing.assert_allclose(back["log_likelihood"]["x"].values, ll.values)
+    np.testing.assert_allclose(back["cluster_posterior"]["responsibility"].values, resp.values)
+    assert back.attrs["mixzoo_loglik_draws"] == "laplace" and int(back.attrs["mixzoo_n_draws"]) == 30
+    path.unlink()  # load reads into memory and closes the file
 
 
 def test_laplace_diagonal_matches_gaussian_curvature():
@@ -84,10 +89,18 @@ def test_loo_prefers_the_true_number_of_clusters():
         fits[f"K={k}"] = summarize(est.model_, est.guide_, x)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        elpd = {name: float(az.loo(d).elpd_loo) for name, d in fits.items()}
-        ranking = az.compare(fits)
+        loo = {name: arviz_compat.loo(d) for name, d in fits.items()}
+        ranking = arviz_compat.compare(fits)
+    elpd = {name: r.elpd_loo for name, r in loo.items()}
     assert max(elpd, key=elpd.get) == "K=3"
     assert ranking.index[0] == "K=3"
+    assert list(ranking.columns) == ["rank", "elpd_loo", "p_loo", "elpd_diff", "weight", "se", "dse", "warning"]
+    assert (
+        list(ranking["rank"]) == [0, 1, 2] and ranking["elpd_diff"].iloc[0] == 0 and (ranking["elpd_diff"] >= 0).all()
+    )
+    np.testing.assert_allclose(ranking.loc[list(elpd), "elpd_loo"], list(elpd.values()))  # unrounded
+    assert all(r.p_loo > 0 and r.se > 0 and r.n_samples == 200 and r.n_data_points == 300 for r in loo.values())
+    assert all(np.isfinite(r.pareto_k_max) and r.warning == (r.pareto_k_max > r.good_k) for r in loo.values())
 
 
 class _ShiftModel(PyroModule):
@@ -122,3 +135,27 @@ def test_guide_sampled_globals_are_drawn_with_predictive():
     assert data["log_likelihood"]["x"].shape == (1, 25, 80)
     mean = data["posterior"]["guide.mean"]  # guide.mean is a point estimate, repeated along the draws
     assert mean.shape == (1, 25) and float(mean.std()) == 0.0
+
+
+def test_loo_with_too_few_draws_is_flagged_on_both_arviz_lines():
+    rng = np.random.default_rng(0)
+    dims = {"a": ["chain", "draw"], "x": ["chain", "draw", "obs"]}
+
+    def data(draws):
+        groups = {
+            "posterior": {"a": rng.normal(size=(1, draws))},
+            "log_likelihood": {"x": rng.normal(-1, 1, (1, draws, 30))},
+        }
+        return arviz_compat.to_arviz(groups, dims)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if arviz_compat.arviz_major() < 1:  # 0.x smooths anyway and flags it
+            few = arviz_compat.loo(data(20))
+            assert few.warning and few.pareto_k_max > few.good_k
+        else:  # 1.x cannot; the adapter says how many draws it needs
+            for draws in (20, arviz_compat.MIN_LOO_DRAWS - 1):
+                with pytest.raises(ValueError, match=f"too few posterior draws.*at least {arviz_compat.MIN_LOO_DRAWS}"):
+                    arviz_compat.loo(data(draws))
+        enough = arviz_compat.loo(data(arviz_compat.MIN_LOO_DRAWS))
+    assert np.isfinite(enough.elpd_loo) and np.isfinite(enough.pareto_k_max) and enough.n_samples == 30
