@@ -50,8 +50,9 @@ import torch
 from pyro.infer import Predictive, TraceEnum_ELBO
 
 from .arviz_compat import ArvizData, save, to_arviz
+from .contract import in_data_plate
 from .params import StateDict, isolated_param_store, modules_of
-from .posterior import DATA_PLATE, cluster_proba, log_likelihood
+from .posterior import cluster_proba, log_likelihood
 from .validation import check_data
 
 __all__ = ["summarize", "laplace_diagonal", "save_summary", "ArvizData"]
@@ -155,7 +156,7 @@ def _guide_global_draws(
             for name, site in tr.nodes.items()
             if site["type"] == "sample"
             and not site["is_observed"]
-            and not any(f.name == DATA_PLATE for f in site["cond_indep_stack"])
+            and not in_data_plate(site)
         ]
         if not names:
             return {}
