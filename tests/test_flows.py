@@ -153,3 +153,19 @@ def test_sampling_shapes_and_components():
     model = FlowMixture(2, 3, hidden=(8,)).initialize(torch.rand(100, 2))
     x, k = model.sample(60, generator=torch.Generator().manual_seed(0))
     assert x.shape == (60, 2) and torch.isfinite(x).all() and set(k.tolist()) <= {0, 1, 2}
+
+
+def test_the_paper_base_means_follow_the_run_seed():
+    from mixzoo.config import FitConfig
+    from mixzoo.restarts import build_pair
+
+    def base(seed):
+        c = FitConfig(model="flow-mixture", options={"base": "paper"}, clusters=3, dim=2).resolved()
+        c.dim = 2
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            model, _ = build_pair(c)
+        return model.flows.base_loc.detach().clone()
+
+    torch.testing.assert_close(base(0), base(0))
+    assert not torch.allclose(base(0), base(1))

@@ -166,9 +166,12 @@ class FlowMixtureOptions(Options):
 
 
 def _build(dim: int, k: int, guide: str, o: FlowMixtureOptions) -> tuple[nn.Module, nn.Module]:
+    # the "paper" base means are random: draw their seed from the restart's seeded generator
+    seed = int(torch.randint(2**31 - 1, (1,))) if o.base == "paper" else 0
     model = FlowMixture(
-        dim, k, kind=o.flow, transforms=o.transforms, hidden=o.hidden, independent=o.flow != "realnvp", base=o.base
-    )
+        dim, k, kind=o.flow, transforms=o.transforms, hidden=o.hidden, independent=o.flow != "realnvp", base=o.base,
+        seed=seed,
+    )  # fmt: skip
     if guide == "empty":
         return model, EmptyGuide()
     return model, ClusterEncoder(dim, k, hidden=o.encoder_hidden, temperature=o.temperature)
