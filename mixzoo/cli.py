@@ -95,6 +95,7 @@ def _add_training_args(parser: argparse.ArgumentParser, family: Family) -> None:
     g.add_argument("--particles", type=int, default=None, help="samples per step of vimco/trace-enum/trace-graph/trace (vimco: 5)")
     g.add_argument("--retries", type=int, default=0, help="retry a diverged epoch with half the learning rate N times (default: 0)")
     g.add_argument("--pretrain-classes", default=None, help="deep transfer: train a classifier on these classes (e.g. 0,1,2,3,4), cluster the others on its features")
+    g.add_argument("--cluster-classes", default=None, help="deep transfer: the held-out classes to cluster, e.g. 5,6 (default: all of them)")
     g.add_argument("--classifier-epochs", type=int, default=None, help="deep transfer: classifier training epochs (default: 5)")
     g.add_argument("--seed", type=int, default=0, help="seed of everything random (default: 0)")
     g.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
@@ -229,7 +230,7 @@ def _cmd_fit(args: list[str]) -> None:
         record = run_fit(resume_config(a.resume), out=a.resume, resume=True, progress=progress, distributed=distributed)
     else:
         settings = {k: getattr(a, k) for k in (*TRAINING_FIELDS, "guide", "loss", "clusters", "labels", "particles", "retries",
-                    "pretrain_classes", "classifier_epochs", "seed", "device", "checkpoint_every", "threads")}  # fmt: skip
+                    "pretrain_classes", "cluster_classes", "classifier_epochs", "seed", "device", "checkpoint_every", "threads")}  # fmt: skip
         config = FitConfig(model=a.model, data=a.data, data_dir=a.data_dir, pca=a.pca, scale=a.scale, label_column=a.label_column,
                            columns=_columns(a.columns),
                            dequantize=a.dequantize, subsample=a.subsample, options=_family_options(a), **settings)  # fmt: skip

@@ -67,6 +67,8 @@ class FitConfig:
     pretrain_classes: str | None = None
     """Deep transfer (Matsuda and Hyvärinen 2019): train a classifier on these classes (e.g. "0,1,2,3,4"),
     cluster the others on its last hidden layer; with the NCE loss its training data are the noise."""
+    cluster_classes: str | None = None
+    """Deep transfer: the held-out classes to cluster (e.g. "5,6"; default: all not in ``pretrain_classes``)."""
     classifier_epochs: int | None = None
     """Training epochs of the transfer classifier (5 when ``pretrain_classes`` is set)."""
     labels: int | None = None
@@ -170,6 +172,8 @@ def _check_settings(c: FitConfig) -> None:
         raise MixzooInputError(f"--lr must be positive, got {c.lr!r}.")
     if c.lr_decay is not None and not 0 < c.lr_decay <= 1:
         raise MixzooInputError(f"--lr-decay must lie in (0, 1], got {c.lr_decay!r}.")
+    if c.cluster_classes is not None and not c.pretrain_classes:
+        raise MixzooInputError("--cluster-classes chooses among the classes the transfer classifier did not see; it needs --pretrain-classes.")
     if c.classifier_epochs is not None and not c.pretrain_classes:
         raise MixzooInputError("--classifier-epochs applies to the transfer classifier; it needs --pretrain-classes.")
     if c.clusters is not None:

@@ -46,16 +46,21 @@ def load_data(config: FitConfig) -> tuple[Dataset, dict[str, Any]]:
     )  # fmt: skip
     if not config.pretrain_classes:
         return data, {}
-    try:
-        classes = [int(v) for v in config.pretrain_classes.split(",") if v.strip()]
-    except ValueError:
-        raise MixzooInputError(f"--pretrain-classes must be comma-separated integers, got {config.pretrain_classes!r}.") from None
+    classes = _classes(config.pretrain_classes, "--pretrain-classes")
+    chosen = None if config.cluster_classes is None else _classes(config.cluster_classes, "--cluster-classes")
     if data.labels is None:
         raise MixzooInputError("--pretrain-classes needs a labelled data set to train the classifier on.")
     epochs = config.classifier_epochs or 5
-    td = transfer_split(data.x, data.labels, classes, epochs=epochs, seed=config.seed, device=config.device)
+    td = transfer_split(data.x, data.labels, classes, epochs=epochs, seed=config.seed, device=config.device, cluster_classes=chosen)
     features = Dataset(f"{data.name}-transfer", td.features, td.labels, int(len(np.unique(td.labels))))
     return features, {"noise": td.noise, "classifier_accuracy": td.classifier_accuracy}
+
+
+def _classes(text: str, flag: str) -> list[int]:
+    try:
+        return [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise MixzooInputError(f"{flag} must be comma-separated integers, got {text!r}.") from None
 
 
 def _metrics(model: nn.Module, guide: nn.Module, x: torch.Tensor, labels: np.ndarray | None) -> tuple[np.ndarray, dict[str, Any]]:

@@ -86,8 +86,13 @@ def transfer_split(
     seed: int = 0,
     device: str = "cpu",
     feature_dim: int = 64,
+    cluster_classes: list[int] | None = None,
 ) -> TransferData:
-    """Train on ``pretrain_classes``, then featurise the other classes and build the eq. (28) noise."""
+    """Train on ``pretrain_classes``, then featurise the held-out classes and build the eq. (28) noise.
+
+    :param cluster_classes: the held-out classes to cluster (default: every class not pretrained on);
+        the paper clusters two unseen classes at a time.
+    """
     classes = np.unique(labels)
     bad = sorted(set(pretrain_classes) - set(classes.tolist()))
     if bad:
@@ -95,7 +100,15 @@ def transfer_split(
     rest = sorted(set(classes.tolist()) - set(pretrain_classes))
     if len(pretrain_classes) < 2 or len(rest) < 2:
         raise MixzooInputError("--pretrain-classes must leave at least 2 classes on each side of the split.")
+    if cluster_classes is not None:
+        wrong = sorted(set(cluster_classes) - set(rest))
+        if wrong or len(set(cluster_classes)) < 2:
+            raise MixzooInputError(
+                f"--cluster-classes must name at least 2 of the held-out classes {rest}"
+                + (f"; {wrong} are not among them." if wrong else ".")
+            )
     pre = np.isin(labels, pretrain_classes)
+    held = np.isin(labels, rest if cluster_classes is None else cluster_classes)
     remap = {c: i for i, c in enumerate(sorted(pretrain_classes))}
     xp = torch.as_tensor(x[pre], device=device)
     yp = torch.as_tensor(np.vectorize(remap.get)(labels[pre]), device=device)
@@ -103,7 +116,7 @@ def transfer_split(
     with torch.no_grad():
         acc = float((net(xp).argmax(1) == yp).float().mean())
         feats_noise = net.features(xp)
-        feats_data = net.features(torch.as_tensor(x[~pre], device=device))
+        feats_data = net.features(torch.as_tensor(x[held], device=device))
     w, b = net.head.weight.detach(), net.head.bias.detach()
     m_l = torch.bincount(yp, minlength=len(pretrain_classes)).to(feats_noise.dtype)
     const = math.log(float(m_l[0] / m_l.sum())) - float(b[0])
@@ -111,4 +124,4 @@ def transfer_split(
     def log_noise(f: torch.Tensor) -> torch.Tensor:
         return torch.logsumexp(f @ w.T + b, -1) + const
 
-    return TransferData(feats_data.cpu().numpy(), labels[~pre], SampleNoise(feats_noise, log_noise), acc)
+    return TransferData(feats_data.cpu().numpy(), labels[held], SampleNoise(feats_noise, log_noise), acc)

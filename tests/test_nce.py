@@ -248,3 +248,25 @@ def test_transfer_split_features_and_noise_on_digits():
     assert td.classifier_accuracy > 0.9
     f = torch.as_tensor(td.features)
     assert torch.isfinite(td.noise.log_prob(f)).all()
+
+
+def test_cluster_classes_choose_which_held_out_classes_are_clustered(capsys):
+    import json
+
+    from mixzoo.cli import main
+    from mixzoo.data import load_dataset
+    from mixzoo.transfer import transfer_split
+
+    d = load_dataset("digits")
+    td = transfer_split(d.x, d.labels, [0, 1, 2, 3, 4], epochs=3, seed=0, feature_dim=12, cluster_classes=[5, 8])
+    assert set(np.unique(td.labels).tolist()) == {5, 8}
+    assert td.features.shape[0] == int(np.isin(d.labels, [5, 8]).sum())
+    assert td.noise.size == int((d.labels < 5).sum())  # the noise is still all pretraining data
+    args = ["fit", "--model", "energy-mixture", "--data", "digits", "--pretrain-classes", "0,1,2,3,4"]
+    assert main([*args, "--cluster-classes", "5,8", "--classifier-epochs", "3", "--epochs", "3", "--json"]) == 0
+    record = json.loads(capsys.readouterr().out.splitlines()[-1])
+    assert record["clusters"] == 2 and record["n"] == td.features.shape[0]
+    assert main([*args, "--cluster-classes", "4,5"]) == 2
+    assert "--cluster-classes must name at least 2 of the held-out classes [5, 6, 7, 8, 9]; [4] are not among them" in capsys.readouterr().err
+    assert main(["fit", "--data", "digits", "--cluster-classes", "5,6"]) == 2
+    assert "needs --pretrain-classes" in capsys.readouterr().err
