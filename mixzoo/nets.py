@@ -42,7 +42,7 @@ class ScalarState:
         if self.buffer in obj._buffers:
             obj._buffers[self.buffer].fill_(float(value))
             return
-        obj.register_buffer(self.buffer, torch.tensor(float(value)))
+        obj.register_buffer(self.buffer, torch.tensor(float(value), dtype=torch.float64))  # exact floats
         key = self.buffer
 
         def keep_missing(module: nn.Module, state: dict[str, Any], prefix: str, *args: Any) -> None:
