@@ -40,3 +40,21 @@ def test_ctrl_c_says_how_to_resume(capsys, monkeypatch):
     assert main(["fit", "--data", "moons"]) == 130
     err = capsys.readouterr().err
     assert "interrupted" in err and "--resume DIR" in err and "Traceback" not in err
+
+
+def test_select_takes_the_family_options_and_refuses_others(capsys, monkeypatch):
+    import mixzoo.selection
+
+    seen = {}
+    real = mixzoo.selection.select_clusters
+
+    def recording(x, ks, **kwargs):
+        seen.update(kwargs)
+        return real(x, ks, **kwargs)
+
+    monkeypatch.setattr(mixzoo.selection, "select_clusters", recording)
+    assert main(["select", "--data", "moons", "--clusters", "2,3", "--covariance", "full", "--epochs", "3", "--no-loo"]) == 0
+    assert seen["model_options"] == {"covariance": "full"}
+    assert "LOO prefers" not in capsys.readouterr().out
+    assert main(["select", "--data", "moons", "--clusters", "2,3", "--flow", "maf"]) == 2
+    assert "--flow is an option of model flow-mixture" in capsys.readouterr().err
