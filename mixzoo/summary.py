@@ -117,7 +117,9 @@ def _laplace_loglik(
     n_draws: int,
     seed: int,
     min_curvature: float,
-) -> np.ndarray:
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Pointwise log-likelihood draws (n_draws, N) and the quantities of each draw, under the diagonal Laplace
+    approximation around the fitted parameters."""
     params = [p for m in modules_of(model, guide) for p in m.parameters() if p.requires_grad]
     diag = laplace_diagonal(model, guide, x, seed=seed)
     bad = sum(int(((d != 0) & (d < min_curvature)).sum()) for d in diag)
@@ -132,17 +134,19 @@ def _laplace_loglik(
     saved = [p.detach().clone() for p in params]
     gen = torch.Generator().manual_seed(seed)
     out = np.empty((n_draws, x.shape[0]))
+    draws: list[dict[str, np.ndarray]] = []
     try:
         for s in range(n_draws):
             with torch.no_grad():
                 for p, p0, sd in zip(params, saved, std, strict=True):
                     p.copy_(p0 + sd * torch.randn(p.shape, generator=gen).to(p))
+                draws.append(_quantities(model, guide))
             out[s] = log_likelihood(model, guide, x).cpu().double().numpy()
     finally:
         with torch.no_grad():
             for p, p0 in zip(params, saved, strict=True):
                 p.copy_(p0)
-    return out
+    return out, {name: np.stack([d[name] for d in draws])[None] for name in draws[0]}
 
 
 def _guide_global_draws(
@@ -182,14 +186,26 @@ def _sampled_loglik(
     return out
 
 
-def _param_arrays(model: Callable[..., Any], guide: Callable[..., Any]) -> dict[str, np.ndarray]:
+def _quantities(model: Callable[..., Any], guide: Callable[..., Any]) -> dict[str, np.ndarray]:
+    """The fitted globals as the posterior group shows them: the model's natural quantities when it names them
+    (``summary_quantities()``: mixing weights, means, scales instead of logits and log-scales), else its raw
+    parameters; the guide's parameters under ``guide.``."""
     mods = modules_of(model, guide)
     out: dict[str, np.ndarray] = {}
     for i, m in enumerate(mods):
-        prefix = "" if i == 0 and m is getattr(model, "__self__", model) else "guide."
+        is_model = i == 0 and m is getattr(model, "__self__", model)
+        natural = getattr(m, "summary_quantities", None) if is_model else None
+        if callable(natural):
+            with torch.no_grad():
+                out.update({name: v.detach().cpu().double().numpy() for name, v in natural().items()})
+            continue
         for name, p in m.named_parameters():
-            out[prefix + name] = p.detach().cpu().double().numpy()[None, None]
+            out[("" if is_model else "guide.") + name] = p.detach().cpu().double().numpy()
     return out
+
+
+def _param_arrays(model: Callable[..., Any], guide: Callable[..., Any]) -> dict[str, np.ndarray]:
+    return {name: v[None, None] for name, v in _quantities(model, guide).items()}
 
 
 def summarize(
@@ -238,7 +254,7 @@ def summarize(
     elif n_draws and any(p.requires_grad for m in mods for p in m.parameters()):
         method = "laplace"
         with isolated_param_store(param_state):
-            loglik = _laplace_loglik(model, guide, xt, n_draws, seed, min_curvature)
+            loglik, posterior = _laplace_loglik(model, guide, xt, n_draws, seed, min_curvature)  # the draws themselves
     else:
         loglik = log_likelihood(model, guide, xt, param_state=param_state).cpu().double().numpy()[None]
 

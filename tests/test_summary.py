@@ -42,8 +42,11 @@ def test_summary_groups_shapes_and_netcdf(tmp_path):
     est = MixtureClusterer(n_clusters=3, epochs=60, random_state=0).fit(x)
     data = summarize(est.model_, est.guide_, x, n_draws=30)
     post = data["posterior"]
-    assert post["loc"].shape == (1, 1, 3, 2) and post["logits"].shape == (1, 1, 3)
-    np.testing.assert_allclose(post["loc"].values[0, 0], est.model_.loc.detach().numpy(), rtol=1e-6)
+    # the Laplace draws of the model's natural quantities (weights, means, standard deviations), not raw logits
+    assert post["loc"].shape == (1, 30, 3, 2) and post["weights"].shape == (1, 30, 3) and "logits" not in post
+    np.testing.assert_allclose(post["weights"].values.sum(-1), 1.0, rtol=1e-6)
+    assert (post["scale"].values > 0).all() and post["loc"].values.std(axis=1).min() > 0
+    np.testing.assert_allclose(np.median(post["loc"].values[0], 0), est.model_.loc.detach().numpy(), atol=0.2)
     resp = data["cluster_posterior"]["responsibility"]
     assert resp.dims == ("chain", "draw", "obs", "cluster") and resp.shape == (1, 1, 120, 3)
     np.testing.assert_allclose(resp.values[0, 0], est.predict_proba(x), rtol=1e-5)
@@ -57,6 +60,8 @@ def test_summary_groups_shapes_and_netcdf(tmp_path):
         warnings.simplefilter("ignore")
         table = az.summary(data, var_names=["loc"], kind="stats")
     assert len(table) == 6
+    sd = table["sd"].to_numpy(dtype=float) if "sd" in table else np.asarray(table.loc[:, "sd"], dtype=float)
+    assert np.isfinite(sd).all() and (sd > 0).all()  # honest uncertainty: a spread, not NaN from one draw
     path = save_summary(data, tmp_path / "summary.nc")
     assert path.stat().st_size > 1000
     back = arviz_compat.load(path)

@@ -71,6 +71,11 @@ class GaussianMixture(PyroModule):
         """Standard deviations (K, D) (the Cholesky diagonal for full covariances)."""
         return self.log_scale.exp() + self.min_scale
 
+    def summary_quantities(self) -> dict[str, torch.Tensor]:
+        """What the ArviZ summary shows: weights, means, and standard deviations (diag) or covariances (full)."""
+        spread = {"scale": self.scale} if self.covariance == "diag" else {"covariance": self.covariances}
+        return {"weights": self.weights, "loc": self.loc, **spread}
+
     @property
     def scale_tril(self) -> torch.Tensor:
         """Cholesky factors (K, D, D) of the covariances."""

@@ -160,6 +160,10 @@ class StudentTMixture(PyroModule):
         """Mixing weights (K,)."""
         return F.softmax(self.logits, -1)
 
+    def summary_quantities(self) -> dict[str, torch.Tensor]:
+        """What the ArviZ summary shows: weights, locations, scales and degrees of freedom."""
+        return {"weights": self.weights, "loc": self.loc, "scale": self.scale, "df": self.df}
+
     @property
     def scale(self) -> torch.Tensor:
         """Scales (K, D) of the components (not standard deviations: the variance is scale^2 df/(df-2))."""
