@@ -66,7 +66,7 @@ class GMVAEGuide(PyroModule):
         else:
             inp = x
         out = self.encoder_z(inp)
-        return out[..., : self.latent], F.softplus(out[..., self.latent :]).clamp(min=self.eps_z)
+        return out[..., : self.latent], F.softplus(out[..., self.latent :]) + self.eps_z  # additive floor
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None, subsample: torch.Tensor | None = None) -> None:
         with pyro.plate("data", x.shape[0], subsample=subsample) as idx:

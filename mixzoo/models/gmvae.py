@@ -75,7 +75,7 @@ class GMVAE(PyroModule):
         if self.likelihood == "bernoulli":
             return dist.Bernoulli(logits=out).to_event(1)
         loc, raw = out[..., : self.dim], out[..., self.dim :]
-        return dist.Normal(loc, F.softplus(raw).clamp(min=self.eps_x)).to_event(1)
+        return dist.Normal(loc, F.softplus(raw) + self.eps_x).to_event(1)  # an additive floor keeps the gradient (Li et al. 2020)
 
     @torch.no_grad()
     def sample(
