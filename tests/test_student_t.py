@@ -165,7 +165,9 @@ def test_family_options_and_summary_parameters():
     model, guide = fit_pair(StudentTMixture(2, 3), x, epochs=30)
     data = mixzoo.summarize(model, guide, x, n_draws=20)
     names = set(data["posterior"].data_vars)
-    assert {"logits", "loc", "log_scale", "df_logit"} <= names
+    assert names == {"weights", "loc", "scale", "df"}  # the natural quantities, not the raw parameters
+    df = data["posterior"]["df"].values
+    assert df.shape == (1, 20, 3) and (df >= 1.0).all() and df.std(axis=1).min() > 0
     assert np.isfinite(data["log_likelihood"]["x"].values).all()
     assert data["log_likelihood"]["x"].shape == (1, 20, 300)
 
