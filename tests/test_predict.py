@@ -45,6 +45,12 @@ def test_fit_a_csv_then_predict_new_rows_in_input_order(blobs, tmp_path, capsys)
     assert clusters[0] == right
     conf = [float(line.split(",")[1]) for line in lines[1:]]
     assert min(conf) > 0.99
+    # round trip: predict on the training file gives the fit's clusters
+    again = tmp_path / "again.csv"
+    assert main(["predict", "--run", str(run), "--data", str(tmp_path / "train.csv"), "--out", str(again)]) == 0
+    table = np.loadtxt(again, delimiter=",", skiprows=1)
+    np.testing.assert_array_equal(table[:, 0].astype(int), train_proba.argmax(1))
+    np.testing.assert_allclose(table[:, 2:], train_proba, atol=1e-5)
     # never overwritten without --overwrite; stdout without --out
     assert main(["predict", "--run", str(run), "--data", str(tmp_path / "new.csv"), "--out", str(out)]) == 2
     assert "--overwrite" in capsys.readouterr().err
