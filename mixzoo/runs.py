@@ -33,7 +33,7 @@ from .threads import choose_threads, torch_threads
 from .train import FitResult
 from .transfer import transfer_split
 from .user_model import file_digest, is_user_model
-from .validation import check_data, check_n_clusters
+from .validation import check_data, check_device, check_n_clusters
 
 __all__ = ["run_fit", "run_evaluate", "load_run", "load_data", "resume_config"]
 
@@ -236,8 +236,6 @@ def run_evaluate(
     columns: list[str] | None = None,
 ) -> dict[str, Any]:
     """Cluster data (the run's own by default) with a saved run and report the metrics."""
-    from .validation import check_device
-
     check_device(device)
     m, g, c = load_run(run_dir, model=model)
     if data is not None:
