@@ -193,3 +193,135 @@ def test_the_readme_gmvae_command_keeps_every_cluster_through_the_floor_halvings
     assert main(["fit", "--model", "gmvae", "--data", "digits", "--epochs", "40", "--seed", "1", "--json"]) == 0
     record = json.loads(capsys.readouterr().out.splitlines()[-1])
     assert record["acc"] > 0.7 and record["nmi"] > 0.6  # additive floors: 0.806; clamped: 0.102
+
+
+def test_score_estimator_draws_z_without_a_path_gradient_under_vimco_and_nvil_only(blobs8):
+    """--z-estimator score: eq. (6), the signal multiplies the score of q(z, y | x); EnumY keeps z reparameterized."""
+    from pyro.infer import TraceGraph_ELBO as NVIL
+
+    x, _ = blobs8
+    family = get_family("gmvae")
+    options = family.make_options(z_estimator="score", pretrain=0, latent=2, hidden=(8,))
+    for loss, score in ((VIMCO(3), True), (NVIL(max_plate_nesting=1), True), (TraceEnum_ELBO(max_plate_nesting=1), False)):
+        model, guide = family.build_pair(8, 3, options=options)
+        family.initialize(model, guide, x, 0, options, loss=loss)
+        assert guide.score_z is score
+        site = pyro.poutine.trace(guide).get_trace(x).nodes["z"]
+        assert site["fn"].has_rsample is not score and site["value"].requires_grad is not score
+    # NVIL: z takes y's input-dependent baseline, the one C(x) + c of eq. (6)
+    model, guide = family.build_pair(8, 3, options=options)
+    family.initialize(model, guide, x, 0, options, loss=NVIL(max_plate_nesting=1))
+    nodes = pyro.poutine.trace(guide).get_trace(x).nodes
+    assert nodes["z"]["infer"]["baseline"]["nn_baseline"] is guide.baseline
+    default = family.make_options(pretrain=0)
+    model, guide = family.build_pair(8, 3, options=default)
+    family.initialize(model, guide, x, 0, default, loss=VIMCO(3))
+    assert not guide.score_z and pyro.poutine.trace(guide).get_trace(x).nodes["z"]["value"].requires_grad
+
+
+def test_score_estimator_trains_the_pair_under_vimco(blobs8):
+    x, labels = blobs8
+    torch.manual_seed(0)
+    model, guide = get_family("gmvae").build_pair(8, 3, options={"latent": 2, "hidden": (32,)})
+    pretrain_autoencoder(model, guide, x, epochs=30, batch_size=50, lr=5e-3)
+    guide.score_z = True
+    result = mixzoo.fit(model, guide, x, loss=VIMCO(4), epochs=15, lr=5e-3, batch_size=100, progress=False)
+    assert all(torch.isfinite(torch.tensor(result.losses))) and sum(result.losses[-3:]) < sum(result.losses[:3])
+    pred = mixzoo.cluster_proba(model, guide, x).argmax(1)
+    assert mixzoo.metrics.cluster_accuracy(labels.numpy(), pred.numpy()) > 0.95
+
+
+@pytest.mark.parametrize("shape", [(8, 8), (28, 28), (3, 6, 5)])
+def test_conv_nets_map_image_rows_with_any_leading_dims(shape):
+    import math
+
+    from mixzoo.conv_nets import ConvEncoder, DeconvDecoder
+
+    chw = (1, *shape) if len(shape) == 2 else shape
+    d = math.prod(chw)
+    enc, dec = ConvEncoder(chw, 7, extra=3), DeconvDecoder(4, chw, per_pixel=2)
+    assert enc(torch.randn(5, 2, d + 3)).shape == (5, 2, 7) and enc(torch.randn(4, d + 3)).shape == (4, 7)
+    assert dec(torch.randn(5, 2, 4)).shape == (5, 2, 2 * d)
+    # the one-hot y reaches the output (q(z|x,y), eq. 4b)
+    x = torch.randn(1, d)
+    a, b = (enc(torch.cat([x, torch.eye(3)[[i]]], -1)) for i in (0, 1))
+    assert not torch.allclose(a, b)
+
+
+def test_arch_conv_builds_convolutional_nets_from_the_data_image_shape_and_refuses_other_data(capsys):
+    import json
+
+    from mixzoo.cli import main
+    from mixzoo.conv_nets import ConvEncoder, DeconvDecoder
+    from mixzoo.family import DataShape
+
+    family = get_family("gmvae")
+    options = family.adapt(family.make_options(arch="conv"), frozenset({"arch"}), DataShape(100, 64, (8, 8), 17))
+    assert options.image == (8, 8)
+    model, guide = family.build_pair(64, 10, options=options)
+    assert isinstance(model.decoder, DeconvDecoder)
+    assert isinstance(guide.encoder_y, ConvEncoder) and isinstance(guide.encoder_z, ConvEncoder)
+    assert guide.encoder_z.extra == 10  # q(z|x,y)
+    args = ["fit", "--model", "gmvae", "--data", "digits", "--subsample", "200", "--epochs", "1", "--pretrain", "1"]
+    assert main([*args, "--arch", "conv", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out.splitlines()[-1])["n"] == 200
+    assert main(["fit", "--model", "gmvae", "--data", "moons", "--arch", "conv"]) == 2
+    assert "--arch conv applies to images" in capsys.readouterr().err
+    assert main(["fit", "--model", "gmvae", "--data", "digits", "--pca", "10", "--arch", "conv"]) == 2
+    assert "--arch conv applies to images" in capsys.readouterr().err
+
+
+def test_dequantization_noise_is_fresh_each_epoch_and_repeats_for_the_same_seed():
+    from mixzoo.models.gmvae import dequantized
+
+    x = torch.arange(17.0).repeat(50, 1)  # digits-like levels 0..16
+    a, b, again, other = dequantized(x, 17, 0, 0), dequantized(x, 17, 0, 1), dequantized(x, 17, 0, 0), dequantized(x, 17, 1, 0)
+    assert torch.equal(a, again) and not torch.equal(a, b) and not torch.equal(a, other)
+    assert ((a - x).abs() <= 0.5).all() and (a - x).std() > 0.25  # U[-1/2, 1/2) of one level: std 0.289
+    assert torch.equal(torch.round(a), x)
+
+
+def test_dequantize_noise_epoch_trains_on_fresh_noise_and_resumes_exactly(tmp_path):
+    from mixzoo.config import FitConfig
+    from mixzoo.family import DataShape
+    from mixzoo.inference import make_loss
+    from mixzoo.models.gmvae import DequantizeStep
+    from mixzoo.restarts import train_one
+    from mixzoo.runs import load_data
+    from mixzoo.validation import check_data
+
+    c = FitConfig(model="gmvae", data="digits", subsample=200, epochs=3, seed=3, options={"pretrain": 1, "dequantize_noise": "epoch"})
+    c = c.resolved()
+    data, _ = load_data(c)
+    x = check_data(data.x)
+    c.clusters = data.n_classes
+    c = c.for_data(DataShape(*x.shape, data.image_shape, data.levels))
+    assert c.options["levels"] == 17
+    seen = []
+    original = DequantizeStep.__call__
+
+    def spy(self, x, y, idx, **kw):
+        out = original(self, x, y, idx, **kw)
+        seen.append((self.model.noise_epoch, self._noisy[0].clone()))
+        return out
+
+    DequantizeStep.__call__ = spy
+    try:
+        model, guide, whole = train_one(c, x, c.seed, loss=make_loss(c.loss), x_train=x, progress=False)
+    finally:
+        DequantizeStep.__call__ = original
+    firsts = {e: row for e, row in seen}
+    assert sorted(firsts) == [0, 1, 2] and not torch.equal(firsts[0], firsts[1])
+
+    def stop(epoch, result):
+        if epoch == 1:
+            raise KeyboardInterrupt
+
+    state = tmp_path / "state.pt"
+    with pytest.raises(KeyboardInterrupt):
+        train_one(c, x, c.seed, loss=make_loss(c.loss), x_train=x, progress=False, checkpoint=state, checkpoint_every=1, callback=stop)
+    m2, g2, resumed = train_one(c, x, c.seed, loss=make_loss(c.loss), x_train=x, progress=False, checkpoint=state, checkpoint_every=1, resume=True)
+    assert resumed.losses == whole.losses
+    for whole_module, resumed_module in ((model, m2), (guide, g2)):
+        for k, v in whole_module.state_dict().items():
+            torch.testing.assert_close(resumed_module.state_dict()[k], v, rtol=0, atol=0, msg=k)

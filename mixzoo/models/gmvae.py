@@ -6,34 +6,50 @@ r"""Gaussian-mixture variational autoencoder (Li et al. 2020).
     x \mid z \sim \mathcal N\big(f_\mu(z), \max(f_\sigma(z), \epsilon_x)^2\big)
 
 (or :math:`\operatorname{Bernoulli}(\operatorname{sigmoid} f(z))` for binary data),
-with learnable per-cluster :math:`\mu_y, s_y` and MLP decoders. The lower bound
+with learnable per-cluster :math:`\mu_y, s_y` and an MLP decoder, or for images the
+convolutional encoders and deconvolutional decoder of the paper's Fig. 5a (``arch="conv"``,
+:mod:`mixzoo.conv_nets`). The lower bound
 :math:`\epsilon_x` on the decoder's standard deviation is annealed from 1 towards
 1e-4 during training (section II-D) by :class:`~mixzoo.inference.annealing.StepDecay`.
 The guide (:mod:`mixzoo.guides.gmvae`) samples or enumerates ``"y"``, so the same
 pair trains under VIMCO, ``TraceEnum_ELBO`` (the paper's EnumY) and
-``TraceGraph_ELBO`` (NVIL).
+``TraceGraph_ELBO`` (NVIL). Under VIMCO and NVIL, :class:`NVISAGuide` can also draw z
+without a pathwise gradient (``z_estimator="score"``), so that the learning signal
+multiplies the score of :math:`q(z, y \mid x)` as in eq. (6).
+
+Integer-intensity images can be dequantized afresh every epoch (``dequantize_noise="epoch"``,
+:class:`DequantizeStep`): each pixel gets uniform noise one intensity level wide, drawn
+from a generator seeded by the run's seed and the epoch, so that runs repeat and resume
+exactly (the paper adds uniform noise to the raw pixels, after Theis et al. 2016).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Literal
 
+import numpy as np
 import pyro
 import pyro.distributions as dist
 import torch
 import torch.nn.functional as F
+from pyro.infer import TraceGraph_ELBO
 from pyro.nn import PyroModule
 from torch import nn
 
+from ..conv_nets import ConvEncoder, DeconvDecoder
+from ..errors import MixzooInputError
 from ..family import DataShape, Family, Training, register
 from ..guides import GMVAEGuide
 from ..inference.annealing import StepDecay
+from ..inference.vimco import VIMCO, ScoreFunctionSites
+from ..loop.steps import SVIStep
 from ..nets import ScalarState, mlp
 from ..options import Options, option
 
-__all__ = ["GMVAE", "pretrain_autoencoder"]
+__all__ = ["GMVAE", "NVISAGuide", "DequantizeStep", "dequantized", "pretrain_autoencoder"]
 
 
 class GMVAE(PyroModule):
@@ -44,6 +60,9 @@ class GMVAE(PyroModule):
     :param latent: dimension of z.
     :param hidden: decoder hidden sizes.
     :param likelihood: ``"gaussian"`` or ``"bernoulli"``.
+    :param decoder: a network from z to the ``2 * dim`` (Gaussian: means, then std heads) or ``dim``
+        (Bernoulli logits) outputs, in place of the MLP of ``hidden`` (e.g. a
+        :class:`~mixzoo.conv_nets.DeconvDecoder`).
     """
 
     eps_x = ScalarState()
@@ -56,6 +75,7 @@ class GMVAE(PyroModule):
         latent: int = 10,
         hidden: Sequence[int] = (256, 256),
         likelihood: Literal["gaussian", "bernoulli"] = "gaussian",
+        decoder: nn.Module | None = None,
     ) -> None:
         super().__init__()
         if likelihood not in ("gaussian", "bernoulli"):
@@ -64,7 +84,7 @@ class GMVAE(PyroModule):
         self.mu_y = nn.Parameter(torch.randn(n_clusters, latent) * 2.0)
         self.s_y = nn.Parameter(torch.full((n_clusters, latent), -3.0))
         out = 2 * dim if likelihood == "gaussian" else dim
-        self.decoder = mlp([latent, *hidden, out])
+        self.decoder = mlp([latent, *hidden, out]) if decoder is None else decoder
         self.eps_x = 1.0
 
     def prior_scale(self) -> torch.Tensor:
@@ -113,6 +133,72 @@ class GMVAE(PyroModule):
             k = pyro.sample("y", dist.Categorical(probs), obs=None if y is None else y[idx])
             z = pyro.sample("z", dist.Normal(self.mu_y[k], self.prior_scale()[k]).to_event(1))
             pyro.sample("x", self.decode(z), obs=x[idx])
+
+
+class NVISAGuide(GMVAEGuide):
+    r"""The family's guide: :class:`~mixzoo.guides.GMVAEGuide` whose z may be drawn without a pathwise gradient.
+
+    With ``score_z`` set, ``"z"`` is a non-reparameterized site (:class:`~mixzoo.inference.vimco.ScoreFunctionSites`):
+    VIMCO's leave-one-out signal (eq. 7) and NVIL's :math:`f - C_\psi(x) - c` (eq. 6, the baseline of
+    ``"y"`` shared) multiply :math:`\nabla \log q(z, y \mid x)` instead of only
+    :math:`\nabla \log q(y \mid x)`, and z's value carries no gradient.
+    """
+
+    score_z: bool = False
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None, subsample: torch.Tensor | None = None) -> None:
+        if not self.score_z:
+            return super().forward(x, y, subsample)
+        with ScoreFunctionSites(("z",), baseline_from="y"):
+            return super().forward(x, y, subsample)
+
+
+def dequantized(x: torch.Tensor, levels: int, seed: int, epoch: int) -> torch.Tensor:
+    r"""``x`` plus uniform noise one intensity level wide, centred on each level, drawn for ``(seed, epoch)``.
+
+    With :math:`L` levels and the top level at :math:`T = \max x`, pixel values :math:`v T / (L - 1)`
+    become :math:`(v + u - \tfrac12)\, T / (L - 1)`, :math:`u \sim U[0, 1)`: an affine map of the paper's
+    :math:`(v + u) / L`, centred so that the undisturbed values are the noise's means.
+    """
+    if levels < 2:
+        raise MixzooInputError(f"dequantization needs at least 2 intensity levels, got {levels}.")
+    width = float(x.max()) / (levels - 1)
+    state = int(np.random.SeedSequence([int(seed), int(epoch)]).generate_state(1, dtype=np.uint64)[0] >> np.uint64(1))
+    g = torch.Generator(device=x.device).manual_seed(state)
+    u = torch.rand(x.shape, generator=g, device=x.device, dtype=x.dtype)
+    return x + (u - 0.5) * width
+
+
+class DequantizeStep(SVIStep):
+    """An SVI step on the data dequantized afresh each epoch (:func:`dequantized`).
+
+    The epoch is the one a schedule last wrote to ``model.noise_epoch`` (the family's schedules do), so a
+    resumed or retried epoch draws the same noise as the first time.
+    """
+
+    def __init__(self, model: nn.Module, guide: nn.Module, optim: Any, loss: Any, *, levels: int, **kwargs: Any) -> None:
+        super().__init__(model, guide, optim, loss, **kwargs)
+        self.model, self.levels = model, int(levels)
+        self.seed = 0 if kwargs.get("seed") is None else int(kwargs["seed"])
+        self._key: tuple[int, int] | None = None
+        self._noisy: torch.Tensor | None = None
+
+    def __call__(self, x: torch.Tensor, y: torch.Tensor | None, idx: torch.Tensor, **kwargs: Any) -> float:
+        epoch = int(getattr(self.model, "noise_epoch", 0))
+        key = (id(x), epoch)
+        if self._key != key or self._noisy is None:
+            self._noisy, self._key = dequantized(x, self.levels, self.seed, epoch), key
+        return super().__call__(self._noisy, y, idx, **kwargs)
+
+
+class _NoiseEpoch:
+    """Schedule: tell :class:`DequantizeStep` which epoch it is in."""
+
+    def __init__(self, model: nn.Module) -> None:
+        self.model = model
+
+    def __call__(self, epoch: int) -> None:
+        self.model.noise_epoch = int(epoch)
 
 
 @torch.no_grad()
@@ -179,29 +265,95 @@ class GMVAEOptions(Options):
     """Options of the Gaussian-mixture VAE."""
 
     latent: int = option(10, "dimension of z", low=1)
-    hidden: tuple[int, ...] = option((256, 256), "hidden sizes of the encoder and decoder MLPs", low=1)
+    hidden: tuple[int, ...] = option((256, 256), "hidden sizes of the encoder and decoder MLPs (conv: of their dense part)", low=1)
     likelihood: Literal["gaussian", "bernoulli"] = option("gaussian", "p(x|z)")
     anneal_every: int = option(10, "halve the std floors every N epochs (0: no annealing)", low=0)
     anneal_start: float = option(1.0, "the std floors' first value (the paper's 1; halved from there)", low=1e-4)
     pretrain: int = option(20, "autoencoder pretraining epochs before the GMM start (0: off)", low=0)
+    z_estimator: Literal["reparam", "score"] = option(
+        "reparam", "gradient through z: reparameterized, or the signal times the score of q(z,y|x) (eq. 6)",
+        losses=("vimco", "trace-graph"),
+    )  # fmt: skip
+    arch: Literal["mlp", "conv"] = option("mlp", "encoders and decoder: MLPs, or convolutional/deconvolutional (Fig. 5a; images)")
+    channels: tuple[int, ...] = option((32, 64), "channels of the stride-2 convolutions; the decoder mirrors them", low=1, requires=("arch", "conv"))
+    image: tuple[int, ...] = option((), "image shape H,W or C,H,W (default: the data's own)", low=1, requires=("arch", "conv"))
+    dequantize_noise: Literal["off", "epoch"] = option("off", "integer-intensity images: fresh uniform noise one level wide every epoch")
+    levels: int = option(0, "intensity levels of the data (default: the data's own)", low=0, requires=("dequantize_noise", "epoch"))
+
+    def check(self) -> None:
+        if self.levels == 1:
+            raise MixzooInputError("--levels must be at least 2 (0: the data's own).")
+
+
+def _image_shape(dim: int, image: tuple[int, ...]) -> tuple[int, int, int]:
+    shape = (1, *image) if len(image) == 2 else tuple(image)
+    if not image:
+        side = int(round(dim**0.5))
+        shape = (1, side, side) if side * side == dim else ()
+    if len(shape) != 3 or shape[0] * shape[1] * shape[2] != dim:
+        raise MixzooInputError(
+            f"--arch conv needs images: {dim} features are not an image of shape {tuple(image) or 'HxW'}; "
+            "give --image H,W (or C,H,W), or use --arch mlp."
+        )
+    return shape  # type: ignore[return-value]
 
 
 def _build(dim: int, k: int, guide: str, o: GMVAEOptions) -> tuple[nn.Module, nn.Module]:
-    model = GMVAE(dim, k, latent=o.latent, hidden=o.hidden, likelihood=o.likelihood)
-    return model, GMVAEGuide(dim, k, latent=o.latent, hidden=o.hidden, structured=guide == "qzxy")
+    shape = _image_shape(dim, o.image) if o.arch == "conv" else None
+    per_pixel = 2 if o.likelihood == "gaussian" else 1
+    decoder = None if shape is None else DeconvDecoder(o.latent, shape, per_pixel, o.channels, o.hidden)
+    model = GMVAE(dim, k, latent=o.latent, hidden=o.hidden, likelihood=o.likelihood, decoder=decoder)
+    structured = guide == "qzxy"
+    q = NVISAGuide(dim, k, latent=o.latent, hidden=o.hidden, structured=structured)
+    if shape is not None:
+        q.encoder_y = ConvEncoder(shape, k, o.channels, o.hidden)
+        q.encoder_z = ConvEncoder(shape, 2 * o.latent, o.channels, o.hidden, extra=k if structured else 0)
+    return model, q
+
+
+def _adapt(o: GMVAEOptions, given: frozenset[str], data: DataShape) -> GMVAEOptions:
+    """The data's image shape for ``--arch conv`` and its intensity levels for ``--dequantize-noise epoch``."""
+    changes: dict[str, Any] = {}
+    if o.arch == "conv" and "image" not in given:
+        if not data.image_shape:
+            raise MixzooInputError(
+                f"--arch conv applies to images; these data ({data.dim} features) have no image shape "
+                "(after --pca they no longer do): use --arch mlp, or give --image H,W."
+            )
+        changes["image"] = tuple(data.image_shape)
+    if o.dequantize_noise == "epoch" and "levels" not in given:
+        if data.levels is None:
+            raise MixzooInputError(
+                "--dequantize-noise epoch applies to integer-intensity images (digits, mnist, idx files) as read, "
+                "not to continuous data or data already --dequantize'd, --scale'd or --pca'd; drop it, or give --levels L."
+            )
+        changes["levels"] = int(data.levels)
+    return o.replace(**changes) if changes else o
 
 
 def _schedules(model: nn.Module, guide: nn.Module, o: GMVAEOptions) -> list[Callable[[int], None]]:
+    noise: list[Callable[[int], None]] = [_NoiseEpoch(model)] if o.dequantize_noise == "epoch" else []
     if o.anneal_every <= 0:  # no annealing: the floors stay at their final value
         model.eps_x = guide.eps_z = 1e-4
-        return []
+        return noise
     return [
+        *noise,
         StepDecay(model, "eps_x", o.anneal_start, o.anneal_every, 0.5, 1e-4),
         StepDecay(guide, "eps_z", o.anneal_start, o.anneal_every, 0.5, 1e-4),
     ]
 
 
+def _step(o: GMVAEOptions) -> Callable[..., Any] | None:
+    if o.dequantize_noise != "epoch":
+        return None
+    if o.levels < 2:
+        raise MixzooInputError("--dequantize-noise epoch needs the data's intensity levels: give --levels L.")
+    return partial(DequantizeStep, levels=o.levels)
+
+
 def _initialize(model: nn.Module, guide: nn.Module, x: Any, seed: int, o: GMVAEOptions, loss: Any = None) -> None:
+    if isinstance(guide, NVISAGuide):  # eq. (6) applies to the sampling losses; EnumY keeps z reparameterized
+        guide.score_z = o.z_estimator == "score" and isinstance(loss, (VIMCO, TraceGraph_ELBO))
     if o.pretrain > 0:
         pretrain_autoencoder(model, guide, x, epochs=o.pretrain, seed=seed)  # type: ignore[arg-type]
 
@@ -220,8 +372,10 @@ FAMILY = register(
         guides=("qzxy", "mean-field"),
         losses=("vimco", "trace-enum", "trace-graph"),
         recipe=_recipe,
+        adapt=_adapt,
         schedules=_schedules,
         initialize=_initialize,
+        step=_step,
         quick={"data": "digits", "epochs": 2, "subsample": 300, "options": {"pretrain": 1}},
     )
 )
