@@ -118,3 +118,77 @@ def test_em_refuses_a_guide_with_parameters_of_its_own(blobs):
     with pytest.raises(MixzooInputError, match=r"guide's own parameters \(net.*would never train"):
         mixzoo.fit(model, guide, x, loss=EM(), epochs=1, progress=False)
     assert all(torch.equal(a, b) for a, b in zip(before, guide.parameters(), strict=True))
+
+
+class _ImportanceTraceEM(EM):
+    """EM on Pyro's get_importance_trace (guide score parts, pruned copies, validation on every trace)."""
+
+    def _get_trace(self, model, guide, args, kwargs):
+        from pyro.infer.enum import get_importance_trace
+        from pyro.poutine.enum_messenger import EnumMessenger
+
+        guide = EnumMessenger(first_available_dim=-1 - self.max_plate_nesting)(guide)
+        return get_importance_trace("flat", self.max_plate_nesting, EnumMessenger()(model), guide, args, kwargs)
+
+
+@pytest.mark.parametrize("augmented", [False, True])
+def test_em_loss_and_gradient_equal_those_on_pyros_importance_trace(pair, augmented):
+    import copy
+
+    start, _, x = pair
+    idx = torch.arange(3, 40)
+    x_aug = x[idx] + 0.1 if augmented else None
+    results = []
+    for loss in (EM(), _ImportanceTraceEM()):
+        model = copy.deepcopy(start)  # each path from the same running statistics
+        guide = EStepGuide(model)
+        with isolated_param_store():
+            value = loss.differentiable_loss(model, guide, x, None, idx, x_aug=x_aug)
+            results.append((float(value), _grads(value, model), loss.loss(model, guide, x, None, idx, x_aug=x_aug)))
+    (v, g, nograd), (v_ref, g_ref, nograd_ref) = results
+    assert v == v_ref and nograd == nograd_ref
+    for a, b in zip(g, g_ref, strict=True):
+        assert torch.equal(a, b)
+
+
+def test_svi_steps_with_em_reach_the_parameters_of_the_reference_path(blobs):
+    """Seeded SVI steps under EM and under the importance-trace EM give the same losses and parameters."""
+    from pyro.infer import SVI
+
+    from mixzoo.joint_optim import JointOptim
+
+    x = torch.as_tensor(blobs[0][:300], dtype=torch.float32)
+    g = torch.Generator().manual_seed(0)
+    batches = [torch.randperm(len(x), generator=g)[:64] for _ in range(5)]
+    runs = []
+    for loss in (EM(), _ImportanceTraceEM()):
+        model = NeuralMixture(2, 3, hidden=(8,)).initialize(x, seed=0)
+        with isolated_param_store():
+            svi = SVI(model, EStepGuide(model), JointOptim(torch.optim.Adam, {"lr": 1e-2}), loss)
+            losses = [svi.step(x, None, idx) for idx in batches]
+        runs.append((losses, [t.detach().clone() for t in (*model.parameters(), *model.buffers())]))
+    assert runs[0][0] == runs[1][0]
+    for a, b in zip(runs[0][1], runs[1][1], strict=True):
+        assert torch.equal(a, b)
+
+
+def test_em_validates_each_model_guide_pair_once():
+    from mixzoo.inference.validated import ValidatedPairs
+
+    class Program(torch.nn.Module):
+        def forward(self):
+            return None
+
+    model, guide, other = Program(), Program(), Program()
+    seen = ValidatedPairs()
+    assert seen.first(model, guide) and not seen.first(model, guide)
+    assert seen.first(model, other) and seen.first(guide, model)
+
+    class Slotted:  # no weak references: every call counts as new
+        __slots__ = ()
+
+        def __call__(self):
+            return None
+
+    unreferenced = Slotted()
+    assert seen.first(unreferenced, guide) and seen.first(unreferenced, guide)

@@ -33,15 +33,18 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import pyro.poutine as poutine
 import torch
+from pyro.distributions.util import scale_and_mask
 from pyro.infer.elbo import ELBO
-from pyro.infer.enum import get_importance_trace
+from pyro.infer.util import is_validation_enabled
 from pyro.poutine.enum_messenger import EnumMessenger
 from pyro.poutine.trace_struct import Trace
-from pyro.util import warn_if_nan
+from pyro.util import check_model_guide_match, check_site_shape, warn_if_nan
 
-from ..contract import CLUSTER_SITE, DATA_PLATE, cluster_site, in_data_plate, latent_sites
+from ..contract import CLUSTER_SITE, DATA_PLATE, cluster_site, in_data_plate, is_subsample, latent_sites
 from ..errors import MixzooInputError
+from .validated import ValidatedPairs
 
 __all__ = ["EM"]
 
@@ -61,6 +64,7 @@ class EM(ELBO):
     def __init__(self, max_plate_nesting: int = 1, num_particles: int = 1, data_plate: str = DATA_PLATE) -> None:
         super().__init__(num_particles=num_particles, max_plate_nesting=max_plate_nesting)
         self.data_plate = data_plate
+        self._validated = ValidatedPairs()
 
     def check_pair(self, model_trace: Trace, guide_trace: Trace) -> None:
         """Refuse a guide that does not enumerate ``"y"``, that samples other latents, or that has
@@ -91,10 +95,32 @@ class EM(ELBO):
     def _get_trace(
         self, model: Callable[..., Any], guide: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> tuple[Trace, Trace]:
-        """The E-step (guide, ``"y"`` enumerated in parallel) and the model replayed against it."""
-        guide = EnumMessenger(first_available_dim=-1 - self.max_plate_nesting)(guide)
-        model = EnumMessenger()(model)
-        return get_importance_trace("flat", self.max_plate_nesting, model, guide, args, kwargs)
+        """The E-step (guide, ``"y"`` enumerated in parallel) and the model replayed against it, with the
+        ``log_prob`` of the model's sample sites and of the guide's ``"y"``.
+
+        Only what the EM loss reads is computed: no score parts of the guide and no pruned copies of the
+        traces. Pyro's model/guide validation (site matching and shapes) runs on the first trace of each
+        pair while validation is enabled.
+        """
+        enum_guide = EnumMessenger(first_available_dim=-1 - self.max_plate_nesting)(guide)
+        guide_trace = poutine.trace(enum_guide).get_trace(*args, **kwargs)
+        enum_model = EnumMessenger()(model)
+        model_trace = poutine.trace(poutine.replay(enum_model, trace=guide_trace)).get_trace(*args, **kwargs)
+        for trace, names in ((model_trace, None), (guide_trace, (CLUSTER_SITE,))):
+            for name, site in trace.nodes.items():
+                if site["type"] == "sample" and not is_subsample(site) and (names is None or name in names):
+                    _log_prob(site)
+        if is_validation_enabled() and self._validated.first(model, guide):
+            self._validate(model_trace, guide_trace)
+        return model_trace, guide_trace
+
+    def _validate(self, model_trace: Trace, guide_trace: Trace) -> None:
+        check_model_guide_match(model_trace, guide_trace, self.max_plate_nesting)
+        for trace in (model_trace, guide_trace):
+            for site in trace.nodes.values():
+                if site["type"] == "sample" and not is_subsample(site):
+                    _log_prob(site)
+                    check_site_shape(site, self.max_plate_nesting)
 
     def _get_traces(
         self, model: Callable[..., Any], guide: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
@@ -106,10 +132,10 @@ class EM(ELBO):
         q = guide_trace.nodes.get(CLUSTER_SITE)
         if q is None:
             raise MixzooInputError("loss EM needs a guide that samples the cluster site 'y'.")
-        r = q["fn"].log_prob(q["value"]).detach().exp()  # (K, B): responsibilities of the E-step
+        r = q["unscaled_log_prob"].detach().exp()  # (K, B): responsibilities of the E-step
         total = torch.zeros((), device=r.device)
         for site in model_trace.nodes.values():
-            if site["type"] != "sample":
+            if site["type"] != "sample" or is_subsample(site):
                 continue
             log_p = site["log_prob"]  # already scaled by N/B inside the data plate
             if in_data_plate(site, self.data_plate):
@@ -142,3 +168,11 @@ class EM(ELBO):
             loss += float(particle.detach())
         warn_if_nan(loss, "loss")
         return loss
+
+
+def _log_prob(site: dict[str, Any]) -> None:
+    """Store the site's ``unscaled_log_prob`` and its ``log_prob`` scaled by the plates (computed once)."""
+    if "log_prob" not in site:
+        log_p = site["fn"].log_prob(site["value"], *site["args"], **site["kwargs"])
+        site["unscaled_log_prob"] = log_p
+        site["log_prob"] = scale_and_mask(log_p, site["scale"], site["mask"])
