@@ -270,3 +270,76 @@ def test_cluster_classes_choose_which_held_out_classes_are_clustered(capsys):
     assert "--cluster-classes must name at least 2 of the held-out classes [5, 6, 7, 8, 9]; [4] are not among them" in capsys.readouterr().err
     assert main(["fit", "--data", "digits", "--cluster-classes", "5,6"]) == 2
     assert "needs --pretrain-classes" in capsys.readouterr().err
+
+
+class _TwoPassNCE(NCE):
+    """The NCE objective with the model and the noise densities evaluated separately on the data and on each
+    source's draws."""
+
+    def objective(self, model, guide, x, y=None, subsample=None, noise_samples=None):
+        n = x.shape[0]
+        xb = x if subsample is None else x[subsample]
+        b = xb.shape[0]
+        self.fit_noise(x)
+        counts = self._counts(n)
+        log_counts = torch.tensor([math.log(m) for m in counts])
+
+        def noise_total(u):
+            return torch.logsumexp(torch.stack([s.log_prob(u) for s, _ in self.sources], -1) + log_counts, -1)
+
+        total = (n / b) * torch.nn.functional.logsigmoid(math.log(n) + self._log_model(model, guide, xb) - noise_total(xb)).sum()
+        for i, ((source, _), m_l) in enumerate(zip(self.sources, counts, strict=True)):
+            yb = noise_samples[i] if noise_samples is not None else source.sample(max(1, round(m_l * b / n)))
+            own = log_counts[i] + source.log_prob(yb)
+            log_model = math.log(n) + self._log_model(model, guide, yb)
+            total = total + (m_l / yb.shape[0]) * (own - torch.logaddexp(log_model, noise_total(yb))).sum()
+        return total
+
+
+def _nce_losses():
+    n1 = dist.Normal(torch.zeros(2), torch.ones(2)).to_event(1)
+    n2 = dist.Normal(torch.full((2,), 3.0), 2 * torch.ones(2)).to_event(1)
+    return {"one": lambda cls: cls(), "two": lambda cls: cls([(n1, 300), (n2, 150)])}
+
+
+@pytest.mark.parametrize("sources", ["one", "two"])
+def test_one_pass_objective_equals_the_objective_of_separate_passes(sources):
+    torch.manual_seed(3)
+    x = torch.cat([torch.randn(200, 2), torch.randn(100, 2) + 3])
+    model = EnergyMixture(2, 2, "quadratic").initialize(x, seed=0)
+    idx = torch.randperm(300)[:64]
+    make = _nce_losses()[sources]
+    fast, ref = make(NCE), make(_TwoPassNCE)
+    fast.fit_noise(x)
+    ref.sources = fast.sources
+    noise = [s.sample(20 + 10 * i) for i, (s, _) in enumerate(fast.sources)]
+    got = fast.differentiable_loss(model, EmptyGuide(), x, None, idx, noise_samples=noise)
+    g_got = torch.autograd.grad(got, [model.theta, model.c])
+    want = ref.differentiable_loss(model, EmptyGuide(), x, None, idx, noise_samples=noise)
+    g_want = torch.autograd.grad(want, [model.theta, model.c])
+    assert float(got) == pytest.approx(float(want), rel=1e-6)
+    for a, b in zip(g_got, g_want, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("sources", ["one", "two"])
+def test_seeded_svi_steps_reach_the_parameters_of_separate_passes(sources):
+    """The noise is drawn in the same order: seeded runs give the losses and parameters of the reference."""
+    from pyro.infer import SVI
+
+    from mixzoo.joint_optim import JointOptim
+    from mixzoo.params import isolated_param_store
+
+    torch.manual_seed(4)
+    x = torch.cat([torch.randn(200, 2), torch.randn(100, 2) + 3])
+    batches = [torch.randperm(300)[:100] for _ in range(5)]
+    runs = []
+    for cls in (NCE, _TwoPassNCE):
+        model = EnergyMixture(2, 2, "quadratic").initialize(x, seed=0)
+        torch.manual_seed(5)
+        with isolated_param_store():
+            svi = SVI(model, EmptyGuide(), JointOptim(torch.optim.Adam, {"lr": 0.01}), _nce_losses()[sources](cls))
+            runs.append(([svi.step(x, None, idx) for idx in batches], [model.theta.detach(), model.c.detach()]))
+    np.testing.assert_allclose(runs[0][0], runs[1][0], rtol=1e-6)
+    for a, b in zip(runs[0][1], runs[1][1], strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-6)

@@ -115,10 +115,13 @@ class NCE(ELBO):
     def _log_model(self, model: Callable[..., Any], guide: Callable[..., Any], u: torch.Tensor) -> torch.Tensor:
         return torch.logsumexp(enumerated_log_joint(model, guide, u), dim=-1)
 
-    def _log_noise_total(self, u: torch.Tensor, log_counts: torch.Tensor) -> torch.Tensor:
-        """:math:`\\log \\sum_l M_l n_l(u)` for points ``u`` (n, D)."""
+    def _log_noise_total(self, u: torch.Tensor, log_counts: list[float]) -> tuple[torch.Tensor, torch.Tensor]:
+        """:math:`\\log \\sum_l M_l n_l(u)` (n,) and :math:`\\log M_l n_l(u)` (n, L) for points ``u`` (n, D)."""
         per_source = torch.stack([s.log_prob(u) for s, _ in self.sources], -1)
-        return torch.logsumexp(per_source + log_counts, -1)
+        per_source = per_source + per_source.new_tensor(log_counts)
+        if len(self.sources) == 1:  # the logsumexp of one term is that term
+            return per_source[:, 0], per_source
+        return torch.logsumexp(per_source, -1), per_source
 
     def objective(
         self,
@@ -132,26 +135,31 @@ class NCE(ELBO):
         """:math:`N \\hat J` estimated on the minibatch ``subsample`` (all of ``x`` when ``None``).
 
         ``noise_samples`` (one tensor per source) fixes the noise draws, e.g. to compare estimators.
+        The minibatch and the noise draws of all sources are scored together, by one run of the model
+        and one evaluation of each noise density on the stacked points: the model must score each point
+        on its own, as a density does.
         """
         n = x.shape[0]
         xb = x if subsample is None else x[subsample]
         b = xb.shape[0]
         self.fit_noise(x)
         counts = self._counts(n)
-        log_counts = torch.tensor([math.log(m) for m in counts], dtype=x.dtype, device=x.device)
-        log_n = math.log(n)
-        g_data = log_n + self._log_model(model, guide, xb) - self._log_noise_total(xb, log_counts)
-        total = (n / b) * F.logsigmoid(g_data).sum()
+        draws = []
         for i, ((source, _), m_l) in enumerate(zip(self.sources, counts, strict=True)):
             if noise_samples is not None:
-                yb = noise_samples[i].to(x.device)
+                draws.append(noise_samples[i].to(device=x.device, dtype=xb.dtype))
             else:
-                b_l = max(1, round(m_l * b / n))
-                yb = source.sample(b_l).to(x.device)
-            noise_total = self._log_noise_total(yb, log_counts)
-            own = log_counts[i] + source.log_prob(yb)
-            log_model = log_n + self._log_model(model, guide, yb)
-            total = total + (m_l / yb.shape[0]) * (own - torch.logaddexp(log_model, noise_total)).sum()
+                draws.append(source.sample(max(1, round(m_l * b / n))).to(device=x.device, dtype=xb.dtype))
+        points = torch.cat([xb, *draws])
+        log_model = math.log(n) + self._log_model(model, guide, points)
+        noise_total, per_source = self._log_noise_total(points, [math.log(m) for m in counts])
+        total = (n / b) * F.logsigmoid(log_model[:b] - noise_total[:b]).sum()
+        start = b
+        for i, (yb, m_l) in enumerate(zip(draws, counts, strict=True)):
+            rows = slice(start, start + yb.shape[0])
+            start = rows.stop
+            mixed = torch.logaddexp(log_model[rows], noise_total[rows])
+            total = total + (m_l / yb.shape[0]) * (per_source[rows, i] - mixed).sum()
         return total
 
     def differentiable_loss(self, model: Callable[..., Any], guide: Callable[..., Any], *args: Any, **kwargs: Any) -> torch.Tensor:
