@@ -14,10 +14,14 @@ affine coupling flow (Dinh et al., 2017), all built by zuko.
 Two ways to hold K flows:
 
 - ``independent=True`` (Ciobanu 2021: a separate MADE and base per component):
-  K zuko flows with their parameters stacked along a leading K dimension and
-  evaluated with :func:`torch.func.vmap` over a single template, one batched pass
-  instead of a Python loop (MAF and NSF; RealNVP's coupling layers write in place,
-  which :func:`~torch.func.vmap` cannot batch).
+  K zuko flows with their parameters stacked along a leading K dimension (K, out, in)
+  and evaluated in one batched pass instead of a Python loop (MAF and NSF; RealNVP's
+  coupling layers write in place, which cannot be batched this way). Each masked
+  linear layer of the K MADE networks is one :func:`torch.baddbmm`, and the affine or
+  rational-quadratic spline step acts on all K components at once
+  (:func:`_batched_autoregressive`); flows of another structure (one feature, where
+  zuko uses an element-wise transform) go through :func:`torch.func.vmap` over a
+  single template. Either way the densities are those of the K zuko flows.
 - ``independent=False``: one zuko flow conditioned on a one-hot component code,
   evaluated on the (K·N) stacked inputs in one pass; the components share hidden
   units, which suits many components on small data.
@@ -30,14 +34,20 @@ data scaled to [0, 1]) or explicit means set through :meth:`set_base`.
 from __future__ import annotations
 
 import copy
+import functools
+import inspect
 import math
-from collections.abc import Sequence
-from typing import Literal
+from collections.abc import Mapping, Sequence
+from typing import Literal, NamedTuple
 
 import torch
+import torch.nn.functional as F
 import zuko
 from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
+from zuko.flows.autoregressive import MaskedAutoregressiveTransform
+from zuko.nn import MaskedLinear, MaskedMLP
+from zuko.transforms import MonotonicAffineTransform, MonotonicRQSTransform
 
 __all__ = ["ComponentFlows", "FlowKind", "BaseKind"]
 
@@ -67,6 +77,141 @@ class _TransformCall(nn.Module):
     def forward(self, x: torch.Tensor, inverse: bool = False) -> tuple[torch.Tensor, torch.Tensor] | torch.Tensor:
         t = self.flow.transform(None)
         return t.inv(x) if inverse else t.call_and_ladj(x)
+
+
+class _Layer(NamedTuple):
+    """Names of one masked linear layer's stacked weight (K, out, in), bias (K, out) and shared mask (out, in)."""
+
+    weight: str
+    bias: str
+    mask: str
+    relu: bool
+
+
+class _Step(NamedTuple):
+    """One masked autoregressive transform: its MADE layers and its univariate transform."""
+
+    layers: tuple[_Layer, ...]
+    univariate: Literal["affine", "rqs"]
+    total: int
+    bins: int
+    bound: float
+    slope: float
+
+
+def _default(fn: object, name: str) -> float:
+    return float(inspect.signature(fn).parameters[name].default)
+
+
+def _univariate(t: MaskedAutoregressiveTransform) -> tuple[Literal["affine", "rqs"], int, float, float] | None:
+    """``(kind, bins, bound, slope)`` of an autoregressive transform's univariate map, or ``None`` if unsupported."""
+    u = t.univariate
+    if u is MonotonicAffineTransform:
+        return "affine", 0, 0.0, _default(MonotonicAffineTransform, "slope")
+    if isinstance(u, functools.partial) and u.func is MonotonicRQSTransform and not u.args:
+        if set(u.keywords) - {"slope", "bound"}:
+            return None
+        bound = float(u.keywords.get("bound", _default(MonotonicRQSTransform, "bound")))
+        slope = float(u.keywords.get("slope", _default(MonotonicRQSTransform, "slope")))
+        bins = int(t.shapes[0][0])
+        if [tuple(s) for s in t.shapes] != [(bins,), (bins,), (bins - 1,)]:
+            return None
+        return "rqs", bins, bound, slope
+    return None
+
+
+def _plan(template: nn.Module) -> tuple[_Step, ...] | None:
+    """The layers of a MAF/NSF template as batched steps, or ``None`` when its structure is another one."""
+    transforms = template.flow.transform
+    if not isinstance(transforms, zuko.lazy.LazyComposedTransform):
+        return None
+    steps = []
+    for i, t in enumerate(transforms.transforms):
+        if type(t) is not MaskedAutoregressiveTransform or type(t.hyper) is not MaskedMLP:
+            return None
+        uni = _univariate(t)
+        if uni is None:
+            return None
+        mods = list(t.hyper)
+        if len(mods) % 2 != 1:
+            return None
+        prefix = f"flow.transform.transforms.{i}.hyper."
+        layers = []
+        for j in range(0, len(mods), 2):
+            last = j == len(mods) - 1
+            if type(mods[j]) is not MaskedLinear or mods[j].bias is None:
+                return None
+            if not last and type(mods[j + 1]) is not nn.ReLU:
+                return None
+            name = f"{prefix}{j}."
+            layers.append(_Layer(name + "weight", name + "bias", name + "mask", not last))
+        kind, bins, bound, slope = uni
+        steps.append(_Step(tuple(layers), kind, int(t.total), bins, bound, slope))
+    return tuple(steps)
+
+
+def _masked_mlp(
+    h: torch.Tensor, layers: Sequence[_Layer], params: Mapping[str, torch.Tensor], buffers: Mapping[str, torch.Tensor]
+) -> torch.Tensor:
+    """K MADE networks at once: ``h`` (K, N, in) or (N, in) shared by all K, returns (K, N, out)."""
+    k = params[layers[0].weight].shape[0]
+    if h.dim() == 2:
+        h = h.expand(k, *h.shape)
+    for layer in layers:
+        weight = buffers[layer.mask] * params[layer.weight]
+        h = torch.baddbmm(params[layer.bias].unsqueeze(1), h, weight.transpose(1, 2))
+        if layer.relu:
+            h = torch.relu(h)
+    return h
+
+
+def _affine(x: torch.Tensor, phi: torch.Tensor, slope: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """zuko's :class:`~zuko.transforms.MonotonicAffineTransform` for all K: ``phi`` (K, N, D, 2)."""
+    shift, scale = phi.unbind(-1)
+    log_scale = scale / (1 + abs(scale / math.log(slope)))
+    return x * log_scale.exp() + shift, log_scale.sum(-1)
+
+
+def _rqs(x: torch.Tensor, phi: torch.Tensor, bins: int, bound: float, slope: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """zuko's :class:`~zuko.transforms.MonotonicRQSTransform` for all K: ``phi`` (K, N, D, 3 bins - 1)."""
+    widths, heights, derivatives = phi.split((bins, bins, bins - 1), -1)
+    log_slope = math.log(slope)
+    widths = widths / (1 + abs(2 * widths / log_slope))
+    heights = heights / (1 + abs(2 * heights / log_slope))
+    derivatives = derivatives / (1 + abs(derivatives / log_slope))
+    widths = F.pad(F.softmax(widths, dim=-1), (1, 0), value=0)
+    heights = F.pad(F.softmax(heights, dim=-1), (1, 0), value=0)
+    derivatives = F.pad(derivatives, (1, 1), value=0)
+    horizontal = bound * (2 * torch.cumsum(widths, dim=-1) - 1)
+    vertical = bound * (2 * torch.cumsum(heights, dim=-1) - 1)
+    knots = torch.stack((horizontal, vertical, derivatives.exp()), -2)  # (K, N, D, 3, bins + 1)
+    x = x.expand(horizontal.shape[:-1])
+    k = torch.sum(horizontal < x.unsqueeze(-1), dim=-1) - 1
+    inside = torch.logical_and(0 <= k, k < bins)
+    k = k % bins
+    index = torch.stack((k, k + 1), -1).unsqueeze(-2).expand(*k.shape, 3, 2)
+    (x0, x1), (y0, y1), (d0, d1) = (v.unbind(-1) for v in knots.gather(-1, index).unbind(-2))
+    s = (y1 - y0) / (x1 - x0)
+    z = inside * (x - x0) / (x1 - x0)
+    y = y0 + (y1 - y0) * (s * z**2 + d0 * z * (1 - z)) / (s + (d0 + d1 - 2 * s) * z * (1 - z))
+    jacobian = s**2 * (2 * s * z * (1 - z) + d0 * (1 - z) ** 2 + d1 * z**2) / (s + (d0 + d1 - 2 * s) * z * (1 - z)) ** 2
+    return torch.where(inside, y, x), (inside * jacobian.log()).sum(-1)
+
+
+def _batched_autoregressive(
+    x: torch.Tensor, steps: Sequence[_Step], params: Mapping[str, torch.Tensor], buffers: Mapping[str, torch.Tensor]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(z, ladj)`` of K stacked MAF/NSF flows at ``x`` (N, D): shapes (K, N, D) and (K, N)."""
+    d = x.shape[-1]
+    z, ladj = x, x.new_zeros(())
+    for step in steps:
+        phi = _masked_mlp(z, step.layers, params, buffers).unflatten(-1, (d, step.total))
+        if step.univariate == "affine":
+            z, step_ladj = _affine(z, phi, step.slope)
+        else:
+            z, step_ladj = _rqs(z, phi, step.bins, step.bound, step.slope)
+        ladj = ladj + step_ladj
+    return z, ladj
 
 
 def _key(name: str) -> str:
@@ -101,6 +246,7 @@ class ComponentFlows(nn.Module):
         super().__init__()
         self.dim, self.n_components, self.independent = int(dim), int(n_components), bool(independent)
         k, d = self.n_components, self.dim
+        self._steps: tuple[_Step, ...] | None = None
         if independent and kind == "realnvp":
             raise ValueError(
                 "independent RealNVP components cannot be vmapped (zuko's coupling layer writes in place); "
@@ -117,6 +263,7 @@ class ComponentFlows(nn.Module):
             self._buffer_names = list(buffers)
             template = copy.deepcopy(flows[0]).to("meta")
             object.__setattr__(self, "_template", template)  # not a submodule: no parameters of its own
+            self._steps = _plan(template)
         else:
             self.shared = _TransformCall(_make_flow(kind, d, k, transforms, hidden))
         if base == "normal":
@@ -148,6 +295,10 @@ class ComponentFlows(nn.Module):
         """``(z, ladj)`` of every component for every point: shapes (K, N, D) and (K, N), in one pass."""
         if self.independent:
             params, buffers = self._stacked_state()
+            if self._steps is not None:
+                batch = x.shape[:-1]
+                z, ladj = _batched_autoregressive(x.reshape(-1, self.dim), self._steps, params, buffers)
+                return z.reshape(-1, *batch, self.dim), ladj.reshape(-1, *batch)
             call = lambda p, b: functional_call(self._template, (p, b), (x,))  # noqa: E731
             return vmap(call, in_dims=(0, None))(params, buffers)
         k, n = self.n_components, x.shape[0]
