@@ -31,13 +31,13 @@ import pyro
 import torch
 from pyro.infer import ELBO, TraceEnum_ELBO
 from pyro.optim import PyroOptim
-from tqdm.auto import tqdm
 
 from .distributed import DistributedContext
 from .errors import MixzooInputError
 from .inference.compat import check_pair
 from .joint_optim import JointOptim
 from .loop import Convergence, Diverged, DivergenceGuard, EarlyStopping, Step, StepFactory, SVIStep, TrainingCheckpoint
+from .loop.progress import Progress
 from .params import StateDict, isolated_param_store, modules_of, restore
 from .training_state import restore_rng
 from .validation import check_data, check_device, check_labels
@@ -176,7 +176,8 @@ def fit(
     :param patience: with ``val_data``, stop after this many epochs without improvement and restore the best state.
     :param tol: stop when the relative change of the epoch loss stays below ``tol`` for 3 epochs
         (:mod:`mixzoo.loop.convergence`); ``None`` trains all ``epochs``.
-    :param progress: show a tqdm bar with epoch and loss (on a terminal; never in a log file).
+    :param progress: report epoch and loss: a bar on a terminal, else a plain line every few seconds
+        (:mod:`mixzoo.loop.progress`).
     :param param_state: initial param-store state for parameters declared with bare ``pyro.param``.
     :param callback: called as ``callback(epoch, result)`` after each epoch.
     :param retries: on a NaN/inf loss, restore the last good epoch and retry it with half the learning
@@ -228,9 +229,8 @@ def fit(
             _resume(saved, modules, stepper, stopper, generator, result, ctx)
         guard = DivergenceGuard(modules, stepper, retries, used=result.retries, warn=ctx.is_main)
         passes = _Epochs(guard, stepper, schedules, x, y_t, bs, generator, ctx)
-        shown = None if progress and ctx.is_main else True  # None: tqdm shows the bar on a terminal only, not in logs
-        bar = tqdm(range(result.epochs, epochs), disable=shown, desc="fit", unit="epoch", leave=False)
-        for epoch in bar:
+        report = Progress(result.epochs, epochs, enabled=progress and ctx.is_main)
+        for epoch in range(result.epochs, epochs):
             total = passes.run(epoch, result)
             if distributed:
                 ctx.broadcast(t for m in modules for t in m.buffers())
@@ -247,14 +247,14 @@ def fit(
             elif converging.update(result.losses):
                 result.stopped = "converged"
             stop = result.stopped != "max_epochs"
-            bar.set_postfix({"loss": f"{total / n:.4g}", **({} if val is None else {"val": f"{val:.4g}"})})
+            report.update(epoch, total / n, val)
             if callback is not None:
                 callback(epoch, result)
             if saver is not None and saver.due(result.epochs, last=stop or result.epochs == epochs):
                 saver.save(result.epochs, modules, stepper.get_state(), generator, result.history(stopper.best_val), stopper.best_modules())
             if stop:
                 break
-        bar.close()
+        report.close()
         stopper.finish(modules)
     result.step_history = dict(getattr(stepper, "history", {}))
     result.param_state = store_state
