@@ -161,40 +161,81 @@ def _masked_mlp(
         weight = buffers[layer.mask] * params[layer.weight]
         h = torch.baddbmm(params[layer.bias].unsqueeze(1), h, weight.transpose(1, 2))
         if layer.relu:
-            h = torch.relu(h)
+            h = h.relu_()  # baddbmm keeps its inputs, not its output, for the backward pass
     return h
+
+
+def _squash(v: torch.Tensor, c: float) -> torch.Tensor:
+    """zuko's soft bound :math:`v / (1 + c |v|)` of unconstrained spline and scale parameters."""
+    return v / v.abs().mul_(c).add_(1)
+
+
+class _SquashExp(torch.autograd.Function):
+    r""":math:`\exp(v / (1 + c |v|))`, with the derivative :math:`\exp(\cdot) / (1 + c |v|)^2` in one expression."""
+
+    @staticmethod
+    def forward(v: torch.Tensor, c: float) -> tuple[torch.Tensor, torch.Tensor]:
+        denominator = v.abs().mul_(c).add_(1)
+        return torch.div(v, denominator).exp_(), denominator
+
+    @staticmethod
+    def setup_context(ctx: torch.autograd.function.FunctionCtx, inputs: tuple, output: tuple) -> None:
+        ctx.save_for_backward(*output)
+        ctx.mark_non_differentiable(output[1])
+        ctx.set_materialize_grads(False)
+
+    @staticmethod
+    def backward(ctx: torch.autograd.function.FunctionCtx, grad: torch.Tensor, _: torch.Tensor) -> tuple:
+        out, denominator = ctx.saved_tensors
+        return grad * out / (denominator * denominator), None
+
+
+def _squash_exp(v: torch.Tensor, c: float) -> torch.Tensor:
+    """``_squash(v, c).exp()`` with a shorter backward pass."""
+    return _SquashExp.apply(v, c)[0]
 
 
 def _affine(x: torch.Tensor, phi: torch.Tensor, slope: float) -> tuple[torch.Tensor, torch.Tensor]:
     """zuko's :class:`~zuko.transforms.MonotonicAffineTransform` for all K: ``phi`` (K, N, D, 2)."""
     shift, scale = phi.unbind(-1)
-    log_scale = scale / (1 + abs(scale / math.log(slope)))
-    return x * log_scale.exp() + shift, log_scale.sum(-1)
+    log_scale = _squash(scale, 1 / abs(math.log(slope)))
+    return torch.addcmul(shift, x, log_scale.exp()), log_scale.sum(-1)
 
 
 def _rqs(x: torch.Tensor, phi: torch.Tensor, bins: int, bound: float, slope: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """zuko's :class:`~zuko.transforms.MonotonicRQSTransform` for all K: ``phi`` (K, N, D, 3 bins - 1)."""
-    widths, heights, derivatives = phi.split((bins, bins, bins - 1), -1)
-    log_slope = math.log(slope)
-    widths = widths / (1 + abs(2 * widths / log_slope))
-    heights = heights / (1 + abs(2 * heights / log_slope))
-    derivatives = derivatives / (1 + abs(derivatives / log_slope))
-    widths = F.pad(F.softmax(widths, dim=-1), (1, 0), value=0)
-    heights = F.pad(F.softmax(heights, dim=-1), (1, 0), value=0)
-    derivatives = F.pad(derivatives, (1, 1), value=0)
-    horizontal = bound * (2 * torch.cumsum(widths, dim=-1) - 1)
-    vertical = bound * (2 * torch.cumsum(heights, dim=-1) - 1)
-    knots = torch.stack((horizontal, vertical, derivatives.exp()), -2)  # (K, N, D, 3, bins + 1)
-    x = x.expand(horizontal.shape[:-1])
-    k = torch.sum(horizontal < x.unsqueeze(-1), dim=-1) - 1
+    r"""zuko's :class:`~zuko.transforms.MonotonicRQSTransform` for all K: ``phi`` (K, N, D, 3 bins - 1).
+
+    Knot :math:`j` is :math:`B (2 c_j / c_{bins} - 1)` with :math:`c_j = \sum_{i<j} e^{w_i}`, zuko's
+    softmax/pad/cumsum. Only the full cumulative sums are computed for every bin; the bin of each input is found
+    on them, and the two knots (normalised there), the totals and the two raw derivatives of that bin are read
+    with two gathers, so that the rest of the spline acts on one value per input instead of one per bin.
+    """
+    log_slope = abs(math.log(slope))
+    sizes, derivatives = phi.split((2 * bins, bins - 1), -1)
+    sizes = _squash_exp(sizes, 2 / log_slope).unflatten(-1, (2, bins))  # widths, heights: (K, N, D, 2, bins)
+    cum = F.pad(torch.cumsum(sizes, -1), (1, 0))  # (K, N, D, 2, bins + 1), c_0 = 0
+    x = x.expand(phi.shape[:-1])
+    with torch.no_grad():
+        horizontal = cum[..., 0, :]
+        threshold = (x + bound) * horizontal[..., -1] / (2 * bound)
+        k = torch.sum(horizontal < threshold.unsqueeze(-1), dim=-1) - 1
     inside = torch.logical_and(0 <= k, k < bins)
-    k = k % bins
-    index = torch.stack((k, k + 1), -1).unsqueeze(-2).expand(*k.shape, 3, 2)
-    (x0, x1), (y0, y1), (d0, d1) = (v.unbind(-1) for v in knots.gather(-1, index).unbind(-2))
-    s = (y1 - y0) / (x1 - x0)
-    z = inside * (x - x0) / (x1 - x0)
-    y = y0 + (y1 - y0) * (s * z**2 + d0 * z * (1 - z)) / (s + (d0 + d1 - 2 * s) * z * (1 - z))
-    jacobian = s**2 * (2 * s * z * (1 - z) + d0 * (1 - z) ** 2 + d1 * z**2) / (s + (d0 + d1 - 2 * s) * z * (1 - z)) ** 2
+    k = (k % bins).unsqueeze(-1)
+    # positions in the flattened (2, bins + 1) sums: c_k, c_k+1, c_bins of the widths, then of the heights
+    step = torch.tensor([1, 1, 0, 1, 1, 0], device=k.device)
+    offsets = torch.tensor([0, 1, bins, bins + 1, bins + 2, 2 * bins + 1], device=k.device)
+    cx0, cx1, cx, cy0, cy1, cy = cum.flatten(-2).gather(-1, k * step + offsets).unbind(-1)
+    x0, x1 = bound * (2 * cx0 / cx - 1), bound * (2 * cx1 / cx - 1)
+    y0, y1 = bound * (2 * cy0 / cy - 1), bound * (2 * cy1 / cy - 1)
+    ends = F.pad(derivatives, (1, 1), value=0.0).gather(-1, k + offsets[:2])
+    d0, d1 = _squash_exp(ends, 1 / log_slope).unbind(-1)
+    dx, dy = x1 - x0, y1 - y0
+    s = dy / dx
+    z = inside * (x - x0) / dx
+    zz = z * (1 - z)
+    denominator = s + (d0 + d1 - 2 * s) * zz
+    y = y0 + dy * (s * z**2 + d0 * zz) / denominator
+    jacobian = s**2 * (2 * s * zz + d0 * (1 - z) ** 2 + d1 * z**2) / denominator**2
     return torch.where(inside, y, x), (inside * jacobian.log()).sum(-1)
 
 
