@@ -180,7 +180,7 @@ def fit_mixzoo(row: Row, d: Dataset, seed: int, device: str, epochs: int, option
     x = torch.as_tensor(d.x)
     c = c.for_data(DataShape(int(x.shape[0]), int(x.shape[1]), d.image_shape, d.levels))
     start = time.perf_counter()
-    _, model, guide, result = fit_restarts(c, x, [seed], loss=make_loss(c.loss))
+    _, model, guide, result = fit_restarts(c, x, [seed], loss=c.family.make_loss(c.loss))
     if result.device.startswith("cuda"):
         torch.cuda.synchronize()
     seconds = time.perf_counter() - start

@@ -80,14 +80,14 @@ def _add_data_args(parser: argparse.ArgumentParser, default: str | None = "digit
 
 
 def _add_training_args(parser: argparse.ArgumentParser, family: Family) -> None:
-    recipe = family.recipe(family.options(), None)
+    recipe = family.training(family.options(), None)
     g = parser.add_argument_group(f"training (defaults: the {family.name} recipe)")
     g.add_argument("--guide", default=None, help=f"one of: {', '.join(family.guides)} (default: {family.default_guide})")
     g.add_argument("--loss", default=None, help=f"one of: {', '.join(family.losses)} (default: {family.default_loss})")
     g.add_argument("--clusters", type=int, default=None, help="number of clusters K (default: the data's classes)")
     g.add_argument("--epochs", type=int, default=None, help=f"training epochs (default: {recipe.epochs})")
     g.add_argument("--batch-size", type=int, default=None, help=f"minibatch size (default: {recipe.batch_size or 'all points'})")
-    g.add_argument("--lr", type=float, default=None, help=f"Adam learning rate (default: {recipe.lr:g})")
+    g.add_argument("--lr", type=float, default=None, help=f"Adam learning rate (default: {recipe.lr:g})" if recipe.lr else f"Adam learning rate of the gradient losses (the default loss {family.default_loss} takes none)")
     g.add_argument("--lr-decay", type=float, default=None, help=f"multiply the learning rate by this each epoch (default: {recipe.lr_decay or 'none'})")
     g.add_argument("--tol", type=float, default=None, help=f"stop when the epoch loss changes by less than this (relative) for 3 epochs; 0: never (default: {recipe.tol or 0:g})")
     g.add_argument("--n-init", type=int, default=None, help=f"restarts; the best final loss is kept (default: {recipe.n_init})")
@@ -115,7 +115,7 @@ def _fit_parser(prog: str, family: Family) -> argparse.ArgumentParser:
     o.add_argument("--overwrite", action="store_true", help="replace an existing run in --out")
     o.add_argument("--checkpoint-every", type=int, default=None, help="write a resumable training state into --out every N epochs")
     o.add_argument("--resume", default=None, metavar="DIR", help="continue the interrupted run in DIR (its own config)")
-    o.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    o.add_argument("--no-progress", action="store_true", help="report no progress (by default: a bar on a terminal, else a line every few seconds)")
     o.add_argument("--json", action="store_true", help="print the result as one JSON object on the last line")
     _add_family_options(p, family)
     return p
@@ -220,7 +220,7 @@ def _cmd_fit(args: list[str]) -> None:
     if distributed:
         init_from_env(a.device)
     main = not distributed or int(os.environ.get("RANK", "0")) == 0
-    progress = not a.no_progress and sys.stderr.isatty() and main
+    progress = not a.no_progress and main  # a bar on a terminal, a line every few seconds in a log
     if a.resume is not None:
         defaults = parser.parse_args([])
         changed = sorted(k for k, v in vars(a).items() if k not in _RESUME_KEEPS and v != getattr(defaults, k, v))

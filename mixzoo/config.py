@@ -14,7 +14,7 @@ from typing import Any
 
 from .errors import MixzooInputError
 from .family import DataShape, Family, get_family
-from .inference import PARTICLE_LOSSES, make_loss
+from .inference import PARTICLE_LOSSES
 from .options import Options
 from .user_model import is_user_model, user_family
 from .validation import check_device, check_n_clusters
@@ -114,7 +114,14 @@ class FitConfig:
                 f"model {c.model!r} cannot be trained with loss {c.loss!r}; use one of: {', '.join(family.losses)}."
             )
         _check_particles(c)
-        loss = make_loss(c.loss, **c.loss_options())  # too few VIMCO particles fail here
+        loss = family.make_loss(c.loss, **c.loss_options())  # too few VIMCO particles fail here
+        if getattr(loss, "gradient_free", False):
+            given = [flag for flag, value in (("--lr", c.lr), ("--lr-decay", c.lr_decay), ("--retries", c.retries)) if value]
+            if given:
+                raise MixzooInputError(
+                    f"{', '.join(given)} cannot apply to loss {c.loss!r} of model {c.model!r}: it sets the parameters "
+                    "in closed form, with no learning rate (use --loss trace-enum for gradient training)."
+                )
         if c.labels and not getattr(loss, "takes_labels", True):
             raise MixzooInputError(f"--labels cannot apply to loss {c.loss!r}: it does not observe cluster labels.")
         options = c.family_options()
@@ -131,7 +138,7 @@ class FitConfig:
         adapted = family.adapt(c.family_options(), given, shape)
         defaults = family.options()
         c.options = {**c.options, **{k: v for k, v in adapted.to_dict().items() if k not in given and v != defaults.to_dict()[k]}}
-        recipe = family.recipe(adapted, shape)
+        recipe = family.training(adapted, shape, c.loss)
         for name in TRAINING_FIELDS:
             if getattr(c, name) is None:
                 setattr(c, name, getattr(recipe, name))

@@ -26,7 +26,6 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from .config import FitConfig
 from .errors import MixzooInputError
 from .family import DataShape
-from .inference import make_loss
 from .posterior import cluster_proba, log_likelihood
 from .restarts import fit_restarts
 from .threads import choose_threads, torch_threads
@@ -142,7 +141,7 @@ class MixtureClusterer(ClusterMixin, DensityMixin, BaseEstimator):
             )
         c = self._config().for_data(DataShape(int(x.shape[0]), int(x.shape[1])))
         rng = check_random_state(self.random_state)
-        loss = make_loss(c.loss, **c.loss_options())  # type: ignore[arg-type]
+        loss = c.family.make_loss(c.loss, **c.loss_options())  # type: ignore[arg-type]
         seeds = [int(rng.randint(np.iinfo(np.int32).max)) for _ in range(c.n_init)]  # type: ignore[arg-type]
         with torch_threads(choose_threads(c.threads, int(x.shape[0]), int(x.shape[1]), int(c.clusters))):  # type: ignore[arg-type]
             best = fit_restarts(c, x, seeds, loss=loss, progress=self.progress)

@@ -20,13 +20,16 @@ Everything else (the CLI's flags and ``--help``, ``mixzoo models``, the estimato
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from pyro.infer import ELBO
 from torch import nn
 
 from .errors import MixzooInputError
+from .inference import make_loss
 from .options import Options
 
 __all__ = ["Family", "Training", "DataShape", "register", "get_family", "MODELS"]
@@ -48,7 +51,8 @@ class Training:
     """A family's training defaults (the recipe): what ``mixzoo fit`` uses when no flag says otherwise."""
 
     epochs: int
-    lr: float
+    lr: float | None
+    """Adam's learning rate (``None`` for a loss that sets the parameters in closed form)."""
     lr_decay: float | None = None
     batch_size: int | None = None
     n_init: int = 1
@@ -93,12 +97,15 @@ class Family:
     :param build: ``build(dim, n_clusters, guide_name, options) -> (model, guide)``.
     :param guides: guide names, the default first.
     :param losses: loss names, the default first.
-    :param recipe: ``recipe(options, data) -> Training``; ``data`` is ``None`` when unknown.
+    :param recipe: ``recipe(options, data) -> Training``; ``data`` is ``None`` when unknown. A recipe
+        that also takes ``loss=`` (the loss name) may differ by loss.
     :param adapt: ``adapt(options, given, data) -> options``: data-dependent option choices for the
         options the user did not give (``given``), e.g. the image shape of a convolutional network.
     :param schedules: per-epoch schedules (annealing) of a built pair.
     :param initialize: ``initialize(model, guide, x, seed, options, loss=None)``: data-dependent start.
     :param step: ``step(options)``: a step factory for :func:`mixzoo.fit` (``None``: one SVI step).
+    :param loss_makers: losses the family builds itself, by name, over the shared ones of
+        :data:`mixzoo.inference.LOSSES` (the Gaussian mixture's ``"em"`` is closed-form EM).
     :param quick: a small configuration that trains in a second or two (:class:`~mixzoo.config.FitConfig`
         keywords such as ``data``, ``epochs``, ``subsample``, ``options``): the test matrix runs every
         family with it (determinism, resume, bad input).
@@ -116,6 +123,7 @@ class Family:
     schedules: Schedules = _no_schedules
     initialize: Initializer = _initialize_each
     step: StepChoice = _svi_step
+    loss_makers: dict[str, Callable[..., ELBO]] = field(default_factory=dict)
     quick: dict[str, Any] = field(default_factory=lambda: {"data": "moons", "epochs": 3, "subsample": 300})
 
     @property
@@ -125,6 +133,18 @@ class Family:
     @property
     def default_loss(self) -> str:
         return self.losses[0]
+
+    def training(self, options: Any, data: DataShape | None, loss: str | None = None) -> Training:
+        """The recipe for these options and data; a recipe with a ``loss`` parameter also sees the loss."""
+        if "loss" in inspect.signature(self.recipe).parameters:
+            return self.recipe(options, data, loss=loss or self.default_loss)
+        return self.recipe(options, data)
+
+    def make_loss(self, name: str, **options: Any) -> ELBO:
+        """The loss ``name`` as this family trains with it."""
+        if name in self.loss_makers:
+            return self.loss_makers[name](**options)
+        return make_loss(name, **options)
 
     def make_options(self, values: dict[str, Any] | None = None, **more: Any) -> Options:
         """The family's options from a mapping (and keywords), checked; the defaults for the rest."""

@@ -24,6 +24,8 @@ from pyro.poutine.trace_struct import Trace
 
 from .contract import CLUSTER_SITE, cluster_site, in_data_plate, latent_sites
 from .errors import MixzooInputError
+from .guides import EmptyGuide
+from .inference.exact_em import ConjugateModel
 from .params import StateDict, isolated_param_store
 from .validation import check_data
 
@@ -53,7 +55,13 @@ def _guide_trace(guide: Callable[..., Any], x: torch.Tensor) -> Trace:
 
 
 def enumerated_log_joint(model: Callable[..., Any], guide: Callable[..., Any], x: torch.Tensor) -> torch.Tensor:
-    r"""(N, K) :math:`\log p(x_n, y=k)`, differentiable, from one enumerated trace of the model on all of ``x``."""
+    r"""(N, K) :math:`\log p(x_n, y=k)`, differentiable, from one enumerated trace of the model on all of ``x``.
+
+    A model with closed-form EM (:class:`~mixzoo.inference.exact_em.ConjugateModel`) under the empty
+    guide states this log joint itself, and its own ``log_joint`` is used without a trace.
+    """
+    if isinstance(model, ConjugateModel) and isinstance(guide, EmptyGuide):
+        return model.log_joint(x)
     guide_tr = _guide_trace(guide, x)
     if CLUSTER_SITE in guide_tr.nodes:  # an amortized guide's sample of y must not be replayed: y is enumerated here
         guide_tr.remove_node(CLUSTER_SITE)

@@ -100,7 +100,7 @@ def train_one(
     family.initialize(model, guide, x.to(c.device), seed, options, loss=loss)
     result = fit(
         model, guide, x_train, y=y, loss=loss, step=family.step(options), schedules=family.schedules(model, guide, options),
-        epochs=c.epochs, batch_size=c.batch_size, lr=c.lr, lr_decay=c.lr_decay, seed=seed, device=c.device,
+        epochs=c.epochs, batch_size=c.batch_size, lr=c.lr or 1e-3, lr_decay=c.lr_decay, seed=seed, device=c.device,
         retries=c.retries, tol=c.tol or None, **fit_kwargs,
     )  # fmt: skip
     return model, guide, result

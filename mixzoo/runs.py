@@ -24,7 +24,6 @@ from .data import Dataset, load_dataset
 from .data.transform import PREPROCESSING
 from .errors import MixzooInputError
 from .family import DataShape
-from .inference import make_loss
 from .labels import oversample_labelled, reveal_labels
 from .metrics import clustering_report
 from .posterior import cluster_proba, has_exact_likelihood
@@ -133,7 +132,7 @@ def run_fit(
     x = check_data(data.x)
     c = _prepared(c, data, x)
     noise = {"noise": transfer["noise"]} if "noise" in transfer and c.loss == "nce" else {}
-    loss = make_loss(c.loss, **noise, **c.loss_options())  # type: ignore[arg-type]
+    loss = c.family.make_loss(c.loss, **noise, **c.loss_options())  # type: ignore[arg-type]
     x_train, y = x, None
     if c.labels:
         x_train, y = oversample_labelled(x, reveal_labels(data.labels, c.labels, c.seed))

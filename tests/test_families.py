@@ -49,7 +49,7 @@ def test_an_interrupted_run_resumes_to_the_same_parameters(name, tmp_path):
     c.epochs = max(3, c.epochs)
 
     def run(**kwargs):
-        model, guide, result = train_one(c, x, c.seed, loss=make_loss(c.loss), x_train=x, progress=False, **kwargs)
+        model, guide, result = train_one(c, x, c.seed, loss=c.family.make_loss(c.loss), x_train=x, progress=False, **kwargs)
         return {**{f"m.{k}": v for k, v in model.state_dict().items()}, **{f"g.{k}": v for k, v in guide.state_dict().items()}}, result
 
     whole, whole_result = run()

@@ -132,19 +132,20 @@ def test_gmvae_sample_draws_from_the_prior_components():
 def test_particles_and_anneal_start_reach_the_loss_and_the_floors_from_the_cli(tmp_path, capsys, monkeypatch):
     import json
 
-    import mixzoo.runs
     from mixzoo.cli import main
     from mixzoo.config import FitConfig
+    from mixzoo.family import Family
     from mixzoo.inference import make_loss
 
     built = []
+    family_make_loss = Family.make_loss
 
-    def recording_make_loss(name, **options):
-        loss = make_loss(name, **options)
+    def recording_make_loss(self, name, **options):
+        loss = family_make_loss(self, name, **options)
         built.append(loss)
         return loss
 
-    monkeypatch.setattr(mixzoo.runs, "make_loss", recording_make_loss)
+    monkeypatch.setattr(Family, "make_loss", recording_make_loss)
 
     run = tmp_path / "run"
     args = ["fit", "--model", "gmvae", "--data", "moons", "--subsample", "200", "--epochs", "2", "--pretrain", "0"]

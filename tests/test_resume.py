@@ -185,7 +185,7 @@ def test_checkpoint_of_another_model_or_k_is_a_clear_error(tmp_path):
     (run / "config.json").write_text(json.dumps({**config, "clusters": 4}))
     with pytest.raises(MixzooInputError, match="does not fit a 'gmm' model with K=4, D=2.*another model or number of clusters"):
         load_run(str(run))
-    (run / "config.json").write_text(json.dumps({**config, "model": "flow-mixture", "options": {}, "guide": None}))
+    (run / "config.json").write_text(json.dumps({**config, "model": "flow-mixture", "options": {}, "guide": None, "loss": None}))
     with pytest.raises(MixzooInputError, match="does not fit a 'flow-mixture' model"):
         load_run(str(run))
     (run / "config.json").write_text(json.dumps({**config, "colour": "blue"}))

@@ -39,7 +39,7 @@ def test_adapter_builds_groups_with_dims_and_checks_them():
 
 def test_summary_groups_shapes_and_netcdf(tmp_path):
     x = _three_blobs(120)
-    est = MixtureClusterer(n_clusters=3, epochs=60, random_state=0).fit(x)
+    est = MixtureClusterer(n_clusters=3, model_options={"covariance": "diag"}, epochs=60, random_state=0).fit(x)
     data = summarize(est.model_, est.guide_, x, n_draws=30)
     post = data["posterior"]
     # the Laplace draws of the model's natural quantities (weights, means, standard deviations), not raw logits

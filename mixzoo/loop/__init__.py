@@ -2,6 +2,8 @@
 
 * :mod:`.steps` - one optimisation step on a minibatch (SVI, or a family's own step);
 * :mod:`.two_fold` - Tissera et al.'s (2022) EM step followed by a consistency step, as a step;
+* :mod:`.conjugate_em` - closed-form EM (one iteration per epoch) for conjugate mixtures;
+* :mod:`.progress` - a bar on a terminal, a plain line every few seconds elsewhere;
 * :mod:`.divergence` - the NaN/inf guard with its retries at half the learning rate;
 * :mod:`.checkpointing` - the resumable training state;
 * :mod:`.early_stopping` - held-out loss and patience;

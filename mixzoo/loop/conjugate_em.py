@@ -1,0 +1,95 @@
+r"""Closed-form EM as a step of the training loop (:class:`~mixzoo.inference.exact_em.ExactEM`).
+
+Each minibatch is one chunk of the E-step: the step computes the responsibilities of
+the current parameters (observed labels fix them to one-hot), adds the chunk's weighted
+sufficient statistics, and returns the chunk's negative log-likelihood, scaled to the
+whole data set like :meth:`pyro.infer.SVI.step`. When the epoch has visited every
+point, :meth:`ConjugateEMStep.end_epoch` performs the M-step once from the summed
+statistics. An epoch is therefore one EM iteration on all of the data, whatever the
+batch size (which only bounds memory), and the epoch loss is the exact negative
+log-likelihood of the parameters the iteration started from.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from pyro.infer import ELBO
+from pyro.optim import PyroOptim
+
+from ..distributed import DistributedContext
+from ..errors import MixzooInputError, TrainingDivergedError
+from ..inference.exact_em import ConjugateModel, ExactEM
+from .steps import SVIStep
+
+__all__ = ["ConjugateEMStep", "conjugate_em"]
+
+
+class ConjugateEMStep:
+    """One EM iteration per epoch: E-step chunk by chunk, M-step at the end of the epoch.
+
+    :param model: a :class:`~mixzoo.inference.exact_em.ConjugateModel`.
+    """
+
+    def __init__(self, model: ConjugateModel, *, context: DistributedContext | None = None) -> None:
+        if not isinstance(model, ConjugateModel):
+            raise MixzooInputError(
+                f"closed-form EM needs a model with log_joint, em_statistics and em_update; {type(model).__name__} has not."
+            )
+        if context is not None and context.world > 1:
+            raise MixzooInputError("closed-form EM runs in one process; train it without a process group.")
+        self.model = model
+        self._stats: dict[str, torch.Tensor] | None = None
+
+    def __call__(self, x: torch.Tensor, y: torch.Tensor | None, idx: torch.Tensor, **kwargs: Any) -> float:
+        with torch.no_grad():
+            xb = x[idx]
+            log_joint = self.model.log_joint(xb)
+            log_px = torch.logsumexp(log_joint, -1)
+            r = (log_joint - log_px[:, None]).exp()
+            if y is not None:
+                yb = y[idx]
+                seen = yb >= 0
+                if seen.any():
+                    r[seen] = torch.nn.functional.one_hot(yb[seen], r.shape[-1]).to(r.dtype)
+            stats = self.model.em_statistics(xb, r)
+            self._stats = stats if self._stats is None else {k: self._stats[k] + v for k, v in stats.items()}
+            return -float(log_px.sum()) * x.shape[0] / len(idx)
+
+    def end_epoch(self) -> None:
+        if self._stats is None:
+            return
+        stats, self._stats = self._stats, None
+        if not all(bool(torch.isfinite(v).all()) for v in stats.values()):
+            raise TrainingDivergedError("EM: the E-step's statistics are not finite; the parameters are those of the last iteration.")
+        with torch.no_grad():
+            self.model.em_update(stats)
+
+    def get_state(self) -> dict[str, Any]:
+        return {}
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        pass
+
+    def restore(self, state: dict[str, Any]) -> None:
+        self._stats = None
+
+    def scale_lr(self, factor: float) -> None:
+        pass
+
+
+def conjugate_em(
+    model: Any,
+    guide: Callable[..., Any],
+    optim: PyroOptim,
+    loss: ELBO,
+    *,
+    context: DistributedContext | None = None,
+    seed: int | None = None,
+) -> ConjugateEMStep | SVIStep:
+    """The step for ``loss``: closed-form EM under :class:`ExactEM`, one SVI step under any other loss."""
+    if isinstance(loss, ExactEM):
+        return ConjugateEMStep(model, context=context)
+    return SVIStep(model, guide, optim, loss, context=context, seed=seed)
