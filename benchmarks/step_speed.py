@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
 import time
 import warnings
@@ -295,6 +296,14 @@ def epoch_seconds(fam: Family, x: torch.Tensor, k: int, epochs: int) -> float:
     return gaps[len(gaps) // 2]
 
 
+def _load() -> float:
+    """The 1-minute load average (NaN where the system does not report one)."""
+    try:
+        return os.getloadavg()[0]
+    except (AttributeError, OSError):
+        return math.nan
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--device", default="cpu", help="cpu, cuda, or auto (cuda when available)")
@@ -314,6 +323,7 @@ def main(argv: list[str] | None = None) -> None:
     fit_epochs = 2 if a.tiny else 3 if a.quick else 5
     draws = 5 if a.tiny else 20 if a.quick else 50
     rows = []
+    load_start = _load()
     families = [f for f in FAMILIES if a.only is None or a.only in f.name]
     for fam in families:
         d = load_dataset(fam.data, scale=fam.scale)
@@ -349,6 +359,9 @@ def main(argv: list[str] | None = None) -> None:
             "",
             f"Command: `{command()}`  ",
             f"Machine: {machine(device)}  ",
+            f"Load average (1 min) at the start and end of the run: {load_start:.2f}, {_load():.2f} "
+            f"on {os.cpu_count()} cores; other processes slow both steps of a round alike only on average, so "
+            "a ratio under load is noisier than one on an idle machine.  ",
             f"Per family: ms per step, mean over {steps} minibatches after 3 warm-up steps; rounds interleaved (Pyro, "
             "Pyro per-param, PyTorch, then again) on fresh modules built under seed 0, the second round of each kept; "
             "all use Adam with the family's default learning rate. `Pyro` is `SVI.step` with the optimizer of "
