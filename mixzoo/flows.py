@@ -153,13 +153,17 @@ def _plan(template: nn.Module) -> tuple[_Step, ...] | None:
 def _masked_mlp(
     h: torch.Tensor, layers: Sequence[_Layer], params: Mapping[str, torch.Tensor], buffers: Mapping[str, torch.Tensor]
 ) -> torch.Tensor:
-    """K MADE networks at once: ``h`` (K, N, in) or (N, in) shared by all K, returns (K, N, out)."""
+    """K MADE networks at once, features first: ``h`` (K, in, N) or (in, N) shared by all K, returns (K, out, N).
+
+    With the N points along the last axis every product is (out, in) x (in, N), whose weight gradient
+    (out, N) x (N, in) stays fast on the CPU also for the narrow output layer.
+    """
     k = params[layers[0].weight].shape[0]
     if h.dim() == 2:
         h = h.expand(k, *h.shape)
     for layer in layers:
         weight = buffers[layer.mask] * params[layer.weight]
-        h = torch.baddbmm(params[layer.bias].unsqueeze(1), h, weight.transpose(1, 2))
+        h = torch.baddbmm(params[layer.bias].unsqueeze(-1), weight, h)
         if layer.relu:
             h = h.relu_()  # baddbmm keeps its inputs, not its output, for the backward pass
     return h
@@ -196,39 +200,39 @@ def _squash_exp(v: torch.Tensor, c: float) -> torch.Tensor:
 
 
 def _affine(x: torch.Tensor, phi: torch.Tensor, slope: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """zuko's :class:`~zuko.transforms.MonotonicAffineTransform` for all K: ``phi`` (K, N, D, 2)."""
-    shift, scale = phi.unbind(-1)
+    """zuko's :class:`~zuko.transforms.MonotonicAffineTransform` for all K: ``x`` (K, D, N), ``phi`` (K, D, 2, N)."""
+    shift, scale = phi.unbind(2)
     log_scale = _squash(scale, 1 / abs(math.log(slope)))
-    return torch.addcmul(shift, x, log_scale.exp()), log_scale.sum(-1)
+    return torch.addcmul(shift, x, log_scale.exp()), log_scale.sum(1)
 
 
 def _rqs(x: torch.Tensor, phi: torch.Tensor, bins: int, bound: float, slope: float) -> tuple[torch.Tensor, torch.Tensor]:
-    r"""zuko's :class:`~zuko.transforms.MonotonicRQSTransform` for all K: ``phi`` (K, N, D, 3 bins - 1).
+    r"""zuko's :class:`~zuko.transforms.MonotonicRQSTransform` for all K: ``x`` (K, D, N), ``phi`` (K, D, 3 bins - 1, N).
 
     Knot :math:`j` is :math:`B (2 c_j / c_{bins} - 1)` with :math:`c_j = \sum_{i<j} e^{w_i}`, zuko's
-    softmax/pad/cumsum. Only the full cumulative sums are computed for every bin; the bin of each input is found
-    on them, and the two knots (normalised there), the totals and the two raw derivatives of that bin are read
-    with two gathers, so that the rest of the spline acts on one value per input instead of one per bin.
+    softmax/pad/cumsum. Only the cumulative sums are computed for every bin; the bin of each input is found on
+    them, and the two knots (normalised there), the totals and the two raw derivatives of that bin are read with
+    two gathers, so that the rest of the spline acts on one value per input instead of one per bin.
     """
     log_slope = abs(math.log(slope))
-    sizes, derivatives = phi.split((2 * bins, bins - 1), -1)
-    sizes = _squash_exp(sizes, 2 / log_slope).unflatten(-1, (2, bins))  # widths, heights: (K, N, D, 2, bins)
-    cum = F.pad(torch.cumsum(sizes, -1), (1, 0))  # (K, N, D, 2, bins + 1), c_0 = 0
-    x = x.expand(phi.shape[:-1])
+    sizes, derivatives = phi.split((2 * bins, bins - 1), 2)
+    sizes = _squash_exp(sizes, 2 / log_slope).unflatten(2, (2, bins))  # widths, heights: (K, D, 2, bins, N)
+    cum = F.pad(torch.cumsum(sizes, 3), (0, 0, 1, 0))  # (K, D, 2, bins + 1, N), c_0 = 0
+    x = x.expand(*phi.shape[:2], phi.shape[-1])
     with torch.no_grad():
-        horizontal = cum[..., 0, :]
-        threshold = (x + bound) * horizontal[..., -1] / (2 * bound)
-        k = torch.sum(horizontal < threshold.unsqueeze(-1), dim=-1) - 1
+        horizontal = cum[:, :, 0]
+        threshold = (x + bound) * horizontal[:, :, -1] / (2 * bound)
+        k = torch.sum(horizontal < threshold.unsqueeze(2), dim=2) - 1
     inside = torch.logical_and(0 <= k, k < bins)
-    k = (k % bins).unsqueeze(-1)
-    # positions in the flattened (2, bins + 1) sums: c_k, c_k+1, c_bins of the widths, then of the heights
-    step = torch.tensor([1, 1, 0, 1, 1, 0], device=k.device)
-    offsets = torch.tensor([0, 1, bins, bins + 1, bins + 2, 2 * bins + 1], device=k.device)
-    cx0, cx1, cx, cy0, cy1, cy = cum.flatten(-2).gather(-1, k * step + offsets).unbind(-1)
+    k = (k % bins).unsqueeze(2)
+    # rows of the flattened (2, bins + 1) sums: c_k, c_k+1, c_bins of the widths, then of the heights
+    step = torch.tensor([1, 1, 0, 1, 1, 0], device=k.device).unsqueeze(-1)
+    offsets = torch.tensor([0, 1, bins, bins + 1, bins + 2, 2 * bins + 1], device=k.device).unsqueeze(-1)
+    cx0, cx1, cx, cy0, cy1, cy = cum.flatten(2, 3).gather(2, k * step + offsets).unbind(2)
     x0, x1 = bound * (2 * cx0 / cx - 1), bound * (2 * cx1 / cx - 1)
     y0, y1 = bound * (2 * cy0 / cy - 1), bound * (2 * cy1 / cy - 1)
-    ends = F.pad(derivatives, (1, 1), value=0.0).gather(-1, k + offsets[:2])
-    d0, d1 = _squash_exp(ends, 1 / log_slope).unbind(-1)
+    ends = F.pad(derivatives, (0, 0, 1, 1), value=0.0).gather(2, k + offsets[:2])
+    d0, d1 = _squash_exp(ends, 1 / log_slope).unbind(2)
     dx, dy = x1 - x0, y1 - y0
     s = dy / dx
     z = inside * (x - x0) / dx
@@ -236,7 +240,7 @@ def _rqs(x: torch.Tensor, phi: torch.Tensor, bins: int, bound: float, slope: flo
     denominator = s + (d0 + d1 - 2 * s) * zz
     y = y0 + dy * (s * z**2 + d0 * zz) / denominator
     jacobian = s**2 * (2 * s * zz + d0 * (1 - z) ** 2 + d1 * z**2) / denominator**2
-    return torch.where(inside, y, x), (inside * jacobian.log()).sum(-1)
+    return torch.where(inside, y, x), (inside * jacobian.log()).sum(1)
 
 
 def _batched_autoregressive(
@@ -244,15 +248,15 @@ def _batched_autoregressive(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``(z, ladj)`` of K stacked MAF/NSF flows at ``x`` (N, D): shapes (K, N, D) and (K, N)."""
     d = x.shape[-1]
-    z, ladj = x, x.new_zeros(())
+    z, ladj = x.t(), x.new_zeros(())  # features first: (D, N), then (K, D, N)
     for step in steps:
-        phi = _masked_mlp(z, step.layers, params, buffers).unflatten(-1, (d, step.total))
+        phi = _masked_mlp(z, step.layers, params, buffers).unflatten(1, (d, step.total))
         if step.univariate == "affine":
             z, step_ladj = _affine(z, phi, step.slope)
         else:
             z, step_ladj = _rqs(z, phi, step.bins, step.bound, step.slope)
         ladj = ladj + step_ladj
-    return z, ladj
+    return z.transpose(1, 2), ladj
 
 
 def _key(name: str) -> str:
