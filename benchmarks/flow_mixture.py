@@ -1,7 +1,7 @@
 """Mixtures of normalizing flows: 2-D toys, MNIST5 against k-means and a GMM, and the batched K-flow pass.
 
     python benchmarks/flow_mixture.py toys
-    python benchmarks/flow_mixture.py ratio [--device cuda] [--n 1000] [--repeats 20] [--rounds 5] [--out FILE]
+    python benchmarks/flow_mixture.py ratio [--device cuda] [--n 1000] [--repeats 20] [--rounds 5] [--threads 1] [--out FILE]
     python benchmarks/flow_mixture.py mnist5 --data-dir ../shared/data/mnist [--device cuda] [--epochs 10]
 
 Each part writes its own section of docs/benchmarks.md; ``ratio`` is one table of ``benchmarks/run.py``.
@@ -212,9 +212,10 @@ def main() -> None:
     ap.add_argument("--dim", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=20)
     ap.add_argument("--rounds", type=int, default=5, help="ratio: rounds in which the loop and the batched pass take turns")
+    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: at most 2)")
     ap.add_argument("--out", default=None, help="Markdown file to write the section into (default docs/benchmarks.md)")
     a = ap.parse_args()
-    torch.set_num_threads(min(2, torch.get_num_threads()))
+    torch.set_num_threads(a.threads or min(2, torch.get_num_threads()))
     {"toys": toys, "ratio": ratio, "mnist5": mnist5}[a.part](a)
 
 
