@@ -104,23 +104,21 @@ class GaussianMixture(PyroModule):
             k = pyro.sample(
                 "y", dist.Categorical(weights), obs=None if y is None else y[idx], infer={"enumerate": "parallel"}
             )
-            pyro.sample("x", self.component(k), obs=x[idx])
+            c = self.component(k)  # batch (K, 1) under enumeration; the plate must not copy its parameters to (K, B)
+            pyro.sample("x", dist.ExpandedDistribution(c, c.batch_shape), obs=x[idx])
 
     def log_joint(self, x: torch.Tensor) -> torch.Tensor:
         """(N, K) :math:`\log \pi_k + \log \mathcal N(x_n; \mu_k, \Sigma_k)`, computed directly.
 
-        The Mahalanobis terms come from one matrix product of ``x`` with the K whitening
-        matrices :math:`L_k^{-1}` stacked side by side (from the expanded square for diagonal
-        covariances), instead of K triangular solves over the data.
+        For full covariances the Mahalanobis terms come from one matrix product of ``x`` with
+        the K whitening matrices :math:`L_k^{-1}` stacked side by side, instead of K triangular
+        solves over the data.
         """
         k, d = self.n_clusters, self.dim
         if self.covariance == "diag":
-            prec = self.scale.pow(-2)  # (K, D)
-            c = self.loc.detach().mean(0)  # the expanded square about a central point keeps float32 accurate
-            xc, loc = x - c, self.loc - c
-            maha = xc.square() @ prec.T - 2 * xc @ (loc * prec).T + (loc.square() * prec).sum(-1)
-            maha = maha.clamp(min=0)
-            half_log_det = self.scale.log().sum(-1)
+            scale = self.scale
+            maha = torch.linalg.vector_norm((x[:, None, :] - self.loc) / scale, dim=-1).square()
+            half_log_det = scale.log().sum(-1)
         else:
             tril = self.scale_tril
             eye = torch.eye(d, dtype=tril.dtype, device=tril.device).expand(k, d, d)
