@@ -154,7 +154,7 @@ class FixedNoiseNormal(dist.Normal):
 
     noise = None
 
-    def rsample(self, sample_shape=torch.Size()):
+    def rsample(self, sample_shape=()):
         return self.loc + self.scale * self.noise
 
 
