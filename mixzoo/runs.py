@@ -10,7 +10,9 @@
 from __future__ import annotations
 
 import json
+import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -158,15 +160,24 @@ def run_fit(
     if distributed:
         record["processes"] = torch.distributed.get_world_size()
     if run_dir is not None and main:
-        _write_run(run_dir, c, record, model, guide, x, proba, result, data)
+        _write_run(run_dir, c, record, model, guide, x, proba, result, data, report=progress)
     return record
+
+
+SUMMARY_ENTRIES = 2_000_000
+"""Largest number of pointwise log-likelihood values (draws x points) a run's ``summary.nc`` keeps."""
 
 
 def _write_run(
     run_dir: Path, c: FitConfig, record: dict[str, Any], model: nn.Module, guide: nn.Module, x: torch.Tensor,
-    proba: np.ndarray, result: FitResult, data: Dataset,
+    proba: np.ndarray, result: FitResult, data: Dataset, report: bool = False,
 ) -> None:  # fmt: skip
-    """Write the finished run: checkpoint, config, metrics, history, probabilities, summary and plots."""
+    """Write the finished run: checkpoint, config, metrics, history, probabilities, summary and plots.
+
+    The summary's pointwise log-likelihood holds at most :data:`SUMMARY_ENTRIES` values (200 Laplace
+    draws for up to 10000 points, fewer draws for more). With ``report`` one line says what is written,
+    and a note of the summary (e.g. a flat direction of the Laplace approximation) is one plain line.
+    """
     from .plots import write_fit_plots, write_model_plots
     from .summary import save_summary, summarize
 
@@ -178,8 +189,16 @@ def _write_run(
         data.preprocessing.save(run_dir / PREPROCESSING)
     xd = x.to(result.device)
     # Laplace draws need an exact likelihood; other models are summarised at the point estimate
-    n_draws = 200 if has_exact_likelihood(model, guide, xd) else 0
-    save_summary(summarize(model, guide, xd, n_draws=n_draws), run_dir / "summary.nc")
+    n_draws = min(200, max(20, SUMMARY_ENTRIES // len(xd))) if has_exact_likelihood(model, guide, xd) else 0
+    if report:
+        draws = f"{n_draws} Laplace draws" if n_draws else "the point estimate"
+        print(f"mixzoo: writing {run_dir}: checkpoint, metrics, probabilities, summary.nc ({draws}) and plots", file=sys.stderr, flush=True)
+    with warnings.catch_warnings(record=True) as notes:
+        warnings.simplefilter("always")
+        save_summary(summarize(model, guide, xd, n_draws=n_draws), run_dir / "summary.nc")
+    for note in notes:
+        if report:
+            print(f"mixzoo: note on summary.nc: {note.message}", file=sys.stderr, flush=True)
     write_fit_plots(run_dir, x=x.cpu().numpy(), proba=proba, losses=result.losses, labels=data.labels, val_losses=result.val_losses)
     write_model_plots(run_dir, model, guide, xd, data.image_shape)
     for name in (TRAIN_STATE, BEST_RESTART):  # the finished run's checkpoint supersedes them

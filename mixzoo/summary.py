@@ -74,17 +74,26 @@ def laplace_diagonal(
     *,
     max_exact: int = 5000,
     n_probes: int = 64,
+    max_points: int = 5000,
     seed: int = 0,
 ) -> list[torch.Tensor]:
     """Diagonal of the Hessian of :math:`-\\sum_n \\log p(x_n)` w.r.t. each module parameter.
 
     Exact (one Hessian-vector product per entry) for up to ``max_exact`` entries in
     total, otherwise Hutchinson's estimate :math:`E[v \\odot Hv]` with ``n_probes``
-    Rademacher vectors. Returns one tensor per parameter of ``modules_of(model, guide)``.
+    Rademacher vectors. With more than ``max_points`` points the Hessian of the sum is
+    estimated from a seeded random subset of ``max_points`` of them, scaled by
+    :math:`N / m` (the sum's Hessian is N times the mean's). Returns one tensor per
+    parameter of ``modules_of(model, guide)``.
     """
     params = [p for m in modules_of(model, guide) for p in m.parameters() if p.requires_grad]
+    n = x.shape[0]
+    scale = 1.0
+    if n > max_points:
+        pick = torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:max_points].to(x.device)
+        x, scale = x[pick], n / max_points
     with isolated_param_store():
-        grads = torch.autograd.grad(_nll(model, guide, x), params, create_graph=True, allow_unused=True)
+        grads = torch.autograd.grad(_nll(model, guide, x) * scale, params, create_graph=True, allow_unused=True)
     used = [(p, g) for p, g in zip(params, grads, strict=True) if g is not None and g.requires_grad]
     diag = [torch.zeros_like(p) for p in params]
     index = {id(p): i for i, p in enumerate(params)}
