@@ -3,7 +3,9 @@ r"""Closed-form EM as a step of the training loop (:class:`~mixzoo.inference.exa
 Each minibatch is one chunk of the E-step: the step computes the responsibilities of
 the current parameters (observed labels fix them to one-hot), adds the chunk's weighted
 sufficient statistics, and returns the chunk's negative log-likelihood, scaled to the
-whole data set like :meth:`pyro.infer.SVI.step`. When the epoch has visited every
+whole data set like :meth:`pyro.infer.SVI.step`. Under a process group each process
+takes its shard of the minibatch and the statistics are summed over processes before
+the M-step, so every process sets the same parameters. When the epoch has visited every
 point, :meth:`ConjugateEMStep.end_epoch` performs the M-step once from the summed
 statistics. An epoch is therefore one EM iteration on all of the data, whatever the
 batch size (which only bounds memory), and the epoch loss is the exact negative
@@ -16,6 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
+import torch.distributed
 from pyro.infer import ELBO
 from pyro.optim import PyroOptim
 
@@ -38,12 +41,14 @@ class ConjugateEMStep:
             raise MixzooInputError(
                 f"closed-form EM needs a model with log_joint, em_statistics and em_update; {type(model).__name__} has not."
             )
-        if context is not None and context.world > 1:
-            raise MixzooInputError("closed-form EM runs in one process; train it without a process group.")
+        self.context = context or DistributedContext()
         self.model = model
         self._stats: dict[str, torch.Tensor] | None = None
 
     def __call__(self, x: torch.Tensor, y: torch.Tensor | None, idx: torch.Tensor, **kwargs: Any) -> float:
+        n_batch = len(idx)
+        if self.context.world > 1:  # each process takes its shard; the statistics are summed at the M-step
+            idx = self.context.shard(idx)
         with torch.no_grad():
             xb = x[idx]
             log_joint = self.model.log_joint(xb)
@@ -56,12 +61,15 @@ class ConjugateEMStep:
                     r[seen] = torch.nn.functional.one_hot(yb[seen], r.shape[-1]).to(r.dtype)
             stats = self.model.em_statistics(xb, r)
             self._stats = stats if self._stats is None else {k: self._stats[k] + v for k, v in stats.items()}
-            return -float(log_px.sum()) * x.shape[0] / len(idx)
+            return -self.context.sum(float(log_px.sum())) * x.shape[0] / n_batch
 
     def end_epoch(self) -> None:
         if self._stats is None:
             return
         stats, self._stats = self._stats, None
+        if self.context.world > 1:
+            for value in stats.values():
+                torch.distributed.all_reduce(value)
         if not all(bool(torch.isfinite(v).all()) for v in stats.values()):
             raise TrainingDivergedError("EM: the E-step's statistics are not finite; the parameters are those of the last iteration.")
         with torch.no_grad():
