@@ -207,3 +207,15 @@ def test_the_paper_base_means_follow_the_run_seed():
 
     torch.testing.assert_close(base(0), base(0))
     assert not torch.allclose(base(0), base(1))
+
+
+def test_high_dimensional_data_get_the_maf_recipe_unless_the_user_chose():
+    from mixzoo.config import FitConfig
+    from mixzoo.family import DataShape
+
+    wide = FitConfig(model="flow-mixture").resolved().for_data(DataShape(n=30000, dim=50))
+    assert wide.options == {"flow": "maf", "base": "clusters", "hidden": [128, 128]} and wide.epochs == 30
+    chosen = FitConfig(model="flow-mixture", options={"flow": "nsf"}, epochs=5).resolved().for_data(DataShape(n=30000, dim=50))
+    assert chosen.options["flow"] == "nsf" and chosen.options["base"] == "clusters" and chosen.epochs == 5
+    flat = FitConfig(model="flow-mixture").resolved().for_data(DataShape(n=2500, dim=2))
+    assert flat.options == {} and flat.epochs == 250
