@@ -104,6 +104,8 @@ class Family:
     :param schedules: per-epoch schedules (annealing) of a built pair.
     :param initialize: ``initialize(model, guide, x, seed, options, loss=None)``: data-dependent start.
     :param step: ``step(options)``: a step factory for :func:`mixzoo.fit` (``None``: one SVI step).
+    :param continuous: the family models densities of continuous data, so integer-intensity images
+        (digits, MNIST) are dequantized before training, as with ``--dequantize``.
     :param loss_makers: losses the family builds itself, by name, over the shared ones of
         :data:`mixzoo.inference.LOSSES` (the Gaussian mixture's ``"em"`` is closed-form EM).
     :param quick: a small configuration that trains in a second or two (:class:`~mixzoo.config.FitConfig`
@@ -124,6 +126,7 @@ class Family:
     initialize: Initializer = _initialize_each
     step: StepChoice = _svi_step
     loss_makers: dict[str, Callable[..., ELBO]] = field(default_factory=dict)
+    continuous: bool = False
     quick: dict[str, Any] = field(default_factory=lambda: {"data": "moons", "epochs": 3, "subsample": 300})
 
     @property

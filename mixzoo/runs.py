@@ -131,6 +131,9 @@ def run_fit(
     else:
         run_dir = prepare_run_dir(out, overwrite) if out and main else Path(out) if out else None
     data, transfer = load_data(c)
+    if c.family.continuous and data.levels is not None and not c.dequantize:  # integer images for a density model
+        c = FitConfig(**{**c.to_dict(), "dequantize": True})
+        data, transfer = load_data(c)
     x = check_data(data.x)
     c = _prepared(c, data, x)
     noise = {"noise": transfer["noise"]} if "noise" in transfer and c.loss == "nce" else {}

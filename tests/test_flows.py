@@ -219,3 +219,15 @@ def test_high_dimensional_data_get_the_maf_recipe_unless_the_user_chose():
     assert chosen.options["flow"] == "nsf" and chosen.options["base"] == "clusters" and chosen.epochs == 5
     flat = FitConfig(model="flow-mixture").resolved().for_data(DataShape(n=2500, dim=2))
     assert flat.options == {} and flat.epochs == 250
+
+
+def test_a_flow_mixture_on_integer_images_trains_on_dequantized_pixels(tmp_path):
+    import json
+
+    from mixzoo.config import FitConfig
+    from mixzoo.runs import run_fit
+
+    run = tmp_path / "run"
+    record = run_fit(FitConfig(model="flow-mixture", data="digits", subsample=200, epochs=1, options={"transforms": 1}), out=str(run), progress=False)
+    assert json.loads((run / "config.json").read_text())["dequantize"] is True
+    assert record["n"] == 200

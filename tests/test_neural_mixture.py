@@ -128,3 +128,18 @@ def test_cli_fit_neural_mixture(capsys):
     assert code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("mixzoo: error: --gamma (model 'neural-mixture') must be at least")
+
+
+def test_images_get_the_cnn_recipe_with_augmentations_unless_the_user_chose():
+    from mixzoo.config import FitConfig
+    from mixzoo.family import DataShape
+
+    digits = FitConfig(model="neural-mixture").resolved().for_data(DataShape(n=1797, dim=64, image_shape=(8, 8), levels=17))
+    assert digits.options["arch"] == "cnn" and digits.options["augment"] is True
+    assert digits.options["channels"] == [32, 64] and digits.options["hidden"] == [32] and digits.epochs == 100
+    mnist = FitConfig(model="neural-mixture").resolved().for_data(DataShape(n=70000, dim=784, image_shape=(28, 28), levels=256))
+    assert mnist.options["channels"] == [16, 32, 64] and mnist.epochs == 15
+    mlp = FitConfig(model="neural-mixture", options={"arch": "mlp"}).resolved().for_data(DataShape(n=1797, dim=64, image_shape=(8, 8)))
+    assert mlp.options["arch"] == "mlp" and "augment" not in mlp.options and "channels" not in mlp.options
+    table = FitConfig(model="neural-mixture").resolved().for_data(DataShape(n=500, dim=4))
+    assert "arch" not in table.options and table.epochs == 100

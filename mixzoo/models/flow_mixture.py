@@ -218,6 +218,7 @@ FAMILY = register(
         losses=("trace-enum", "trace-graph", "trace"),
         recipe=_recipe,
         adapt=_adapt,
+        continuous=True,
         schedules=_schedules,
         quick={"data": "moons", "epochs": 2, "subsample": 300, "guide": "encoder", "options": {"transforms": 1}},
     )
