@@ -10,10 +10,15 @@ exits with 1.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import shlex
+import signal
 import sys
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 from . import __version__
@@ -113,7 +118,7 @@ def _fit_parser(prog: str, family: Family) -> argparse.ArgumentParser:
     o = p.add_argument_group("output")
     o.add_argument("--out", default=None, help="run directory for checkpoint, config, metrics, summary and plots")
     o.add_argument("--overwrite", action="store_true", help="replace an existing run in --out")
-    o.add_argument("--checkpoint-every", type=int, default=None, help="write a resumable training state into --out every N epochs")
+    o.add_argument("--checkpoint-every", type=int, default=None, help="write a resumable training state into --out every N epochs (default with --out: 1; it goes when the run ends)")
     o.add_argument("--resume", default=None, metavar="DIR", help="continue the interrupted run in DIR (its own config)")
     o.add_argument("--no-progress", action="store_true", help="report no progress (by default: a bar on a terminal, else a line every few seconds)")
     o.add_argument("--json", action="store_true", help="print the result as one JSON object on the last line")
@@ -227,16 +232,59 @@ def _cmd_fit(args: list[str]) -> None:
         if changed:
             flags = ", ".join("--" + k.removeprefix("opt_").replace("_", "-") for k in changed)
             raise MixzooInputError(f"--resume continues the run with its saved config; drop {flags}.")
-        record = run_fit(resume_config(a.resume), out=a.resume, resume=True, progress=progress, distributed=distributed)
+        with _resumable(a.resume):
+            record = run_fit(resume_config(a.resume), out=a.resume, resume=True, progress=progress, distributed=distributed)
     else:
         settings = {k: getattr(a, k) for k in (*TRAINING_FIELDS, "guide", "loss", "clusters", "labels", "particles", "retries",
                     "pretrain_classes", "cluster_classes", "classifier_epochs", "seed", "device", "checkpoint_every", "threads")}  # fmt: skip
+        if a.out and settings["checkpoint_every"] is None:
+            settings["checkpoint_every"] = 1  # an interrupted run with --out can always be resumed
         config = FitConfig(model=a.model, data=a.data, data_dir=a.data_dir, pca=a.pca, scale=a.scale, label_column=a.label_column,
                            columns=_columns(a.columns),
                            dequantize=a.dequantize, subsample=a.subsample, options=_family_options(a), **settings)  # fmt: skip
-        record = run_fit(config, out=a.out, overwrite=a.overwrite, progress=progress, distributed=distributed)
+        with _resumable(a.out):
+            record = run_fit(config, out=a.out, overwrite=a.overwrite, progress=progress, distributed=distributed)
     if main:
         _print_record(record, a.json)
+
+
+class _Interrupted(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM during a fit, with the run directory it can be resumed from (if any)."""
+
+    def __init__(self, run_dir: str | None) -> None:
+        super().__init__(run_dir)
+        self.run_dir = run_dir
+
+
+@contextlib.contextmanager
+def _resumable(run_dir: str | None) -> Iterator[None]:
+    """Turn SIGTERM into an interrupt, and an interrupt into :class:`_Interrupted` naming ``run_dir``.
+
+    The training state on disk is that of the last finished epoch (written atomically), so
+    nothing needs saving here: the run resumes from it.
+    """
+    def terminate(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, terminate) if threading.current_thread() is threading.main_thread() else None
+    try:
+        yield
+    except KeyboardInterrupt:
+        raise _Interrupted(run_dir) from None
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _interrupted_message(err: KeyboardInterrupt) -> str:
+    from .restarts import BEST_RESTART, TRAIN_STATE
+
+    run_dir = getattr(err, "run_dir", None)
+    if run_dir and any((Path(run_dir) / name).is_file() for name in (TRAIN_STATE, BEST_RESTART)):
+        return f"mixzoo: interrupted; the last finished epoch is saved: continue with `mixzoo fit --resume {shlex.quote(run_dir)}`."
+    if run_dir:
+        return f"mixzoo: interrupted before the first epoch ended; nothing was saved in {run_dir} to resume."
+    return "mixzoo: interrupted. With --out DIR a run saves every epoch and continues with `mixzoo fit --resume DIR`."
 
 
 def _cmd_evaluate(args: list[str]) -> None:
@@ -332,8 +380,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except TrainingDivergedError as err:
         print(f"mixzoo: {err}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        print("\nmixzoo: interrupted. A run with --out DIR --checkpoint-every N continues with `mixzoo fit --resume DIR`.", file=sys.stderr)
+    except KeyboardInterrupt as err:
+        print("\n" + _interrupted_message(err), file=sys.stderr)
         return 130
     return 0
 

@@ -88,3 +88,21 @@ def test_resume_error_messages(tmp_path, capsys):
     refused(["fit", "--resume", str(run), "--epochs", "5", "--model", "flow-mixture"], "drop --epochs, --model")
     refused(["fit", "--resume", str(run)], "already finished")
     refused(["fit", "--model", "gmm", "--data", "moons", "--checkpoint-every", "1"], "needs --out DIR")
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGTERM")
+def test_sigterm_with_out_alone_leaves_a_resumable_run_and_says_how(tmp_path):
+    whole, cut = tmp_path / "whole", tmp_path / "cut"
+    args = [*ARGS, "--loss", "trace-enum", "--epochs", "40", "--n-init", "1", "--tol", "0"]
+    ref = subprocess.run([sys.executable, "-m", "mixzoo", "fit", *args, "--out", str(whole)], capture_output=True, text=True, timeout=300)
+    assert ref.returncode == 0, ref.stderr
+    proc = _mixzoo(*args, "--out", str(cut))  # no --checkpoint-every
+    _wait_for_restart(cut, 0)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert f"continue with `mixzoo fit --resume {cut}`" in err and "Traceback" not in err
+    resumed = subprocess.run([sys.executable, "-m", "mixzoo", "fit", "--resume", str(cut), "--json"], capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    a, b = json.loads(ref.stdout.splitlines()[-1]), json.loads(resumed.stdout.splitlines()[-1])
+    assert a["final_loss"] == b["final_loss"] and a["epochs"] == b["epochs"] == 40
