@@ -10,7 +10,7 @@ import math
 
 import torch
 
-__all__ = ["kmeans_plusplus", "kmeans"]
+__all__ = ["kmeans_plusplus", "kmeans", "nearest"]
 
 
 def kmeans_plusplus(
@@ -39,15 +39,20 @@ def kmeans_plusplus(
     return torch.stack(centres)
 
 
+def nearest(x: torch.Tensor, centres: torch.Tensor) -> torch.Tensor:
+    """Index of each row's nearest centre: :math:`\\arg\\min_k \\|c_k\\|^2 - 2 x^\\top c_k`, one matrix product."""
+    return torch.addmm(centres.square().sum(-1), x, centres.T, alpha=-2).argmin(-1)
+
+
 def kmeans(x: torch.Tensor, k: int, generator: torch.Generator, n_iter: int = 20) -> tuple[torch.Tensor, torch.Tensor]:
     """k-means++ seeding followed by up to ``n_iter`` Lloyd iterations; returns (centres, labels)."""
     centres = kmeans_plusplus(x, k, generator)
-    labels = torch.cdist(x, centres).argmin(-1)
+    labels = nearest(x, centres)
     for _ in range(n_iter):
         counts = torch.bincount(labels, minlength=k).to(x.dtype)
         sums = torch.zeros_like(centres).index_add_(0, labels, x)
         centres = torch.where(counts[:, None] > 0, sums / counts.clamp(min=1)[:, None], centres)
-        new = torch.cdist(x, centres).argmin(-1)
+        new = nearest(x, centres)
         if torch.equal(new, labels):
             break
         labels = new

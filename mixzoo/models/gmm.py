@@ -112,12 +112,16 @@ class GaussianMixture(PyroModule):
 
         For full covariances the Mahalanobis terms come from one matrix product of ``x`` with
         the K whitening matrices :math:`L_k^{-1}` stacked side by side, instead of K triangular
-        solves over the data.
+        solves over the data; for diagonal ones from the expanded square
+        :math:`\\sum_d (x_d^2 - 2 x_d \\mu_{kd} + \\mu_{kd}^2) / \\sigma_{kd}^2` (three matrix products in float64).
         """
         k, d = self.n_clusters, self.dim
         if self.covariance == "diag":
             scale = self.scale
-            maha = torch.linalg.vector_norm((x[:, None, :] - self.loc) / scale, dim=-1).square()
+            prec, x64 = scale.double().pow(-2), x.double()  # the expanded square, in float64 against cancellation
+            loc = self.loc.double()
+            maha = (x64.square() @ prec.T - 2 * x64 @ (loc * prec).T + (loc.square() * prec).sum(-1)).clamp(min=0)
+            maha = maha.to(x.dtype)
             half_log_det = scale.log().sum(-1)
         else:
             tril = self.scale_tril
