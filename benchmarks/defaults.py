@@ -119,7 +119,32 @@ def main() -> None:
         table(HEADER, ordered),
     ])
     write_section("defaults", body)
+    write_section("defaults", _matrix(rows), ROOT / "README.md")
     print(body)
+
+
+def _matrix(rows: dict[tuple[str, str], list[str]]) -> str:
+    """The README's compact form: one row per family, one column per data set, ACC and seconds of the command."""
+    names = [d for d in DATA if any(key[1] == d for key in rows)]
+    lines = []
+    for model in MODELS:
+        cells = []
+        for data in names:
+            row = rows.get((model, data))
+            if row is None:
+                cells.append("not measured")
+            elif row[4] == "-":
+                cells.append(row[3].split(":")[0])
+            else:
+                cells.append(f"{row[3]} ({float(row[8]):.0f} s)")
+        lines.append([f"`{model}`", *cells])
+    return "\n".join([
+        "ACC of `mixzoo fit --model M --data D` with no other flag (seed 0) and the seconds the whole command took on a",
+        "2-core CPU; the commands, NMI, epochs and dates are in [docs/benchmarks.md](docs/benchmarks.md#default-commands-every-family-on-every-built-in-data-set)",
+        "(`python benchmarks/defaults.py`).",
+        "",
+        table(["model", *names], lines),
+    ])
 
 
 if __name__ == "__main__":
