@@ -29,7 +29,7 @@ from .family import DataShape
 from .posterior import cluster_proba, log_likelihood
 from .restarts import fit_restarts
 from .threads import choose_threads, torch_threads
-from .validation import check_data, check_n_clusters
+from .validation import check_columns, check_data, check_n_clusters
 
 __all__ = ["MixtureClusterer"]
 
@@ -119,9 +119,22 @@ class MixtureClusterer(ClusterMixin, DensityMixin, BaseEstimator):
         return config
 
     def _validate(self, X: Any, reset: bool) -> torch.Tensor:
+        """``X`` (NumPy, pandas, lists or tensors on any device) as a checked float tensor on the CPU.
+
+        scikit-learn's own messages (e.g. for a feature count other than the fitted one) are kept, raised as
+        :class:`~mixzoo.errors.MixzooInputError`.
+        """
         if isinstance(X, torch.Tensor):  # any device: the estimator computes on its own
             X = X.detach().cpu().numpy()
-        arr = validate_data(self, X, reset=reset, dtype=[np.float64, np.float32], ensure_all_finite=False)
+        check_columns(X, name="X")
+        try:
+            arr = validate_data(self, X, reset=reset, dtype=[np.float64, np.float32], ensure_all_finite=False)
+        except ValueError as err:
+            if isinstance(err, MixzooInputError):
+                raise
+            if "could not convert" in str(err):
+                raise MixzooInputError(f"X is not numeric ({err}); pass a 2-D array of numbers.") from None
+            raise MixzooInputError(str(err)) from None
         return check_data(arr, name="X")
 
     def fit(self, X: Any, y: Any = None) -> MixtureClusterer:

@@ -2,6 +2,11 @@
 
 Each function draws one figure on its own :class:`~matplotlib.figure.Figure` (no
 pyplot state), writes it to ``path`` and returns the path.
+
+Data, probabilities and labels are taken as :func:`mixzoo.fit` takes data (NumPy arrays,
+tensors on any device, pandas DataFrames or Series, nested lists) and checked before
+anything is drawn: bad input (not numeric, the wrong shape, NaN/inf data, one label
+per row missing) raises :class:`~mixzoo.errors.MixzooInputError` (a ``ValueError``).
 """
 
 from __future__ import annotations
@@ -12,10 +17,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from .errors import MixzooInputError
 from .metrics import contingency, hungarian_match
+from .posterior import as_input, cluster_proba
+from .validation import check_columns, check_data
 
 __all__ = [
     "plot_loss",
@@ -39,10 +48,84 @@ def _save(fig: Figure, path: PathLike) -> Path:
     return p
 
 
-def plot_loss(losses: Sequence[float], path: PathLike, val_losses: Sequence[float] | None = None) -> Path:
-    """Training loss per point against epoch (and the held-out loss when given)."""
+def _host(a: Any) -> Any:
+    return a.detach().cpu().numpy() if isinstance(a, torch.Tensor) else a
+
+
+def _data(x: Any, name: str = "x") -> np.ndarray:
+    """(N, D) data as :func:`mixzoo.fit` takes them, checked, as float64."""
+    return check_data(x, name=name).double().numpy()
+
+
+def _losses(values: Any, name: str) -> np.ndarray:
+    """Losses per epoch (list, array, tensor or Series) as a 1-D float array; non-finite values stay as gaps."""
+    try:
+        arr = np.asarray(_host(values), dtype=np.float64)
+    except (TypeError, ValueError) as err:
+        raise MixzooInputError(f"{name} must be numbers, one loss per epoch ({err}).") from None
+    if arr.ndim != 1:
+        raise MixzooInputError(f"{name} must be 1-D, one loss per epoch; got shape {arr.shape}.")
+    return arr
+
+
+def _labels(labels: Any, name: str, n: int | None = None, of: str = "x") -> np.ndarray:
+    """Integer labels (array, tensor, Series or list; integral floats accepted) as a 1-D int64 array of
+    length ``n`` where ``n`` is given."""
+    try:
+        arr = np.asarray(_host(labels))
+    except (TypeError, ValueError) as err:
+        raise MixzooInputError(
+            f"{name} cannot be read as an array ({err}); pass one integer label per point."
+        ) from None
+    if arr.ndim != 1:
+        raise MixzooInputError(f"{name} must be 1-D, one integer label per point; got shape {arr.shape}.")
+    if arr.size == 0:
+        raise MixzooInputError(f"{name} is empty; pass one integer label per point.")
+    if n is not None and len(arr) != n:
+        raise MixzooInputError(f"{name} has {len(arr)} entries but {of} has {n} rows; pass one label per row.")
+    if np.issubdtype(arr.dtype, np.integer) or arr.dtype == bool:
+        return arr.astype(np.int64)
+    if np.issubdtype(arr.dtype, np.floating) and np.isfinite(arr).all() and (arr == np.round(arr)).all():
+        return arr.astype(np.int64)
+    raise MixzooInputError(
+        f"{name} must be integers (dtype {arr.dtype}, NaN or fractions are refused); encode class names as "
+        "numbers, e.g. with pandas.factorize."
+    )
+
+
+def _proba(proba: Any, n: int | None = None) -> np.ndarray:
+    """(N, K) cluster probabilities, checked, as float64."""
+    proba = _host(proba)
+    check_columns(proba, name="proba")
+    try:
+        shape: tuple[int, ...] | None = np.shape(proba)
+    except ValueError:  # ragged lists: check_data names them
+        shape = None
+    if shape is not None and len(shape) != 2:
+        raise MixzooInputError(f"proba must be (N, K) cluster probabilities, got shape {shape}.")
+    p = check_data(proba, name="proba").double().numpy()
+    if p.min() < 0 or p.max() > 1 + 1e-5:
+        raise MixzooInputError(
+            f"proba holds values in [{p.min():.3g}, {p.max():.3g}], outside [0, 1]; pass probabilities "
+            "(cluster_proba or predict_proba), not log probabilities."
+        )
+    if n is not None and len(p) != n:
+        raise MixzooInputError(f"proba has {len(p)} rows but x has {n}; pass one row of probabilities per point.")
+    return p
+
+
+def plot_loss(losses: Any, path: PathLike, val_losses: Any | None = None) -> Path:
+    """Training loss per point against epoch (and the held-out loss when given).
+
+    :param losses: one loss per epoch (list, array, tensor or pandas Series); NaN/inf leave gaps.
+    :param val_losses: held-out losses per epoch, drawn when given and not empty.
+    :raises MixzooInputError: on no losses, or losses that are not a 1-D sequence of numbers.
+    """
+    losses = _losses(losses, "losses")
     if len(losses) == 0:
-        raise ValueError("no losses to plot; pass the history of a run that trained at least one epoch.")
+        raise MixzooInputError("no losses to plot; pass the history of a run that trained at least one epoch.")
+    if val_losses is not None:
+        val_losses = _losses(val_losses, "val_losses")
     fig = Figure(figsize=(5, 3.5))
     ax = fig.add_subplot()
     epochs = np.arange(1, len(losses) + 1)
@@ -66,11 +149,14 @@ def _two_d(x: np.ndarray) -> tuple[np.ndarray, tuple[str, str]]:
 
 
 def plot_clusters(x: Any, labels: Any, path: PathLike, *, title: str = "cluster assignments") -> Path:
-    """Scatter of the data coloured by cluster: 2-D data directly, otherwise its first two principal components."""
-    arr = np.asarray(x, dtype=np.float64)
-    lab = np.asarray(labels)
-    if arr.ndim != 2 or len(arr) != len(lab):
-        raise ValueError(f"x must be (N, D) with one label per row; got x {arr.shape} and labels {lab.shape}.")
+    """Scatter of the data coloured by cluster: 2-D data directly, otherwise its first two principal components.
+
+    :param x: (N, D) data.
+    :param labels: N integer cluster labels.
+    :raises MixzooInputError: on bad data, or labels that are not one integer per row of ``x``.
+    """
+    arr = _data(x)
+    lab = _labels(labels, "labels", len(arr))
     xy, (xl, yl) = _two_d(arr)
     fig = Figure(figsize=(5, 5))
     ax = fig.add_subplot()
@@ -81,10 +167,12 @@ def plot_clusters(x: Any, labels: Any, path: PathLike, *, title: str = "cluster 
 
 
 def plot_confidence(proba: Any, path: PathLike, *, bins: int = 20) -> Path:
-    """Histogram of each point's largest cluster probability :math:`\\max_k p(k \\mid x_n)`."""
-    p = np.asarray(proba, dtype=np.float64)
-    if p.ndim != 2:
-        raise ValueError(f"proba must be (N, K), got shape {p.shape}.")
+    """Histogram of each point's largest cluster probability :math:`\\max_k p(k \\mid x_n)`.
+
+    :param proba: (N, K) cluster probabilities.
+    :raises MixzooInputError: if ``proba`` is not an (N, K) array of finite values in [0, 1].
+    """
+    p = _proba(proba)
     top = p.max(1)
     fig = Figure(figsize=(5, 3.5))
     ax = fig.add_subplot()
@@ -95,9 +183,14 @@ def plot_confidence(proba: Any, path: PathLike, *, bins: int = 20) -> Path:
 
 
 def plot_confusion(labels_true: Any, labels_pred: Any, path: PathLike) -> Path:
-    """Counts of true class against predicted cluster, clusters reordered by the Hungarian matching."""
-    t = np.asarray(labels_true)
-    p = np.asarray(labels_pred)
+    """Counts of true class against predicted cluster, clusters reordered by the Hungarian matching.
+
+    :param labels_true: N integer class labels.
+    :param labels_pred: N integer cluster labels.
+    :raises MixzooInputError: if either is not 1-D integers, or their lengths differ.
+    """
+    t = _labels(labels_true, "labels_true")
+    p = _labels(labels_pred, "labels_pred", len(t), of="labels_true")
     classes, clusters = np.unique(t), np.unique(p)
     c = contingency(t, p)  # (clusters, classes)
     mapping = hungarian_match(t, p)
@@ -124,13 +217,25 @@ def write_fit_plots(
     *,
     x: Any,
     proba: Any,
-    losses: Sequence[float],
+    losses: Any,
     labels: Any | None = None,
-    val_losses: Sequence[float] | None = None,
+    val_losses: Any | None = None,
 ) -> list[Path]:
-    """Write ``loss.png``, ``clusters.png``, ``confidence.png`` and, with true labels, ``confusion.png``."""
+    """Write ``loss.png``, ``clusters.png``, ``confidence.png`` and, with true labels, ``confusion.png``.
+
+    Every input is checked before the first file is written.
+
+    :raises MixzooInputError: on bad data, probabilities, losses or labels (see the single plots).
+    """
     d = Path(run_dir)
-    pred = np.asarray(proba).argmax(1)
+    x = _data(x)
+    proba = _proba(proba, len(x))
+    losses = _losses(losses, "losses")
+    if len(losses) == 0:
+        raise MixzooInputError("no losses to plot; pass the history of a run that trained at least one epoch.")
+    val_losses = None if val_losses is None else _losses(val_losses, "val_losses")
+    labels = None if labels is None else _labels(labels, "labels", len(x))
+    pred = proba.argmax(1)
     paths = [
         plot_loss(losses, d / "loss.png", val_losses),
         plot_clusters(x, pred, d / "clusters.png"),
@@ -151,18 +256,19 @@ def _grid(x: np.ndarray, n: int = 200, pad: float = 0.1) -> tuple[np.ndarray, np
 
 
 def plot_decision_regions(model: Any, guide: Any, x: Any, path: PathLike, *, n: int = 200) -> Path:
-    """2-D data coloured by cluster over the regions where each cluster has the highest posterior."""
-    import torch
+    """2-D data coloured by cluster over the regions where each cluster has the highest posterior.
 
-    from .posterior import cluster_proba
-
-    xs = np.asarray(x, dtype=np.float32)
-    if xs.shape[1] != 2:
-        raise ValueError(f"decision regions need 2-D data, got {xs.shape[1]} features")
+    :param x: (N, 2) data.
+    :raises MixzooInputError: on bad data, or data with other than two features or the model's feature count.
+    """
+    xt = as_input(x, model, guide)
+    if xt.shape[1] != 2:
+        raise MixzooInputError(f"decision regions need 2-D data, got {xt.shape[1]} features.")
+    xs = xt.cpu().numpy()
     xx, yy, pts = _grid(xs, n)
-    dev = next(iter(model.buffers()), torch.empty(0)).device
-    regions = cluster_proba(model, guide, torch.as_tensor(pts, device=dev)).argmax(1).cpu().numpy().reshape(xx.shape)
-    pred = cluster_proba(model, guide, torch.as_tensor(xs, device=dev)).argmax(1).cpu().numpy()
+    regions = cluster_proba(model, guide, torch.as_tensor(pts, device=xt.device)).argmax(1).cpu().numpy()
+    regions = regions.reshape(xx.shape)
+    pred = cluster_proba(model, guide, xt).argmax(1).cpu().numpy()
     fig = Figure(figsize=(5, 5))
     ax = fig.add_subplot()
     k = int(max(regions.max(), pred.max())) + 1
@@ -173,14 +279,23 @@ def plot_decision_regions(model: Any, guide: Any, x: Any, path: PathLike, *, n: 
 
 
 def plot_component_densities(model: Any, x: Any, path: PathLike, *, n: int = 150, n_samples: int = 200) -> Path:
-    """Per-component density contours of a 2-D mixture (``model.component_log_prob``) with samples of each."""
-    import torch
+    """Per-component density contours of a 2-D mixture (``model.component_log_prob``) with samples of each.
 
-    xs = np.asarray(x, dtype=np.float32)
-    xx, yy, pts = _grid(xs, n)
-    dev = next(iter(model.buffers()), torch.empty(0)).device
+    :param x: (N, 2) data, which set the plotted range.
+    :raises MixzooInputError: on bad data, or data with other than two features or the model's feature count.
+    :raises TypeError: if the model has no ``component_log_prob``.
+    """
+    if not callable(getattr(model, "component_log_prob", None)):
+        raise TypeError(
+            f"{type(model).__name__} has no component_log_prob(x); component densities are drawn for mixtures "
+            "that state them (e.g. the Student-t and flow mixtures)."
+        )
+    xt = as_input(x, model)
+    if xt.shape[1] != 2:
+        raise MixzooInputError(f"component densities are drawn for 2-D data, got {xt.shape[1]} features.")
+    xx, yy, pts = _grid(xt.cpu().numpy(), n)
     with torch.no_grad():
-        dens = model.component_log_prob(torch.as_tensor(pts, device=dev)).exp().cpu().numpy()
+        dens = model.component_log_prob(torch.as_tensor(pts, device=xt.device)).exp().cpu().numpy()
     k = dens.shape[1]
     cols = min(k, 5)
     rows = -(-k // cols)
@@ -198,8 +313,6 @@ def plot_component_densities(model: Any, x: Any, path: PathLike, *, n: int = 150
 
 def plot_component_samples(model: Any, image_shape: Sequence[int], path: PathLike, *, per_component: int = 8) -> Path:
     """A grid of images: one row of samples per component (flow mixtures: models with ``flows``)."""
-    import torch
-
     k = model.n_clusters
     g = torch.Generator().manual_seed(0)
     fig = Figure(figsize=(per_component, k))
@@ -218,7 +331,7 @@ def write_model_plots(
 ) -> list[Path]:
     """Model-level plots: decision regions and component densities for 2-D data, sample grids for images."""
     d = Path(run_dir)
-    xs = np.asarray(x)
+    xs = as_input(x, model, guide)
     paths = []
     if xs.shape[1] == 2:
         paths.append(plot_decision_regions(model, guide, xs, d / "regions.png"))

@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 import pyro.poutine as poutine
 import torch
 from pyro.poutine.trace_struct import Trace
@@ -41,8 +42,16 @@ __all__ = [
 
 def as_input(x: Any, *modules: Any) -> torch.Tensor:
     """Data as :func:`mixzoo.fit` takes them (NumPy, pandas, lists or tensors), checked, as a float tensor on
-    the device of the modules' parameters."""
-    t = check_data(x)
+    the device of the modules' parameters.
+
+    The first module is the model; where it states its feature count as an integer ``dim``, data with
+    another number of features are refused.
+
+    :raises MixzooInputError: on data :func:`~mixzoo.validation.check_data` refuses.
+    """
+    dim = getattr(getattr(modules[0], "__self__", modules[0]), "dim", None) if modules else None
+    usable = isinstance(dim, (int, np.integer)) and not isinstance(dim, bool)
+    t = check_data(x, dim=int(dim) if usable else None)
     for m in modules:
         params = list(getattr(getattr(m, "__self__", m), "parameters", lambda: [])())
         if params:

@@ -51,9 +51,9 @@ from pyro.infer import Predictive, TraceEnum_ELBO
 
 from .arviz_compat import ArvizData, save, to_arviz
 from .contract import in_data_plate
+from .errors import MixzooInputError
 from .params import StateDict, isolated_param_store, modules_of
-from .posterior import cluster_proba, log_likelihood
-from .validation import check_data
+from .posterior import as_input, cluster_proba, log_likelihood
 
 __all__ = ["summarize", "laplace_diagonal", "save_summary", "ArvizData"]
 
@@ -229,18 +229,21 @@ def summarize(
 ) -> ArvizData:
     """ArviZ data for a fitted pair on data ``x``; see the module docstring for the groups.
 
+    :param x: data as :func:`mixzoo.fit` takes them (NumPy, pandas, lists or tensors), (N, D).
     :param n_draws: draws for the pointwise log-likelihood (Laplace draws of module
         parameters, or guide draws of global latents); ``0`` evaluates the point
         estimate only (one draw, which :func:`arviz.loo` cannot use).
     :param seed: seeds the draws.
     :param min_curvature: floor of the Hessian diagonal in the Laplace approximation.
     :param param_state: param-store state for parameters declared with bare ``pyro.param``.
+    :raises MixzooInputError: on data :func:`mixzoo.fit` would refuse (not numeric, not 2-D, NaN/inf, or
+        another number of features than the model's).
     """
     if not isinstance(n_draws, int) or n_draws < 0:
-        raise ValueError(f"n_draws must be a non-negative integer, got {n_draws!r}.")
+        raise MixzooInputError(f"n_draws must be a non-negative integer, got {n_draws!r}.")
     mods = modules_of(model, guide)
     device = next((p.device for m in mods for p in m.parameters()), torch.device("cpu"))
-    xt = check_data(x).to(device)
+    xt = as_input(x, model, guide).to(device)
     n, d = xt.shape
     proba = cluster_proba(model, guide, xt, param_state=param_state).cpu().double().numpy()
     k = proba.shape[1]

@@ -23,18 +23,36 @@ import torch
 
 from .errors import MixzooInputError
 
-__all__ = ["check_data", "check_n_clusters", "check_labels", "check_device", "MAX_ABS"]
+__all__ = ["check_data", "check_columns", "check_n_clusters", "check_labels", "check_device", "MAX_ABS"]
 
 MAX_ABS = 1e15
 """Largest magnitude accepted in data: (1e15)^2 = 1e30 still fits float32 (max ~3.4e38) with room to spare."""
 
 
+def check_columns(x: Any, *, name: str = "data") -> None:
+    """Refuse a table (a pandas DataFrame, or anything with ``columns`` and ``dtypes``) with non-numeric
+    columns, naming them; other inputs pass unchecked.
+
+    :raises MixzooInputError: if a column holds strings, objects, categories or dates.
+    """
+    dtypes = getattr(x, "dtypes", None)
+    if dtypes is None or not hasattr(x, "columns") or not hasattr(dtypes, "items"):
+        return
+    bad = [f"{col!r} ({dt})" for col, dt in dtypes.items() if getattr(dt, "kind", "O") not in "biufc"]
+    if bad:
+        raise MixzooInputError(
+            f"{name} has non-numeric column(s) {', '.join(bad)}; drop them or encode them as numbers "
+            "(e.g. pandas.get_dummies)."
+        )
+
+
 def check_data(x: Any, *, name: str = "data", dim: int | None = None) -> torch.Tensor:
     """Return ``x`` as a float32 tensor of shape ``(n_samples, n_features)``.
 
-    :raises MixzooInputError: if ``x`` is empty, not numeric, not 2-D, has the
-        wrong number of features, or holds NaN/inf values.
+    :raises MixzooInputError: if ``x`` is empty, not numeric (a DataFrame's non-numeric columns are
+        named), not 2-D, has the wrong number of features, or holds NaN/inf values.
     """
+    check_columns(x, name=name)
     if isinstance(x, torch.Tensor):
         if x.is_complex():
             raise MixzooInputError(f"{name} has dtype {x.dtype}; pass real numbers (float).")
