@@ -138,7 +138,7 @@ def test_images_get_the_cnn_recipe_with_augmentations_unless_the_user_chose():
     assert digits.options["arch"] == "cnn" and digits.options["augment"] is True
     assert digits.options["channels"] == [32, 64] and digits.options["hidden"] == [32] and digits.epochs == 100
     mnist = FitConfig(model="neural-mixture").resolved().for_data(DataShape(n=70000, dim=784, image_shape=(28, 28), levels=256))
-    assert mnist.options["channels"] == [16, 32, 64] and mnist.epochs == 15
+    assert mnist.options["channels"] == [16, 32, 64] and mnist.epochs == 5
     mlp = FitConfig(model="neural-mixture", options={"arch": "mlp"}).resolved().for_data(DataShape(n=1797, dim=64, image_shape=(8, 8)))
     assert mlp.options["arch"] == "mlp" and "augment" not in mlp.options and "channels" not in mlp.options
     table = FitConfig(model="neural-mixture").resolved().for_data(DataShape(n=500, dim=4))
