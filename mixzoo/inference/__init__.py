@@ -10,10 +10,11 @@ from pyro.infer import ELBO, Trace_ELBO, TraceEnum_ELBO, TraceGraph_ELBO
 from ..errors import MixzooInputError
 from .compat import check_pair
 from .em import EM
+from .exact_em import ExactEM
 from .nce import NCE
 from .vimco import VIMCO
 
-__all__ = ["LOSSES", "PARTICLE_LOSSES", "make_loss", "check_pair", "NCE", "VIMCO", "EM"]
+__all__ = ["LOSSES", "PARTICLE_LOSSES", "make_loss", "check_pair", "NCE", "VIMCO", "EM", "ExactEM"]
 
 LOSSES: dict[str, Callable[..., ELBO]] = {
     "trace-enum": lambda **kw: TraceEnum_ELBO(max_plate_nesting=1, **kw),

@@ -11,6 +11,7 @@
 """
 
 from .checkpointing import TrainingCheckpoint
+from .conjugate_em import ConjugateEMStep, conjugate_em
 from .convergence import Convergence
 from .divergence import Diverged, DivergenceGuard
 from .early_stopping import EarlyStopping
@@ -23,6 +24,8 @@ __all__ = [
     "SVIStep",
     "TwoFoldStep",
     "two_fold",
+    "ConjugateEMStep",
+    "conjugate_em",
     "Diverged",
     "DivergenceGuard",
     "TrainingCheckpoint",
