@@ -37,7 +37,6 @@ from report import command, machine, table, write_section  # noqa: E402
 from mixzoo.config import FitConfig  # noqa: E402
 from mixzoo.data import Dataset, load_dataset  # noqa: E402
 from mixzoo.family import DataShape  # noqa: E402
-from mixzoo.inference import make_loss  # noqa: E402
 from mixzoo.metrics import clustering_report  # noqa: E402
 from mixzoo.posterior import cluster_proba  # noqa: E402
 from mixzoo.restarts import fit_restarts  # noqa: E402

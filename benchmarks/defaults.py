@@ -22,10 +22,10 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, __file__.rsplit("/", 1)[0])
-from report import machine, read_section, table, write_section  # noqa: E402
+from report import machine, mnist_dir, read_section, table, write_section  # noqa: E402
 
-from mixzoo.family import MODELS  # noqa: E402
 import mixzoo.models  # noqa: E402, F401  (registers every family)
+from mixzoo.family import MODELS  # noqa: E402
 
 DATA = {
     "pinwheel": [],
@@ -37,13 +37,6 @@ DATA = {
 NEEDS_MNIST = {"mnist5-pca50", "mnist"}
 ROOT = Path(__file__).resolve().parent.parent
 HEADER = ["model", "data", "command", "ACC", "NMI", "epochs", "converged", "seconds (fit)", "seconds (command)", "measured"]
-
-
-def _data_dir(arg: str | None) -> str | None:
-    for candidate in (arg, os.environ.get("MIXZOO_DATA"), str(ROOT.parent / "shared" / "data" / "mnist")):
-        if candidate and Path(candidate).is_dir():
-            return candidate
-    return None
 
 
 def _argv(model: str, data: str, data_dir: str | None) -> list[str]:
@@ -83,7 +76,7 @@ def main() -> None:
     ap.add_argument("--timeout", type=float, default=1800.0, help="seconds one command may run")
     ap.add_argument("--data-dir", default=None, help="MNIST idx files (default $MIXZOO_DATA or ../shared/data/mnist)")
     a = ap.parse_args()
-    data_dir = _data_dir(a.data_dir)
+    data_dir = mnist_dir(a.data_dir)
     rows = _old_rows()
     today = datetime.date.today().isoformat()
     for data in a.data.split(","):
@@ -109,7 +102,7 @@ def main() -> None:
     body = "\n".join([
         "## Default commands: every family on every built-in data set",
         "",
-        f"Command: `python benchmarks/defaults.py` (rows may come from several sittings; `measured` gives each row's date)  ",
+        "Command: `python benchmarks/defaults.py` (rows may come from several sittings; `measured` gives each row's date)  ",
         f"Machine: {machine()}  ",
         "Each row is one `mixzoo fit --model M --data D --json` with no other flag (MNIST sets: `--data-dir`, and "
         "`--pca 50` for MNIST5), seed 0, the family's recipe for data of that shape, the default thread choice. "

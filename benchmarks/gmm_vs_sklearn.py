@@ -15,11 +15,9 @@ Writes the section ``gmm-vs-sklearn`` of docs/benchmarks.md.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -30,7 +28,7 @@ from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
 sys.path.insert(0, __file__.rsplit("/", 1)[0])
-from report import command, machine, table, write_section  # noqa: E402
+from report import command, machine, mnist_dir, table, write_section  # noqa: E402
 
 from mixzoo import MixtureClusterer  # noqa: E402
 from mixzoo.data import load_dataset  # noqa: E402
@@ -63,14 +61,6 @@ def _mnist_pca50(data_dir: str) -> Callable[[], Table]:
     return load
 
 
-def _data_dir(arg: str | None) -> str | None:
-    root = Path(__file__).resolve().parent.parent
-    for candidate in (arg, os.environ.get("MIXZOO_DATA"), str(root.parent / "shared" / "data" / "mnist")):
-        if candidate and Path(candidate).is_dir():
-            return candidate
-    return None
-
-
 def _time(fit: Callable[[], np.ndarray], labels: np.ndarray, repeats: int) -> tuple[float, float]:
     """ACC and the fastest of ``repeats`` runs (the same seeded fit each time)."""
     times = []
@@ -96,7 +86,7 @@ def main() -> None:
         "breast cancer (standardised)": _sklearn_table(load_breast_cancer, scale=True),
         "digits": _digits,
     }
-    data_dir = _data_dir(a.data_dir)
+    data_dir = mnist_dir(a.data_dir)
     if data_dir is not None:
         tables["MNIST PCA 50"] = _mnist_pca50(data_dir)
     summary, rows = [], []
@@ -114,9 +104,9 @@ def main() -> None:
                         if loss == "trace-enum" and big:
                             continue
                         est = MixtureClusterer("gmm", k, {"covariance": cov}, loss=loss, n_init=a.n_init, random_state=seed, threads=a.threads)
-                        res[loss].append(_time(lambda est=est: est.fit(x).predict_proba(x), labels, 1 if big else a.repeats))
+                        res[loss].append(_time(lambda est=est, x=x: est.fit(x).predict_proba(x), labels, 1 if big else a.repeats))
                     sk = SkGMM(k, covariance_type=cov, n_init=a.n_init, random_state=seed)
-                    res["sklearn"].append(_time(lambda sk=sk: sk.fit(x).predict_proba(x), labels, 1 if big else a.repeats))
+                    res["sklearn"].append(_time(lambda sk=sk, x=x: sk.fit(x).predict_proba(x), labels, 1 if big else a.repeats))
                     shown = {m: f"{r[-1][0]:.3f} / {r[-1][1]:.3f}" if r else "-" for m, r in res.items()}
                     rows.append([name, cov, seed, shown["em"], shown["trace-enum"], shown["sklearn"]])
                     print(name, cov, seed, {m: r[-1] for m, r in res.items() if r}, flush=True)

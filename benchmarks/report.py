@@ -73,6 +73,15 @@ def doc_path(doc: str | Path | None = None) -> Path:
     return Path(env) if env else DOC
 
 
+def mnist_dir(arg: str | None = None) -> str | None:
+    """The MNIST idx directory: ``arg``, else ``$MIXZOO_DATA``, else ../shared/data/mnist beside the repository;
+    ``None`` when none of them exists."""
+    for candidate in (arg, os.environ.get("MIXZOO_DATA"), str(ROOT.parent / "shared" / "data" / "mnist")):
+        if candidate and Path(candidate).is_dir():
+            return candidate
+    return None
+
+
 def write_section(key: str, body: str, doc: str | Path | None = None) -> Path:
     """Insert or replace the section delimited by ``<!-- key -->`` markers; returns the file written."""
     path = doc_path(doc)

@@ -38,24 +38,17 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 
-from report import DOC_ENV, command, machine, table, write_section  # noqa: E402
+from report import DOC_ENV, command, machine, mnist_dir, table, write_section  # noqa: E402
 
 CLUSTERING = ["pinwheel", "two-circles", "moons", "digits", "mnist1d", "mnist", "mnist-pca50", "mnist5-pca50"]
 NEEDS_MNIST = {"mnist", "mnist-pca50", "mnist5-pca50"}
-
-
-def _data_dir(arg: str | None) -> str | None:
-    for candidate in (arg, os.environ.get("MIXZOO_DATA"), str(ROOT.parent / "shared" / "data" / "mnist")):
-        if candidate and Path(candidate).is_dir():
-            return candidate
-    return None
 
 
 def plan(a: argparse.Namespace, cuda: bool) -> list[tuple[str, list[str]]]:
     """(name, argv after ``python``) of each table process, in order."""
     mode = ["--quick"] if a.quick else []
     seeds = ["--seeds", str(a.seeds)] if a.seeds else []
-    data_dir = _data_dir(a.data_dir)
+    data_dir = mnist_dir(a.data_dir)
     threads = ["--threads", str(a.threads)]
     out: list[tuple[str, list[str]]] = []
     for name in CLUSTERING:
