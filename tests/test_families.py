@@ -14,7 +14,6 @@ import torch
 import mixzoo.runs
 from mixzoo.cli import main
 from mixzoo.config import FitConfig
-from mixzoo.inference import make_loss
 from mixzoo.models import MODELS
 from mixzoo.options import flag_name
 from mixzoo.restarts import train_one

@@ -108,12 +108,12 @@ class GaussianMixture(PyroModule):
             pyro.sample("x", dist.ExpandedDistribution(c, c.batch_shape), obs=x[idx])
 
     def log_joint(self, x: torch.Tensor) -> torch.Tensor:
-        """(N, K) :math:`\log \pi_k + \log \mathcal N(x_n; \mu_k, \Sigma_k)`, computed directly.
+        r"""(N, K) :math:`\log \pi_k + \log \mathcal N(x_n; \mu_k, \Sigma_k)`, computed directly.
 
         For full covariances the Mahalanobis terms come from one matrix product of ``x`` with
         the K whitening matrices :math:`L_k^{-1}` stacked side by side, instead of K triangular
         solves over the data; for diagonal ones from the expanded square
-        :math:`\\sum_d (x_d^2 - 2 x_d \\mu_{kd} + \\mu_{kd}^2) / \\sigma_{kd}^2` (three matrix products in float64).
+        :math:`\sum_d (x_d^2 - 2 x_d \mu_{kd} + \mu_{kd}^2) / \sigma_{kd}^2` (three matrix products in float64).
         """
         k, d = self.n_clusters, self.dim
         if self.covariance == "diag":
@@ -135,7 +135,7 @@ class GaussianMixture(PyroModule):
         return self.weights.log() - 0.5 * maha - half_log_det - 0.5 * d * math.log(2 * math.pi)
 
     def em_statistics(self, x: torch.Tensor, r: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Weighted sufficient statistics of a chunk: :math:`N_k`, :math:`\sum_n r_{nk} x_n` and
+        r"""Weighted sufficient statistics of a chunk: :math:`N_k`, :math:`\sum_n r_{nk} x_n` and
         :math:`\sum_n r_{nk} x_n x_n^\top` (its diagonal for diagonal covariances), in float64.
 
         The products run in the data's precision about the mixture's current mean :math:`c`
