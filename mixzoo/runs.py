@@ -22,7 +22,7 @@ from torch import nn
 
 from .checkpoint import CONFIG, load_checkpoint, prepare_run_dir, save_checkpoint, write_json
 from .config import FitConfig, config_from_json
-from .data import Dataset, load_dataset
+from .data import Dataset, load_dataset, preprocess
 from .data.transform import PREPROCESSING
 from .errors import MixzooInputError
 from .family import DataShape
@@ -133,7 +133,7 @@ def run_fit(
     data, transfer = load_data(c)
     if c.family.continuous and data.levels is not None and not c.dequantize:  # integer images for a density model
         c = FitConfig(**{**c.to_dict(), "dequantize": True})
-        data, transfer = load_data(c)
+        data = preprocess(data, seed=c.seed, dequantize=True)  # what load_data(c) now gives, without reading again
     x = check_data(data.x)
     c = _prepared(c, data, x)
     noise = {"noise": transfer["noise"]} if "noise" in transfer and c.loss == "nce" else {}
