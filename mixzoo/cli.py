@@ -217,13 +217,24 @@ _RESUME_KEEPS = {"resume", "json", "no_progress"}
 
 
 def _cmd_fit(args: list[str]) -> None:
-    from .distributed import init_from_env, launched_by_torchrun
-    from .runs import resume_config, run_fit
+    from .distributed import init_from_env, launched_by_torchrun, leave
 
     a, parser = _parse(_fit_parser, "mixzoo fit", args)
     distributed = launched_by_torchrun()
-    if distributed:
-        init_from_env(a.device)
+    if not distributed:
+        return _fit_one(a, parser, distributed=False)
+    init_from_env(a.device)
+    try:
+        _fit_one(a, parser, distributed=True)
+    except BaseException:
+        leave(wait=False)  # the other processes may never get here
+        raise
+    leave()
+
+
+def _fit_one(a: argparse.Namespace, parser: argparse.ArgumentParser, distributed: bool) -> None:
+    from .runs import resume_config, run_fit
+
     main = not distributed or int(os.environ.get("RANK", "0")) == 0
     progress = not a.no_progress and main  # a bar on a terminal, a line every few seconds in a log
     if a.resume is not None:

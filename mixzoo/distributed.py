@@ -39,7 +39,7 @@ from torch._utils import _flatten_dense_tensors, _unflatten_dense_tensors
 
 from .errors import MixzooInputError
 
-__all__ = ["DistributedContext", "DistributedSVI", "init_from_env", "launched_by_torchrun"]
+__all__ = ["DistributedContext", "DistributedSVI", "init_from_env", "launched_by_torchrun", "leave"]
 
 
 def launched_by_torchrun() -> bool:
@@ -60,6 +60,19 @@ def init_from_env(device: str = "cpu") -> None:
     if backend == "nccl":
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
     dist.init_process_group(backend=backend)
+
+
+def leave(wait: bool = True) -> None:
+    """Leave the process group, by default once every process has got here.
+
+    Without the barrier a process that finishes first (rank 1 does not write the checkpoint) tears down its
+    gloo pair while the other still holds it, and one of them can abort at exit. ``wait=False`` is for a
+    process that failed: the others may never reach the barrier.
+    """
+    if dist.is_available() and dist.is_initialized():
+        if wait:
+            dist.barrier()
+        dist.destroy_process_group()
 
 
 @dataclass(frozen=True)
