@@ -49,6 +49,7 @@ class FitConfig:
     lr: float | None = None
     lr_decay: float | None = None
     pca: int | None = None
+    """Principal components to keep; ``None``: the family's recipe (:attr:`~mixzoo.family.Family.reduce`), 0: every feature."""
     scale: bool = False
     dequantize: bool = False
     """Images: integer intensities v become (v + U[0, 1)) / levels, seeded (Li et al. 2020's preprocessing)."""
@@ -170,7 +171,7 @@ def _check_settings(c: FitConfig) -> None:
     _positive_int(c.checkpoint_every, "--checkpoint-every")
     _positive_int(c.classifier_epochs, "--classifier-epochs")
     _positive_int(c.labels, "--labels")
-    _positive_int(c.pca, "--pca")
+    _positive_int(c.pca, "--pca", 0)
     _positive_int(c.threads, "--threads")
     _positive_int(c.subsample, "--subsample", 2)
     if c.tol is not None and (isinstance(c.tol, bool) or not isinstance(c.tol, int | float) or not c.tol >= 0):

@@ -32,7 +32,7 @@ from .errors import MixzooInputError
 from .inference import make_loss
 from .options import Options
 
-__all__ = ["Family", "Training", "DataShape", "register", "get_family", "MODELS"]
+__all__ = ["Family", "Training", "DataShape", "register", "get_family", "principal_components", "MODELS"]
 
 
 @dataclass(frozen=True)
@@ -86,6 +86,24 @@ def _svi_step(options: Any) -> None:
     return None
 
 
+def _keep_features(data: DataShape) -> int | None:
+    return None
+
+
+def principal_components(above: int = 100, keep: int = 50) -> Callable[[DataShape], int | None]:
+    """A ``reduce`` rule: data with more than ``above`` features go to ``keep`` principal components.
+
+    The rule of the density families on images: on raw MNIST (784 pixels) a Gaussian, Student-t, energy or
+    flow mixture is slow and clusters worse than on 50 principal components (the flow mixture's MNIST5 table:
+    0.42 raw against 0.97 on PCA 50), and the flow and energy mixtures do not finish in 25 minutes.
+    """
+
+    def rule(data: DataShape) -> int | None:
+        return keep if data.dim > above and min(data.n, data.dim) > keep else None
+
+    return rule
+
+
 @dataclass(frozen=True)
 class Family:
     """How a model family is built and trained.
@@ -106,6 +124,8 @@ class Family:
     :param step: ``step(options)``: a step factory for :func:`mixzoo.fit` (``None``: one SVI step).
     :param continuous: the family models densities of continuous data, so integer-intensity images
         (digits, MNIST) are dequantized before training, as with ``--dequantize``.
+    :param reduce: ``reduce(data) -> D``: the principal components the recipe reduces the data to when
+        ``--pca`` is not given (``None``: every feature is kept); see :func:`principal_components`.
     :param loss_makers: losses the family builds itself, by name, over the shared ones of
         :data:`mixzoo.inference.LOSSES` (the Gaussian mixture's ``"em"`` is closed-form EM).
     :param quick: a small configuration that trains in a second or two (:class:`~mixzoo.config.FitConfig`
@@ -127,6 +147,7 @@ class Family:
     step: StepChoice = _svi_step
     loss_makers: dict[str, Callable[..., ELBO]] = field(default_factory=dict)
     continuous: bool = False
+    reduce: Callable[[DataShape], int | None] = _keep_features
     quick: dict[str, Any] = field(default_factory=lambda: {"data": "moons", "epochs": 3, "subsample": 300})
 
     @property

@@ -42,7 +42,7 @@ __all__ = ["run_fit", "run_evaluate", "load_run", "load_data", "resume_config"]
 def load_data(config: FitConfig) -> tuple[Dataset, dict[str, Any]]:
     """The data set of a config and the loss options it implies (the transfer noise)."""
     data = load_dataset(
-        config.data, data_dir=config.data_dir, scale=config.scale, pca=config.pca, subsample=config.subsample,
+        config.data, data_dir=config.data_dir, scale=config.scale, pca=config.pca or None, subsample=config.subsample,
         seed=config.seed, dequantize=config.dequantize, label_column=config.label_column, columns=config.columns,
     )  # fmt: skip
     if not config.pretrain_classes:
@@ -93,6 +93,20 @@ def resume_config(run_dir: str | Path) -> FitConfig:
         raise MixzooInputError(f"{str(path)!r} is not valid JSON ({err}).") from None
 
 
+def _reduced(c: FitConfig, data: Dataset, report: bool) -> tuple[FitConfig, Dataset]:
+    """Apply the family's ``reduce`` rule when ``--pca`` was not given: the config then records the components."""
+    if c.pca is not None or data.x.ndim != 2:
+        return c, data
+    keep = c.family.reduce(DataShape(int(data.x.shape[0]), int(data.x.shape[1]), data.image_shape, data.levels))
+    if keep is None:
+        return c, data
+    if report:
+        print(f"mixzoo: {c.model} reduces the {data.x.shape[1]} features to {keep} principal components (its recipe "
+              f"above 100 features); --pca 0 keeps them all", file=sys.stderr, flush=True)  # fmt: skip
+    c = FitConfig(**{**c.to_dict(), "pca": keep})
+    return c, load_data(c)[0]
+
+
 def _prepared(config: FitConfig, data: Dataset, x: torch.Tensor) -> FitConfig:
     c = config
     if c.clusters is None:
@@ -131,6 +145,7 @@ def run_fit(
     else:
         run_dir = prepare_run_dir(out, overwrite) if out and main else Path(out) if out else None
     data, transfer = load_data(c)
+    c, data = _reduced(c, data, report=progress and main)
     if c.family.continuous and data.levels is not None and not c.dequantize:  # integer images for a density model
         c = FitConfig(**{**c.to_dict(), "dequantize": True})
         data = preprocess(data, seed=c.seed, dequantize=True)  # what load_data(c) now gives, without reading again

@@ -34,7 +34,7 @@ from pyro.ops.indexing import Vindex
 from torch import nn
 
 from ..errors import MixzooInputError
-from ..family import DataShape, Family, Training, register
+from ..family import DataShape, Family, Training, principal_components, register
 from ..guides import EmptyGuide
 from ..kmeans import kmeans
 from ..options import Options, option
@@ -221,5 +221,6 @@ FAMILY = register(
         losses=("nce",),
         recipe=_recipe,
         initialize=_initialize,
+        reduce=principal_components(),
     )
 )

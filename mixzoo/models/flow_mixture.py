@@ -36,7 +36,7 @@ from pyro.nn import PyroModule
 from pyro.ops.indexing import Vindex
 from torch import nn
 
-from ..family import DataShape, Family, Training, register
+from ..family import DataShape, Family, Training, principal_components, register
 from ..flows import BaseKind, ComponentFlows, FlowKind
 from ..guides import ClusterEncoder, EmptyGuide
 from ..inference.annealing import ExponentialDecay
@@ -219,6 +219,7 @@ FAMILY = register(
         recipe=_recipe,
         adapt=_adapt,
         continuous=True,
+        reduce=principal_components(),
         schedules=_schedules,
         quick={"data": "moons", "epochs": 2, "subsample": 300, "guide": "encoder", "options": {"transforms": 1}},
     )

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from pyro.nn import PyroModule
 from torch import nn
 
-from ..family import DataShape, Family, Training, register
+from ..family import DataShape, Family, Training, principal_components, register
 from ..guides import EmptyGuide
 from ..inference.exact_em import ExactEM
 from ..kmeans import kmeans
@@ -256,6 +256,7 @@ FAMILY = register(
         recipe=_recipe,
         step=lambda options: conjugate_em,
         loss_makers={"em": ExactEM},
+        reduce=principal_components(),
         quick={"data": "moons", "epochs": 5},
     )
 )

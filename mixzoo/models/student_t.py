@@ -41,7 +41,7 @@ from torch import nn
 from torch.distributions import constraints
 
 from ..errors import MixzooInputError
-from ..family import DataShape, Family, Training, register
+from ..family import DataShape, Family, Training, principal_components, register
 from ..guides import EmptyGuide
 from ..kmeans import kmeans
 from ..options import Options, option
@@ -307,6 +307,7 @@ FAMILY = register(
         guides=("empty",),
         losses=("trace-enum",),
         recipe=_recipe,
+        reduce=principal_components(),
         quick={"data": "moons", "epochs": 5},
     )
 )
