@@ -44,6 +44,8 @@ class DataShape:
     image_shape: tuple[int, ...] | None = None
     levels: int | None = None
     """Integer intensity levels (e.g. 256 for raw MNIST), ``None`` for continuous data."""
+    learned_features: bool = False
+    """The data are a trained network's features (deep transfer, ``--pretrain-classes``), not measurements."""
 
 
 @dataclass(frozen=True)

@@ -114,7 +114,7 @@ def _prepared(config: FitConfig, data: Dataset, x: torch.Tensor) -> FitConfig:
             raise MixzooInputError(f"data {c.data!r} has no known number of classes; pass --clusters K.")
         c.clusters = data.n_classes
     check_n_clusters(c.clusters, x.shape[0])
-    c = c.for_data(DataShape(int(x.shape[0]), int(x.shape[1]), data.image_shape, data.levels))
+    c = c.for_data(DataShape(int(x.shape[0]), int(x.shape[1]), data.image_shape, data.levels, bool(c.pretrain_classes)))
     if is_user_model(c.model):
         c.model_file_sha256 = file_digest(c.model)
     return c

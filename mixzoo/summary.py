@@ -31,6 +31,27 @@ diagonal approximation of the likelihood surface under a flat prior, enough to r
 models with LOO, not a full Bayesian posterior. Bootstrap refits would be closer to
 frequentist uncertainty but cost one training run per draw.
 
+**Which objective sets the curvature.** The negative log-likelihood above, computed with
+:class:`~pyro.infer.TraceEnum_ELBO` (for a guide that samples per-point latents, such as the
+GMVAE's z, that is a one-sample estimate of the negative ELBO). A model fitted by another
+criterion names the objective itself with ``laplace_loss(x, seed=...)``: the energy mixture,
+whose non-normalized log-likelihood :math:`\log \sum_k \exp(\theta_k^\top f(x) + c_k)` is
+convex in :math:`(\theta, c)` and has no maximum, gives its NCE loss (eq. 4 of Matsuda and
+Hyvärinen 2019), at whose optimum it was fitted. The curvature is computed with every module
+in evaluation mode (each module's mode is restored afterwards), so that a module whose forward
+pass depends on the mode (the neural mixture's batch-normalized scores) is differentiated
+through the same likelihood the draws evaluate, and no running statistics change.
+
+**What the posterior shows.** A model that defines ``summary_quantities()`` names its globals in
+their constrained space (mixing weights, means, scales or covariances instead of logits and
+log-scales); one whose ``summary_quantities`` takes an argument is given the data ``x``, for
+quantities defined through them (the linear energy mixture's weights, its mean responsibilities,
+as its :math:`Z(\theta_k)` has no closed form). Such a model speaks for
+the pair: the guide's raw parameters (amortized encoders) are then left out unless the guide
+names its own quantities. Under the Laplace approximation the quantities are computed for
+every parameter draw, so :func:`arviz.summary` reports their spread and HDI. Network weights
+are perturbed in the draws (they move the log-likelihood) but are not summarized.
+
 **ArviZ versions.** All groups are built as plain arrays and handed to
 :func:`mixzoo.arviz_compat.to_arviz`; that module is the one place that knows whether
 the installed ArviZ uses ``InferenceData`` (0.x) or ``xarray.DataTree`` (1.x), and it
@@ -39,8 +60,10 @@ also reads and writes the netCDF files (:func:`save_summary`) and computes LOO.
 
 from __future__ import annotations
 
+import inspect
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -63,8 +86,29 @@ def save_summary(data: ArvizData, path: str | Path) -> Path:
     return save(data, path)
 
 
-def _nll(model: Callable[..., Any], guide: Callable[..., Any], x: torch.Tensor) -> torch.Tensor:
+def _curvature_loss(model: Callable[..., Any], guide: Callable[..., Any], x: torch.Tensor, seed: int) -> torch.Tensor:
+    """The objective whose Hessian diagonal sets the Laplace approximation: the model's own ``laplace_loss``
+    where it names one, else :math:`-\\sum_n \\log p(x_n)` by enumeration (see the module docstring)."""
+    if _names_laplace_loss(model):
+        return getattr(model, "__self__", model).laplace_loss(x, seed=seed)
     return TraceEnum_ELBO(max_plate_nesting=1).differentiable_loss(model, guide, x)
+
+
+def _names_laplace_loss(model: Callable[..., Any]) -> bool:
+    return callable(getattr(getattr(model, "__self__", model), "laplace_loss", None))
+
+
+@contextmanager
+def _evaluation_mode(modules: list[torch.nn.Module]) -> Iterator[None]:
+    """Every submodule in evaluation mode for the block; each one's own mode restored after it."""
+    modes = [(sub, sub.training) for m in modules for sub in m.modules()]
+    try:
+        for m in modules:
+            m.eval()
+        yield
+    finally:
+        for sub, mode in modes:
+            sub.training = mode
 
 
 def laplace_diagonal(
@@ -83,9 +127,26 @@ def laplace_diagonal(
     total, otherwise Hutchinson's estimate :math:`E[v \\odot Hv]` with ``n_probes``
     Rademacher vectors. With more than ``max_points`` points the Hessian of the sum is
     estimated from a seeded random subset of ``max_points`` of them, scaled by
-    :math:`N / m` (the sum's Hessian is N times the mean's). Returns one tensor per
-    parameter of ``modules_of(model, guide)``.
+    :math:`N / m` (the sum's Hessian is N times the mean's). A model's own ``laplace_loss``
+    replaces the negative log-likelihood, and the modules are in evaluation mode throughout
+    (see the module docstring). Returns one tensor per parameter of ``modules_of(model, guide)``.
     """
+    with _evaluation_mode(modules_of(model, guide)):
+        return _hessian_diagonal(
+            model, guide, x, max_exact=max_exact, n_probes=n_probes, max_points=max_points, seed=seed
+        )
+
+
+def _hessian_diagonal(
+    model: Callable[..., Any],
+    guide: Callable[..., Any],
+    x: torch.Tensor,
+    *,
+    max_exact: int,
+    n_probes: int,
+    max_points: int,
+    seed: int,
+) -> list[torch.Tensor]:
     params = [p for m in modules_of(model, guide) for p in m.parameters() if p.requires_grad]
     n = x.shape[0]
     scale = 1.0
@@ -93,7 +154,8 @@ def laplace_diagonal(
         pick = torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:max_points].to(x.device)
         x, scale = x[pick], n / max_points
     with isolated_param_store():
-        grads = torch.autograd.grad(_nll(model, guide, x) * scale, params, create_graph=True, allow_unused=True)
+        loss = _curvature_loss(model, guide, x, seed) * scale
+        grads = torch.autograd.grad(loss, params, create_graph=True, allow_unused=True)
     used = [(p, g) for p, g in zip(params, grads, strict=True) if g is not None and g.requires_grad]
     diag = [torch.zeros_like(p) for p in params]
     index = {id(p): i for i, p in enumerate(params)}
@@ -133,8 +195,9 @@ def _laplace_loglik(
     diag = laplace_diagonal(model, guide, x, seed=seed)
     bad = sum(int(((d != 0) & (d < min_curvature)).sum()) for d in diag)
     if bad:
+        objective = "model's laplace_loss" if _names_laplace_loss(model) else "negative log-likelihood"
         warnings.warn(
-            f"the Hessian diagonal of the negative log-likelihood is below {min_curvature} for {bad} parameter "
+            f"the Hessian diagonal of the {objective} is below {min_curvature} for {bad} parameter "
             "entries (not at a strict local optimum); floored there. Train longer for a sharper Laplace approximation.",
             RuntimeWarning,
             stacklevel=3,
@@ -149,7 +212,7 @@ def _laplace_loglik(
             with torch.no_grad():
                 for p, p0, sd in zip(params, saved, std, strict=True):
                     p.copy_(p0 + sd * torch.randn(p.shape, generator=gen).to(p))
-                draws.append(_quantities(model, guide))
+                draws.append(_quantities(model, guide, x))
             out[s] = log_likelihood(model, guide, x).cpu().double().numpy()
     finally:
         with torch.no_grad():
@@ -195,26 +258,38 @@ def _sampled_loglik(
     return out
 
 
-def _quantities(model: Callable[..., Any], guide: Callable[..., Any]) -> dict[str, np.ndarray]:
+def _natural_quantities(module: torch.nn.Module, x: torch.Tensor) -> dict[str, np.ndarray] | None:
+    """The module's ``summary_quantities()`` as arrays (given ``x`` where it takes an argument), or ``None``
+    where it names none."""
+    natural = getattr(module, "summary_quantities", None)
+    if not callable(natural):
+        return None
+    with torch.no_grad():
+        values = natural(x) if inspect.signature(natural).parameters else natural()
+    return {name: v.detach().cpu().double().numpy() for name, v in values.items()}
+
+
+def _quantities(model: Callable[..., Any], guide: Callable[..., Any], x: torch.Tensor) -> dict[str, np.ndarray]:
     """The fitted globals as the posterior group shows them: the model's natural quantities when it names them
     (``summary_quantities()``: mixing weights, means, scales instead of logits and log-scales), else its raw
-    parameters; the guide's parameters under ``guide.``."""
+    parameters; the guide's under ``guide.``, its raw parameters only where the model names none."""
     mods = modules_of(model, guide)
     out: dict[str, np.ndarray] = {}
+    model_named = False
     for i, m in enumerate(mods):
         is_model = i == 0 and m is getattr(model, "__self__", model)
-        natural = getattr(m, "summary_quantities", None) if is_model else None
-        if callable(natural):
-            with torch.no_grad():
-                out.update({name: v.detach().cpu().double().numpy() for name, v in natural().items()})
-            continue
-        for name, p in m.named_parameters():
-            out[("" if is_model else "guide.") + name] = p.detach().cpu().double().numpy()
+        prefix = "" if is_model else "guide."
+        natural = _natural_quantities(m, x)
+        if natural is not None:
+            model_named = model_named or is_model
+            out.update({prefix + name: v for name, v in natural.items()})
+        elif not model_named:
+            out.update({prefix + name: p.detach().cpu().double().numpy() for name, p in m.named_parameters()})
     return out
 
 
-def _param_arrays(model: Callable[..., Any], guide: Callable[..., Any]) -> dict[str, np.ndarray]:
-    return {name: v[None, None] for name, v in _quantities(model, guide).items()}
+def _param_arrays(model: Callable[..., Any], guide: Callable[..., Any], x: torch.Tensor) -> dict[str, np.ndarray]:
+    return {name: v[None, None] for name, v in _quantities(model, guide, x).items()}
 
 
 def summarize(
@@ -248,7 +323,7 @@ def summarize(
     proba = cluster_proba(model, guide, xt, param_state=param_state).cpu().double().numpy()
     k = proba.shape[1]
 
-    posterior: dict[str, np.ndarray] = _param_arrays(model, guide)
+    posterior: dict[str, np.ndarray] = _param_arrays(model, guide, xt)
     dims: dict[str, list[str]] = {}
     for name, value in posterior.items():
         dims[f"posterior/{name}"] = ["chain", "draw"] + [f"{name}_dim_{i}" for i in range(value.ndim - 2)]

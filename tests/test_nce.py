@@ -194,12 +194,24 @@ def test_energy_mixture_under_nce_starts_componentwise_from_the_cli_registry():
 
     x, _, _, noise = _deep_feature_problem()
     spec = get_family("energy-mixture")
-    model, guide = spec.build_pair(4, 3)
-    spec.initialize(model, guide, x, 0, spec.make_options(), loss=NCE(noise))
+    model, guide = spec.build_pair(4, 3, options={"features": "linear"})
+    spec.initialize(model, guide, x, 0, spec.make_options(features="linear"), loss=NCE(noise))
     joint = EnergyMixture(4, 3, "linear").initialize(x, seed=0)
     componentwise = EnergyMixture(4, 3, "linear").initialize(x, seed=0, nce=NCE(noise))
     torch.testing.assert_close(model.theta.detach(), componentwise.theta.detach())
     assert not torch.allclose(model.theta.detach(), joint.theta.detach(), atol=0.1)
+
+
+def test_the_recipe_takes_linear_energies_on_a_classifiers_features_and_gaussian_ones_elsewhere():
+    from mixzoo.config import FitConfig
+    from mixzoo.family import DataShape
+
+    def features(shape, **options):
+        return FitConfig(model="energy-mixture", options=options).resolved().for_data(shape).family_options().features
+
+    assert features(DataShape(1000, 2)) == "quadratic"
+    assert features(DataShape(1000, 64, learned_features=True)) == "linear"
+    assert features(DataShape(1000, 64, learned_features=True), features="quadratic") == "quadratic"
 
 
 def test_componentwise_start_leaves_nothing_in_the_global_param_store():

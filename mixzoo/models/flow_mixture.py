@@ -99,7 +99,20 @@ class FlowMixture(PyroModule):
 
     @property
     def weights(self) -> torch.Tensor:
+        """Mixing weights :math:`\\pi` (K,)."""
         return F.softmax(self.logits, -1)
+
+    def summary_quantities(self) -> dict[str, torch.Tensor]:
+        """What the ArviZ summary (:func:`mixzoo.summary.summarize`) shows: the mixing ``weights``
+        :math:`\\pi = \\operatorname{softmax}(\\text{logits})` (K,), the mixture's one interpretable learned global
+        (constant across draws with ``learn_weights=False``).
+
+        Not summarized: the flows' network weights (thousands of coefficients without a meaning of their own;
+        the Laplace draws still perturb them, so they move the pointwise log-likelihood), and the base
+        Gaussians' means and scales, which are buffers fixed by :meth:`initialize` (not learned) and live in
+        the min-max scaled space before the flow, where they are not the components' means.
+        """
+        return {"weights": self.weights}
 
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
         return (x - self.shift) / self.scale

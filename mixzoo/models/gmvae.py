@@ -88,7 +88,20 @@ class GMVAE(PyroModule):
         self.eps_x = 1.0
 
     def prior_scale(self) -> torch.Tensor:
+        """(K, L) standard deviations :math:`\\operatorname{softplus}(s_y) + 1` of :math:`p(z \\mid y)`."""
         return F.softplus(self.s_y) + 1.0
+
+    def summary_quantities(self) -> dict[str, torch.Tensor]:
+        """What the ArviZ summary (:func:`mixzoo.summary.summarize`) shows: the prior's ``weights``
+        :math:`p(y = k) = 1/K` (K,), fixed, so the same in every draw; and per cluster the mean
+        ``latent_loc`` :math:`\\mu_y` and standard deviation ``latent_scale`` (K, L) of the Gaussian
+        :math:`p(z \\mid y)` in the latent space.
+
+        The decoder's network weights are not summarized, nor are the guide's encoders (their Laplace draws
+        move the importance-sampled log-likelihood, not a named quantity).
+        """
+        weights = torch.full((self.n_clusters,), 1.0 / self.n_clusters, device=self.mu_y.device)
+        return {"weights": weights, "latent_loc": self.mu_y, "latent_scale": self.prior_scale()}
 
     def decode(self, z: torch.Tensor) -> dist.TorchDistribution:
         out = self.decoder(z)

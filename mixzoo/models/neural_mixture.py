@@ -196,6 +196,22 @@ class NeuralMixture(PyroModule):
             batch_stats = self.training and torch.is_grad_enabled()
         return self.norm(a, batch_stats, update)
 
+    def summary_quantities(self) -> dict[str, torch.Tensor]:
+        r"""What the ArviZ summary (:func:`mixzoo.summary.summarize`) shows: the ``weights`` (K,), the prior
+        :math:`p(y = k)`, which is fixed (uniform unless given): the model learns no mixing weights, so they are
+        the same in every draw.
+
+        Nothing else of the model has a meaning of its own: the network weights :math:`\theta` of
+        :math:`g_\theta` are not summarized, nor are the running statistics (estimates of the scores' mean and
+        variance, not parameters). The fitted share of each cluster is the mean of the ``cluster_posterior``
+        group's responsibilities over the points. It is not drawn, because the Laplace draws of this family do
+        not carry its uncertainty: the likelihood :math:`\operatorname{sigmoid}(a^*/\gamma)` pins the network
+        down weakly, and independent draws of its weights from the diagonal approximation reassign whole
+        clusters (on three well-separated blobs most draws put nearly all points in one or two clusters). The
+        draws still perturb the network, and so the pointwise log-likelihood.
+        """
+        return {"weights": self.log_prior.exp()}
+
     def cluster_log_likelihood(self, a_star: torch.Tensor) -> torch.Tensor:
         """(B, K) :math:`\\log h_k(x) = \\log \\operatorname{sigmoid}(a^*/\\gamma)`."""
         return F.logsigmoid(a_star / self.gamma)
