@@ -63,13 +63,11 @@ def test_the_own_data_example_fits_and_predicts_as_the_readme_says(tmp_path):
     block = next(b for b in BLOCKS if "shop.csv" in b)
     subprocess.run([sys.executable, "-c", block], cwd=tmp_path, check=True, timeout=120)
     commands = re.search(r"```bash\n(mixzoo fit --data shop.csv.*?)```", TEXT, re.S).group(1).strip().splitlines()
-    from mixzoo.cli import main
-
     cwd = os.getcwd()
     os.chdir(tmp_path)
     try:
         for line in commands:
-            assert main(line.split()[1:]) == 0, line
+            assert _main(line.split()[1:])[0] == 0, line
     finally:
         os.chdir(cwd)
     rows = (tmp_path / "new-clusters.csv").read_text().splitlines()
