@@ -125,7 +125,8 @@ class Family:
     :param initialize: ``initialize(model, guide, x, seed, options, loss=None)``: data-dependent start.
     :param step: ``step(options)``: a step factory for :func:`mixzoo.fit` (``None``: one SVI step).
     :param continuous: the family models densities of continuous data, so integer-intensity images
-        (digits, MNIST) are dequantized before training, as with ``--dequantize``.
+        (digits, MNIST) are dequantized before training, as with ``--dequantize``; a callable
+        ``continuous(options)`` decides by the options (``--dequantize-noise epoch`` wants the integers).
     :param reduce: ``reduce(data) -> D``: the principal components the recipe reduces the data to when
         ``--pca`` is not given (``None``: every feature is kept); see :func:`principal_components`.
     :param loss_makers: losses the family builds itself, by name, over the shared ones of
@@ -148,7 +149,7 @@ class Family:
     initialize: Initializer = _initialize_each
     step: StepChoice = _svi_step
     loss_makers: dict[str, Callable[..., ELBO]] = field(default_factory=dict)
-    continuous: bool = False
+    continuous: bool | Callable[[Any], bool] = False
     reduce: Callable[[DataShape], int | None] = _keep_features
     quick: dict[str, Any] = field(default_factory=lambda: {"data": "moons", "epochs": 3, "subsample": 300})
 
@@ -165,6 +166,10 @@ class Family:
         if "loss" in inspect.signature(self.recipe).parameters:
             return self.recipe(options, data, loss=loss or self.default_loss)
         return self.recipe(options, data)
+
+    def dequantizes(self, options: Any) -> bool:
+        """Whether integer-intensity images are dequantized before training under these options."""
+        return self.continuous(options) if callable(self.continuous) else bool(self.continuous)
 
     def make_loss(self, name: str, **options: Any) -> ELBO:
         """The loss ``name`` as this family trains with it."""

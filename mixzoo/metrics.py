@@ -24,6 +24,7 @@ __all__ = [
     "purity",
     "expected_misclassified",
     "misclassified",
+    "clusters_used",
     "clustering_report",
 ]
 
@@ -93,6 +94,12 @@ def expected_misclassified(proba: Any) -> float:
     return float((1.0 - p.max(axis=1)).sum())
 
 
+def clusters_used(proba: Any) -> int:
+    """How many clusters hold at least one point under argmax assignment (fewer than K: a collapse)."""
+    p = np.asarray(proba)
+    return int(np.unique(p.argmax(axis=1)).size)
+
+
 def clustering_report(labels_true: Any, proba: Any) -> dict[str, float]:
     """All metrics for posterior cluster probabilities ``proba`` of shape (N, K)."""
     p = np.asarray(proba)
@@ -104,4 +111,5 @@ def clustering_report(labels_true: Any, proba: Any) -> dict[str, float]:
         "purity": purity(labels_true, pred),
         "expected_misclassified": expected_misclassified(p),
         "misclassified": misclassified(labels_true, pred),
+        "clusters_used": clusters_used(p),
     }

@@ -27,7 +27,7 @@ from .data.transform import PREPROCESSING
 from .errors import MixzooInputError
 from .family import DataShape
 from .labels import oversample_labelled, reveal_labels
-from .metrics import clustering_report
+from .metrics import clustering_report, clusters_used
 from .posterior import cluster_proba, has_exact_likelihood
 from .restarts import BEST_RESTART, TRAIN_STATE, build_pair, fit_restarts, load_pair
 from .threads import choose_threads, torch_threads
@@ -68,7 +68,8 @@ def _metrics(model: nn.Module, guide: nn.Module, x: torch.Tensor, labels: np.nda
     proba = cluster_proba(model, guide, x).cpu().numpy()
     if labels is None:
         keys = ("acc", "nmi", "ari", "purity", "misclassified")
-        return proba, {**dict.fromkeys(keys), "expected_misclassified": float((1 - proba.max(1)).sum())}
+        return proba, {**dict.fromkeys(keys), "expected_misclassified": float((1 - proba.max(1)).sum()),
+                       "clusters_used": clusters_used(proba)}  # fmt: skip
     return proba, clustering_report(labels, proba)
 
 
@@ -146,7 +147,7 @@ def run_fit(
         run_dir = prepare_run_dir(out, overwrite) if out and main else Path(out) if out else None
     data, transfer = load_data(c)
     c, data = _reduced(c, data, report=progress and main)
-    if c.family.continuous and data.levels is not None and not c.dequantize:  # integer images for a density model
+    if c.family.dequantizes(c.family_options()) and data.levels is not None and not c.dequantize:  # integer images for a density model
         c = FitConfig(**{**c.to_dict(), "dequantize": True})
         data = preprocess(data, seed=c.seed, dequantize=True)  # what load_data(c) now gives, without reading again
     x = check_data(data.x)

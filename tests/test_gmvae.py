@@ -194,6 +194,16 @@ def test_the_readme_gmvae_command_keeps_every_cluster_through_the_floor_halvings
     assert main(["fit", "--model", "gmvae", "--data", "digits", "--epochs", "40", "--seed", "1", "--json"]) == 0
     record = json.loads(capsys.readouterr().out.splitlines()[-1])
     assert record["acc"] > 0.7 and record["nmi"] > 0.6  # additive floors: 0.806; clamped: 0.102
+    assert record["clusters_used"] == 10
+
+
+def test_the_default_keeps_every_cluster_once_the_floor_is_below_the_pixel_levels():
+    """Seed 0 on the raw pixels held 3 clusters (ACC 0.29) at epoch 60, floor 1/32; dequantized it keeps 10."""
+    from mixzoo.config import FitConfig
+    from mixzoo.runs import run_fit
+
+    record = run_fit(FitConfig(model="gmvae", data="digits", epochs=70, seed=0, threads=1), progress=False)
+    assert record["clusters_used"] == 10 and record["acc"] > 0.65
 
 
 def test_score_estimator_draws_z_without_a_path_gradient_under_vimco_and_nvil_only(blobs8):
