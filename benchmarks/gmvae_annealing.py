@@ -122,7 +122,7 @@ def main() -> None:
     body = "\n".join(
         [
             f"## Gaussian-mixture VAE under long std annealing ({what}{', dequantized' if a.dequantize else ''}"
-            f"{', schedule' + schedule_flags if schedule_flags else ''}, cpu)",
+            f"{', schedule' + schedule_flags if schedule_flags else ''}{', ' + ' and '.join(names[x] for x in a.losses) + ' only' if losses else ''}, cpu)",
             "",
             f"Command: `{command()}`  ",
             f"Machine: {machine()}  ",
