@@ -336,3 +336,13 @@ def test_dequantize_noise_epoch_trains_on_fresh_noise_and_resumes_exactly(tmp_pa
     for whole_module, resumed_module in ((model, m2), (guide, g2)):
         for k, v in whole_module.state_dict().items():
             torch.testing.assert_close(resumed_module.state_dict()[k], v, rtol=0, atol=0, msg=k)
+
+
+def test_the_recipe_trains_fewer_epochs_when_an_epoch_is_long():
+    from mixzoo.family import DataShape, get_family
+
+    spec = get_family("gmvae")
+    options = spec.make_options()
+    assert spec.training(options, DataShape(70000, 784, (28, 28), 256)).epochs == 20
+    assert spec.training(options, DataShape(35735, 50)).epochs == 100  # MNIST5 after PCA 50
+    assert spec.training(options, DataShape(1797, 64, (8, 8), 17)).epochs == 100
