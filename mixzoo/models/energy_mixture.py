@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import pyro
 import pyro.distributions as dist
 import torch
+import torch.nn.functional as F
 from pyro.nn import PyroModule
 from pyro.ops.indexing import Vindex
 from torch import nn
@@ -134,18 +135,30 @@ class EnergyMixture(PyroModule):
         return {**out, "theta": self.theta}
 
     def laplace_loss(self, x: torch.Tensor, *, seed: int = 0) -> torch.Tensor:
-        r""":math:`-N \hat J`, the NCE loss of eq. (4) on ``x`` against the default noise (a Gaussian matched
-        to ``x``, as many draws as points, seeded by ``seed``): the objective whose curvature the Laplace
-        approximation of :func:`mixzoo.summary.summarize` uses. The non-normalized log-likelihood is convex in
-        :math:`(\theta, c)` and has no maximum; NCE's optimum is where the model was fitted. With other noise
-        in training (the deep-transfer noise of eq. 28) this is an approximation of that fit's curvature."""
-        from ..inference.nce import NCE
+        r""":math:`-N \hat J`, the NCE loss of eq. (4) on ``x`` against the default noise, a Gaussian :math:`n`
+        matched to ``x`` with as many draws :math:`u_t` as points (:math:`\nu = 1`, seeded by ``seed``):
 
-        nce = NCE()
+        .. math:: -\sum_t \log \sigma\big(G(x_t)\big) - \sum_t \log \sigma\big(-G(u_t)\big), \qquad
+            G(u) = \log p(u \mid \theta, c) - \log n(u),
+
+        the value :class:`~mixzoo.inference.NCE` computes, here from :meth:`log_potentials` directly (a Hessian
+        diagonal takes one backward pass per parameter). It is the objective whose curvature the Laplace
+        approximation of :func:`mixzoo.summary.summarize` uses: the non-normalized log-likelihood is convex in
+        :math:`(\theta, c)` and has no maximum, while NCE's optimum is where the model was fitted. With other
+        noise in training (the deep-transfer noise of eq. 28) this approximates that fit's curvature.
+        """
+        from ..inference.noise import GaussianNoise
+
+        noise = GaussianNoise()
+        noise.fit(x)
         with torch.random.fork_rng(devices=[x.device] if x.is_cuda else []):
             torch.manual_seed(seed)
-            noise = nce.draw_noise(x)
-        return -nce.objective(self, EmptyGuide(), x, noise_samples=noise)
+            u = noise.sample(x.shape[0]).to(x)
+
+        def contrast(v: torch.Tensor) -> torch.Tensor:
+            return self.log_potentials(v).logsumexp(-1) - noise.log_prob(v)
+
+        return -(F.logsigmoid(contrast(x)).sum() + F.logsigmoid(-contrast(u)).sum())
 
     def initialize(self, x: torch.Tensor, seed: int = 0, nce: NCE | None = None) -> EnergyMixture:
         r"""Start each component at a k-means cluster.
