@@ -158,7 +158,7 @@ def _epochs(row: Row, mode: str) -> tuple[int, dict[str, Any]]:
     """Epochs and options of a row in this mode (GMVAE pretraining shrinks with the epochs)."""
     c = FitConfig(model=row.model, guide=row.guide, loss=row.loss, options=dict(row.options)).resolved()
     family_options = c.family_options()
-    epochs = row.epochs or c.family.recipe(family_options, None).epochs
+    epochs = row.epochs or c.family.training(family_options, None, c.loss).epochs
     options = dict(row.options)
     pretrain = getattr(family_options, "pretrain", None)
     if mode == "quick":

@@ -38,7 +38,7 @@ def trajectory(
     """ACC, clusters used and floor after each ``every`` epochs (the first entry: after the initialisation)."""
     spec = get_family("gmvae")
     options = spec.make_options(anneal_every=every, anneal_start=a.anneal_start, pretrain=a.pretrain)
-    recipe = spec.recipe(options, None)
+    recipe = spec.training(options, None, loss)
     k = int(labels.max()) + 1
     t = time.perf_counter()
     torch.manual_seed(seed)

@@ -11,7 +11,7 @@ dataclass and registers one :class:`Family`::
         build=build,                    # (dim, n_clusters, guide, options) -> (model, guide)
         guides=("empty",),
         losses=("trace-enum",),
-        recipe=recipe,                  # (options, data) -> Training: the default recipe
+        recipe=recipe,                  # (options, data, loss) -> Training: the default recipe
     ))
 
 Everything else (the CLI's flags and ``--help``, ``mixzoo models``, the estimator's
@@ -20,7 +20,6 @@ Everything else (the CLI's flags and ``--help``, ``mixzoo models``, the estimato
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -63,7 +62,7 @@ class Training:
 
 
 Builder = Callable[[int, int, str, Any], tuple[nn.Module, nn.Module]]
-Recipe = Callable[[Any, "DataShape | None"], Training]
+Recipe = Callable[[Any, "DataShape | None", str], Training]
 Adapt = Callable[[Any, frozenset[str], DataShape], Any]
 Schedules = Callable[[nn.Module, nn.Module, Any], list[Callable[[int], None]]]
 Initializer = Callable[..., None]
@@ -117,8 +116,8 @@ class Family:
     :param build: ``build(dim, n_clusters, guide_name, options) -> (model, guide)``.
     :param guides: guide names, the default first.
     :param losses: loss names, the default first.
-    :param recipe: ``recipe(options, data) -> Training``; ``data`` is ``None`` when unknown. A recipe
-        that also takes ``loss=`` (the loss name) may differ by loss.
+    :param recipe: ``recipe(options, data, loss) -> Training``; ``data`` is ``None`` when unknown, ``loss``
+        is the loss's name (a recipe may differ by loss, as the Gaussian mixture's does for ``em``).
     :param adapt: ``adapt(options, given, data) -> options``: data-dependent option choices for the
         options the user did not give (``given``), e.g. the image shape of a convolutional network.
     :param schedules: per-epoch schedules (annealing) of a built pair.
@@ -162,10 +161,8 @@ class Family:
         return self.losses[0]
 
     def training(self, options: Any, data: DataShape | None, loss: str | None = None) -> Training:
-        """The recipe for these options and data; a recipe with a ``loss`` parameter also sees the loss."""
-        if "loss" in inspect.signature(self.recipe).parameters:
-            return self.recipe(options, data, loss=loss or self.default_loss)
-        return self.recipe(options, data)
+        """The recipe for these options, data and loss (the family's default loss when ``None``)."""
+        return self.recipe(options, data, loss or self.default_loss)
 
     def dequantizes(self, options: Any) -> bool:
         """Whether integer-intensity images are dequantized before training under these options."""

@@ -112,7 +112,7 @@ def user_family(name: str) -> Family:
             raise MixzooInputError(f"--model {name!r}: {cls.__name__}(dim={dim}, n_clusters={k}) failed ({err}).") from None
         return model, EmptyGuide()
 
-    def recipe(options: Any, data: DataShape | None) -> Training:
+    def recipe(options: Any, data: DataShape | None, loss: str) -> Training:
         return Training(epochs=200, lr=0.05, batch_size=None if data is None or data.n <= 20000 else 1024)
 
     options = type("UserOptions", (UserOptions,), {"family": name})  # its own class: messages name this model

@@ -279,7 +279,7 @@ def _initialize(model: nn.Module, guide: nn.Module, x: Any, seed: int, o: Energy
     model.initialize(x, seed=seed, nce=loss if isinstance(loss, NCE) else None)  # type: ignore[operator]
 
 
-def _recipe(o: EnergyMixtureOptions, data: DataShape | None) -> Training:
+def _recipe(o: EnergyMixtureOptions, data: DataShape | None, loss: str) -> Training:
     return Training(epochs=30, lr=0.01, batch_size=1024)
 
 

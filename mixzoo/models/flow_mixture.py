@@ -213,7 +213,7 @@ def _adapt(o: FlowMixtureOptions, given: frozenset[str], data: DataShape) -> Flo
     return replace(o, **{k: v for k, v in _HIGH_DIM_OPTIONS.items() if k not in given})
 
 
-def _recipe(o: FlowMixtureOptions, data: DataShape | None) -> Training:
+def _recipe(o: FlowMixtureOptions, data: DataShape | None, loss: str) -> Training:
     if data is not None and data.dim >= HIGH_DIM:
         return Training(epochs=30, lr=5e-3, lr_decay=0.99, batch_size=500)
     return Training(epochs=250, lr=5e-3, lr_decay=0.99, batch_size=500)

@@ -232,7 +232,7 @@ def _build(dim: int, k: int, guide: str, o: GMMOptions) -> tuple[nn.Module, nn.M
     return GaussianMixture(dim, k, covariance=o.covariance), EmptyGuide()
 
 
-def _recipe(o: GMMOptions, data: DataShape | None, loss: str = "em") -> Training:
+def _recipe(o: GMMOptions, data: DataShape | None, loss: str) -> Training:
     if loss == "em":
         # one epoch is one EM iteration over chunks of 10000 points; on digits tol 1e-4 stops after 14-25
         # iterations (full) at the ACC of 300 iterations; on small standardised tables, where the loss per

@@ -386,7 +386,7 @@ LARGE = 10_000_000
 MNIST's 70000 x 784 pixels a CPU epoch takes about 16 s; MNIST5 after PCA 50 (35735 x 50) keeps 100."""
 
 
-def _recipe(o: GMVAEOptions, data: DataShape | None) -> Training:
+def _recipe(o: GMVAEOptions, data: DataShape | None, loss: str) -> Training:
     epochs = 20 if data is not None and data.n * data.dim > LARGE else 100
     return Training(epochs=epochs, lr=1e-3, batch_size=128)
 

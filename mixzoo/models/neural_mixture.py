@@ -319,7 +319,7 @@ def _step(o: NeuralMixtureOptions) -> Callable[..., Any] | None:
     return two_fold(consistency_lr=o.consistency_lr)
 
 
-def _recipe(o: NeuralMixtureOptions, data: DataShape | None) -> Training:
+def _recipe(o: NeuralMixtureOptions, data: DataShape | None, loss: str) -> Training:
     if o.arch == "cnn" and data is not None and data.n > 10000:
         # all of MNIST: ACC 0.965 after one epoch, 0.972 after five of 29 s (section neural-mnist-full)
         return Training(epochs=5, lr=1e-3, batch_size=128)

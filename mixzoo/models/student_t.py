@@ -291,7 +291,7 @@ def _build(dim: int, k: int, guide: str, o: StudentTOptions) -> tuple[nn.Module,
     return model, EmptyGuide()
 
 
-def _recipe(o: StudentTOptions, data: DataShape | None) -> Training:
+def _recipe(o: StudentTOptions, data: DataShape | None, loss: str) -> Training:
     # gmm's schedule in half the epochs: by epoch 150 the decayed rate (0.1 * 0.98^150 = 0.005) no longer
     # moves the clustering (pinwheel, moons and digits reach the same accuracy as with 300)
     return Training(epochs=150, lr=0.1, lr_decay=0.98, batch_size=2048, tol=1e-4)
