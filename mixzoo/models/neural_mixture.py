@@ -207,8 +207,9 @@ class NeuralMixture(PyroModule):
         group's responsibilities over the points. It is not drawn, because the Laplace draws of this family do
         not carry its uncertainty: the likelihood :math:`\operatorname{sigmoid}(a^*/\gamma)` pins the network
         down weakly, and independent draws of its weights from the diagonal approximation reassign whole
-        clusters (on three well-separated blobs most draws put nearly all points in one or two clusters). The
-        draws still perturb the network, and so the pointwise log-likelihood.
+        clusters (on three well-separated blobs of 90 or 900 points the draws' shares scatter with a standard
+        deviation of about 0.25 around the fitted ones, and many draws leave a cluster nearly empty). The draws
+        still perturb the network, and so the pointwise log-likelihood.
         """
         return {"weights": self.log_prior.exp()}
 
