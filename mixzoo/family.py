@@ -128,6 +128,11 @@ class Family:
         ``continuous(options)`` decides by the options (``--dequantize-noise epoch`` wants the integers).
     :param reduce: ``reduce(data) -> D``: the principal components the recipe reduces the data to when
         ``--pca`` is not given (``None``: every feature is kept); see :func:`principal_components`.
+    :param laplace_summary: a run's ``summary.nc`` draws from the Laplace approximation (mixtures of
+        Gaussians, Student-t's, energies). ``False`` for network families: the diagonal curvature of thousands
+        of weights is neither a posterior one can use (the neural mixture's draws scatter its cluster shares by
+        about 0.25) nor cheap (a minute or more on a CPU), so their runs keep the point estimate;
+        :func:`~mixzoo.summary.summarize` still draws when asked.
     :param loss_makers: losses the family builds itself, by name, over the shared ones of
         :data:`mixzoo.inference.LOSSES` (the Gaussian mixture's ``"em"`` is closed-form EM).
     :param quick: a small configuration that trains in a second or two (:class:`~mixzoo.config.FitConfig`
@@ -150,6 +155,7 @@ class Family:
     loss_makers: dict[str, Callable[..., ELBO]] = field(default_factory=dict)
     continuous: bool | Callable[[Any], bool] = False
     reduce: Callable[[DataShape], int | None] = _keep_features
+    laplace_summary: bool = True
     quick: dict[str, Any] = field(default_factory=lambda: {"data": "moons", "epochs": 3, "subsample": 300})
 
     @property

@@ -207,8 +207,9 @@ def _write_run(
     if data.preprocessing is not None:
         data.preprocessing.save(run_dir / PREPROCESSING)
     xd = x.to(result.device)
-    # Laplace draws need an exact likelihood; other models are summarised at the point estimate
-    n_draws = min(200, max(20, SUMMARY_ENTRIES // len(xd))) if has_exact_likelihood(model, guide, xd) else 0
+    # Laplace draws need an exact likelihood and a family that asks for them; others keep the point estimate
+    laplace = c.family.laplace_summary and has_exact_likelihood(model, guide, xd)
+    n_draws = min(200, max(20, SUMMARY_ENTRIES // len(xd))) if laplace else 0
     if report:
         draws = f"{n_draws} Laplace draws" if n_draws else "the point estimate"
         print(f"mixzoo: writing {run_dir}: checkpoint, metrics, probabilities, summary.nc ({draws}) and plots", file=sys.stderr, flush=True)

@@ -169,3 +169,16 @@ def test_gmvae_shows_its_prior_and_the_latent_gaussians():
     assert np.isfinite(sd).all() and (sd > 0).all()
     np.testing.assert_allclose(np.median(values["latent_loc"][0], 0), model.mu_y.detach().numpy(), atol=0.3)
     assert np.isfinite(_sd(data, "latent_scale")).all()
+
+
+@pytest.mark.parametrize("model, draws", [("neural-mixture", "point"), ("gmm", "laplace")])
+def test_a_run_draws_from_the_laplace_approximation_only_for_a_model_of_few_parameters(tmp_path, capsys, model, draws):
+    from mixzoo.arviz_compat import load
+    from mixzoo.config import FitConfig
+    from mixzoo.runs import run_fit
+
+    out = tmp_path / "run"
+    run_fit(FitConfig(model=model, data="pinwheel", subsample=300, epochs=2, threads=1), out=str(out), progress=True)
+    said = "the point estimate" if draws == "point" else "Laplace draws"
+    assert said in capsys.readouterr().err
+    assert load(out / "summary.nc").attrs["mixzoo_loglik_draws"] == draws

@@ -235,5 +235,6 @@ FAMILY = register(
         reduce=principal_components(),
         schedules=_schedules,
         quick={"data": "moons", "epochs": 2, "subsample": 300, "guide": "encoder", "options": {"transforms": 1}},
+        laplace_summary=False,
     )
 )

@@ -407,5 +407,6 @@ FAMILY = register(
         step=_step,
         continuous=lambda o: o.dequantize_noise == "off",
         quick={"data": "digits", "epochs": 2, "subsample": 300, "options": {"pretrain": 1}},
+        laplace_summary=False,
     )
 )

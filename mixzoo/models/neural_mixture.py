@@ -340,5 +340,6 @@ FAMILY = register(
         adapt=_adapt,
         step=_step,
         quick={"data": "digits", "epochs": 2, "subsample": 300},
+        laplace_summary=False,
     )
 )
