@@ -5,7 +5,7 @@
 Each seed is its own process, ``mixzoo fit --model M --data D [extra] --seed S --json``, exactly what a user
 types (``--data mnist5-pca50`` stands for ``--data mnist5 --pca 50``; the MNIST sets get ``--data-dir``). Writes
 the section ``seeds-M-D`` of docs/benchmarks.md (``seeds-M-D-<extra>`` when ``--extra`` is given) with each
-seed's ACC, NMI, epochs and seconds, and the mean and (sample) standard deviation of ACC.
+seed's ACC, NMI, clusters in use, final training loss, epochs and seconds, and the mean and (sample) standard deviation of ACC.
 """
 
 from __future__ import annotations
@@ -41,11 +41,11 @@ def main() -> None:
         print(f"== {shown}", flush=True)
         rec, seconds, failure = _run(argv, a.timeout)
         if rec is None:
-            rows.append([str(seed), failure, "-", "-", "-", f"{seconds:.1f}"])
+            rows.append([str(seed), failure, "-", "-", "-", "-", "-", f"{seconds:.1f}"])
         else:
             accs.append(float(rec["acc"]))
-            rows.append([str(seed), f"{rec['acc']:.3f}", f"{rec['nmi']:.3f}", str(rec.get("epochs", "-")),
-                         f"{rec['seconds']:.1f}", f"{seconds:.1f}"])  # fmt: skip
+            rows.append([str(seed), f"{rec['acc']:.3f}", f"{rec['nmi']:.3f}", str(rec.get("clusters_used", "-")),
+                         f"{rec['final_loss']:.6g}", str(rec.get("epochs", "-")), f"{rec['seconds']:.1f}", f"{seconds:.1f}"])  # fmt: skip
         print(" | ".join(rows[-1]), flush=True)
     shown = "mixzoo " + " ".join([*_argv(a.model, a.data, data_dir), *extra, "--seed", "S"])
     if len(accs) == len(rows) and len(accs) > 1:
@@ -59,7 +59,7 @@ def main() -> None:
         f"Command: `{command()}`; each seed runs `{shown}`.  ",
         f"Machine: {machine()}",
         "",
-        table(["seed", "ACC", "NMI", "epochs", "seconds (fit)", "seconds (command)"], rows),
+        table(["seed", "ACC", "NMI", "clusters used", "final loss", "epochs", "seconds (fit)", "seconds (command)"], rows),
         "",
         summary,
     ])
