@@ -56,3 +56,16 @@ def test_a_deep_family_keeps_every_feature(wide):
 def test_negative_pca_is_refused():
     with pytest.raises(MixzooInputError, match="--pca must be an integer of at least 0"):
         run_fit(FitConfig(model="gmm", data="moons", pca=-1), progress=False)
+
+
+@pytest.mark.parametrize(
+    "model, options, dequantized",
+    [("energy-mixture", {}, True), ("gmvae", {"pretrain": 1}, True), ("gmvae", {"pretrain": 1, "dequantize_noise": "epoch"}, False),
+     ("neural-mixture", {}, False)],
+)  # fmt: skip
+def test_density_families_dequantize_integer_images(tmp_path, model, options, dequantized):
+    """A Gaussian (or energy) density on integer pixels is unbounded; --dequantize-noise epoch wants the integers."""
+    out = tmp_path / "run"
+    run_fit(FitConfig(model=model, data="digits", subsample=200, epochs=1, threads=1, checkpoint_every=1, options=options),
+            out=str(out), progress=False)  # fmt: skip
+    assert json.loads((out / "config.json").read_text())["dequantize"] is dequantized
