@@ -27,6 +27,7 @@ from .data import DATASETS
 from .errors import MixzooInputError, TrainingDivergedError
 from .family import MODELS, Family, get_family
 from .options import OptionInfo
+from .transfer import CLASSIFIERS
 
 __all__ = ["main"]
 
@@ -102,6 +103,7 @@ def _add_training_args(parser: argparse.ArgumentParser, family: Family) -> None:
     g.add_argument("--pretrain-classes", default=None, help="deep transfer: train a classifier on these classes (e.g. 0,1,2,3,4), cluster the others on its features")
     g.add_argument("--cluster-classes", default=None, help="deep transfer: the held-out classes to cluster, e.g. 5,6 (default: all of them)")
     g.add_argument("--classifier-epochs", type=int, default=None, help="deep transfer: classifier training epochs (default: 5)")
+    g.add_argument("--classifier", default=None, choices=CLASSIFIERS, help="deep transfer: the classifier giving the features, an MLP or a CNN (conv blocks with max-pooling; images only) (default: cnn for images, mlp otherwise)")
     g.add_argument("--seed", type=int, default=0, help="seed of everything random (default: 0)")
     g.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
     g.add_argument("--threads", type=int, default=None, help="torch threads (default: 1 for small fits, all cores for large ones)")
@@ -247,7 +249,7 @@ def _fit_one(a: argparse.Namespace, parser: argparse.ArgumentParser, distributed
             record = run_fit(resume_config(a.resume), out=a.resume, resume=True, progress=progress, distributed=distributed)
     else:
         settings = {k: getattr(a, k) for k in (*TRAINING_FIELDS, "guide", "loss", "clusters", "labels", "particles", "retries",
-                    "pretrain_classes", "cluster_classes", "classifier_epochs", "seed", "device", "checkpoint_every", "threads")}  # fmt: skip
+                    "pretrain_classes", "cluster_classes", "classifier_epochs", "classifier", "seed", "device", "checkpoint_every", "threads")}  # fmt: skip
         if a.out and settings["checkpoint_every"] is None:
             settings["checkpoint_every"] = 1  # an interrupted run with --out can always be resumed
         config = FitConfig(model=a.model, data=a.data, data_dir=a.data_dir, pca=a.pca, scale=a.scale, label_column=a.label_column,

@@ -16,6 +16,7 @@ from .errors import MixzooInputError
 from .family import DataShape, Family, get_family
 from .inference import PARTICLE_LOSSES
 from .options import Options
+from .transfer import CLASSIFIERS
 from .user_model import is_user_model, user_family
 from .validation import check_device, check_n_clusters
 
@@ -72,6 +73,10 @@ class FitConfig:
     """Deep transfer: the held-out classes to cluster (e.g. "5,6"; default: all not in ``pretrain_classes``)."""
     classifier_epochs: int | None = None
     """Training epochs of the transfer classifier (5 when ``pretrain_classes`` is set)."""
+    classifier: str | None = None
+    """Deep transfer: the classifier whose last hidden layer gives the features, ``"mlp"`` or ``"cnn"`` (conv blocks
+    with max-pooling, for images); ``None``: :func:`mixzoo.transfer.default_classifier` for the data, and the run
+    records the one it used."""
     labels: int | None = None
     """Reveal this many true labels (balanced over classes, seeded) for semi-supervised training."""
     dim: int | None = None
@@ -182,6 +187,10 @@ def _check_settings(c: FitConfig) -> None:
         raise MixzooInputError(f"--lr-decay must lie in (0, 1], got {c.lr_decay!r}.")
     if c.cluster_classes is not None and not c.pretrain_classes:
         raise MixzooInputError("--cluster-classes chooses among the classes the transfer classifier did not see; it needs --pretrain-classes.")
+    if c.classifier is not None and c.classifier not in CLASSIFIERS:
+        raise MixzooInputError(f"--classifier must be one of {', '.join(CLASSIFIERS)}, got {c.classifier!r}.")
+    if c.classifier is not None and not c.pretrain_classes:
+        raise MixzooInputError("--classifier chooses the transfer classifier; it needs --pretrain-classes.")
     if c.classifier_epochs is not None and not c.pretrain_classes:
         raise MixzooInputError("--classifier-epochs applies to the transfer classifier; it needs --pretrain-classes.")
     if c.clusters is not None:
@@ -195,4 +204,6 @@ def config_from_json(raw: Any, where: str | Path) -> FitConfig:
     if not isinstance(raw, dict) or not set(raw) <= known:
         extra = sorted(set(raw) - known) if isinstance(raw, dict) else raw
         raise MixzooInputError(f"{str(where)!r} has a config.json mixzoo cannot read (unknown entries: {extra}).")
+    if raw.get("pretrain_classes") and "classifier" not in raw:
+        raw = {**raw, "classifier": "mlp"}  # written before the CNN classifier existed: its features came from the MLP
     return FitConfig(**raw)

@@ -10,6 +10,8 @@ enumerated clusters), as the Gaussian-mixture VAE's MLPs do:
   stride-2 transposed convolutions back to ``H x W``; ``per_pixel`` output maps per input
   channel (2: the mean and the std head of the Gaussian :math:`p(x \mid z)`, eq. 2c;
   1: the Bernoulli logits), flattened map after map.
+- :func:`conv_pool_blocks`: 3x3 same-padding convolutions with ReLU, each followed by 2x2
+  max-pooling, flattened (the deep-transfer classifier's convolutional body).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from torch import nn
 
 from .nets import mlp
 
-__all__ = ["ConvEncoder", "DeconvDecoder", "conv_sizes"]
+__all__ = ["ConvEncoder", "DeconvDecoder", "conv_pool_blocks", "conv_sizes"]
 
 
 def conv_sizes(side: int, layers: int) -> list[int]:
@@ -31,6 +33,23 @@ def conv_sizes(side: int, layers: int) -> list[int]:
     for _ in range(layers):
         sizes.append((sizes[-1] - 1) // 2 + 1)
     return sizes
+
+
+def conv_pool_blocks(image_shape: Sequence[int], channels: Sequence[int] = (32, 64)) -> tuple[nn.Sequential, int]:
+    """Conv(3x3, padding 1)-ReLU-MaxPool(2) blocks on (C, H, W) images, flattened; and the flat size.
+
+    Each block halves the sides (rounding down), so ``H`` and ``W`` must be at least ``2 ** len(channels)``.
+    """
+    c, h, w = (int(s) for s in image_shape)
+    if min(h, w) < 2 ** len(channels):
+        raise ValueError(
+            f"{len(channels)} max-pooled blocks need images of at least {2 ** len(channels)} pixels a side, got {h}x{w}."
+        )
+    layers: list[nn.Module] = []
+    for out_c in channels:
+        layers += [nn.Conv2d(c, int(out_c), 3, padding=1), nn.ReLU(), nn.MaxPool2d(2)]
+        c, h, w = int(out_c), h // 2, w // 2
+    return nn.Sequential(*layers, nn.Flatten()), c * h * w
 
 
 def _flat_batch(x: torch.Tensor, features: int) -> tuple[torch.Tensor, torch.Size]:

@@ -52,9 +52,12 @@ def load_data(config: FitConfig) -> tuple[Dataset, dict[str, Any]]:
     if data.labels is None:
         raise MixzooInputError("--pretrain-classes needs a labelled data set to train the classifier on.")
     epochs = config.classifier_epochs or 5
-    td = transfer_split(data.x, data.labels, classes, epochs=epochs, seed=config.seed, device=config.device, cluster_classes=chosen)
+    td = transfer_split(
+        data.x, data.labels, classes, epochs=epochs, seed=config.seed, device=config.device, cluster_classes=chosen,
+        classifier=config.classifier, image_shape=data.image_shape,
+    )  # fmt: skip
     features = Dataset(f"{data.name}-transfer", td.features, td.labels, int(len(np.unique(td.labels))))
-    return features, {"noise": td.noise, "classifier_accuracy": td.classifier_accuracy}
+    return features, {"noise": td.noise, "classifier_accuracy": td.classifier_accuracy, "classifier": td.classifier}
 
 
 def _classes(text: str, flag: str) -> list[int]:
@@ -146,6 +149,8 @@ def run_fit(
     else:
         run_dir = prepare_run_dir(out, overwrite) if out and main else Path(out) if out else None
     data, transfer = load_data(c)
+    if transfer:
+        c = FitConfig(**{**c.to_dict(), "classifier": transfer["classifier"]})  # the run records the classifier it used
     c, data = _reduced(c, data, report=progress and main)
     if c.family.dequantizes(c.family_options()) and data.levels is not None and not c.dequantize:  # integer images for a density model
         c = FitConfig(**{**c.to_dict(), "dequantize": True})
@@ -174,7 +179,7 @@ def run_fit(
         "model": c.model, "guide": c.guide, "loss": c.loss, "data": c.data, "n": int(x.shape[0]), "dim": c.dim,
         "clusters": c.clusters, **report, "final_loss": final, "epochs": result.epochs, "converged": result.converged, "seconds": round(seconds, 3),
         "device": result.device, "threads": threads, "seed": c.seed, "n_init": c.n_init, "pca": c.pca, "labels": c.labels or 0,
-        **({"classifier_accuracy": transfer["classifier_accuracy"]} if transfer else {}),
+        **({"classifier": transfer["classifier"], "classifier_accuracy": transfer["classifier_accuracy"]} if transfer else {}),
     }  # fmt: skip
     if distributed:
         record["processes"] = torch.distributed.get_world_size()

@@ -98,6 +98,7 @@ GENERAL = {  # flag words -> (config attribute, value it must reach)
     "--retries 2": ("retries", 2),
     "--pretrain-classes 0": ("pretrain_classes", "0"),
     "--classifier-epochs 2": ("classifier_epochs", 2),
+    "--classifier cnn": ("classifier", "cnn"),
     "--cluster-classes 5,6": ("cluster_classes", "5,6"),
     "--seed 4": ("seed", 4),
     "--pca 2": ("pca", 2),
