@@ -87,11 +87,11 @@ def _svi_step(options: Any) -> None:
     return None
 
 
-def _keep_features(data: DataShape) -> int | None:
+def _keep_features(data: DataShape, options: Any = None) -> int | None:
     return None
 
 
-def principal_components(above: int = 100, keep: int = 50) -> Callable[[DataShape], int | None]:
+def principal_components(above: int = 100, keep: int = 50) -> Callable[..., int | None]:
     """A ``reduce`` rule: data with more than ``above`` features go to ``keep`` principal components.
 
     The rule of the density families on images: on raw MNIST (784 pixels) a Gaussian, Student-t, energy or
@@ -99,7 +99,7 @@ def principal_components(above: int = 100, keep: int = 50) -> Callable[[DataShap
     0.42 raw against 0.97 on PCA 50), and the flow and energy mixtures do not finish in 25 minutes.
     """
 
-    def rule(data: DataShape) -> int | None:
+    def rule(data: DataShape, options: Any = None) -> int | None:
         return keep if data.dim > above and min(data.n, data.dim) > keep else None
 
     return rule
@@ -126,7 +126,7 @@ class Family:
     :param continuous: the family models densities of continuous data, so integer-intensity images
         (digits, MNIST) are dequantized before training, as with ``--dequantize``; a callable
         ``continuous(options)`` decides by the options (``--dequantize-noise epoch`` wants the integers).
-    :param reduce: ``reduce(data) -> D``: the principal components the recipe reduces the data to when
+    :param reduce: ``reduce(data, options) -> D``: the principal components the recipe reduces the data to when
         ``--pca`` is not given (``None``: every feature is kept); see :func:`principal_components`.
     :param laplace_summary: a run's ``summary.nc`` draws from the Laplace approximation (mixtures of
         Gaussians, Student-t's, energies). ``False`` for network families: the diagonal curvature of thousands
@@ -154,7 +154,7 @@ class Family:
     step: StepChoice = _svi_step
     loss_makers: dict[str, Callable[..., ELBO]] = field(default_factory=dict)
     continuous: bool | Callable[[Any], bool] = False
-    reduce: Callable[[DataShape], int | None] = _keep_features
+    reduce: Callable[[DataShape, Any], int | None] = _keep_features
     laplace_summary: bool = True
     quick: dict[str, Any] = field(default_factory=lambda: {"data": "moons", "epochs": 3, "subsample": 300})
 

@@ -101,7 +101,8 @@ def _reduced(c: FitConfig, data: Dataset, report: bool) -> tuple[FitConfig, Data
     """Apply the family's ``reduce`` rule when ``--pca`` was not given: the config then records the components."""
     if c.pca is not None or data.x.ndim != 2:
         return c, data
-    keep = c.family.reduce(DataShape(int(data.x.shape[0]), int(data.x.shape[1]), data.image_shape, data.levels))
+    shape = DataShape(int(data.x.shape[0]), int(data.x.shape[1]), data.image_shape, data.levels)
+    keep = c.family.reduce(shape, c.family_options())
     if keep is None:
         return c, data
     if report:

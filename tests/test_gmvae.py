@@ -338,11 +338,16 @@ def test_dequantize_noise_epoch_trains_on_fresh_noise_and_resumes_exactly(tmp_pa
             torch.testing.assert_close(resumed_module.state_dict()[k], v, rtol=0, atol=0, msg=k)
 
 
-def test_the_recipe_trains_fewer_epochs_when_an_epoch_is_long():
+def test_the_recipe_reduces_raw_mnist_and_trains_fewer_epochs_on_many_points():
     from mixzoo.family import DataShape, get_family
 
     spec = get_family("gmvae")
     options = spec.make_options()
-    assert spec.training(options, DataShape(70000, 784, (28, 28), 256)).epochs == 20
+    mnist = DataShape(70000, 784, (28, 28), 256)
+    assert spec.reduce(mnist, options) == 50
+    assert spec.reduce(mnist, options.replace(arch="conv")) is None  # the convolutional nets read the image
+    assert spec.reduce(mnist, options.replace(dequantize_noise="epoch")) is None  # fresh noise needs the levels
+    assert spec.reduce(DataShape(1797, 64, (8, 8), 17), options) is None
+    assert spec.training(options, DataShape(70000, 50)).epochs == 30
     assert spec.training(options, DataShape(35735, 50)).epochs == 100  # MNIST5 after PCA 50
     assert spec.training(options, DataShape(1797, 64, (8, 8), 17)).epochs == 100
