@@ -383,15 +383,15 @@ def _initialize(model: nn.Module, guide: nn.Module, x: Any, seed: int, o: GMVAEO
 
 LARGE = 50_000
 """From this many points an epoch is long and the recipe trains 30 epochs, not 100. On all of MNIST after PCA
-50 (70000 points) 30 epochs give ACC 0.924 in 284 s of CPU training; MNIST5 after PCA 50 (35735) keeps 100
-(0.986 in 515 s)."""
+50 (70000 points) 30 epochs give ACC 0.924 in 287 s of CPU training; MNIST5 after PCA 50 (35735) keeps 100
+(0.986 in 515 s; section ``defaults`` of docs/benchmarks.md)."""
 
 
 def _reduce(data: DataShape, o: GMVAEOptions) -> int | None:
     """50 principal components above 100 features, as the density families, unless the options need the image.
 
-    On all of MNIST the default on the raw pixels (MLP 256x256, 20 epochs) gave ACC 0.792 in 486 s; on 50
-    principal components for 30 epochs 0.924 in 284 s (section ``defaults`` of docs/benchmarks.md). ``--arch
+    On all of MNIST the raw pixels (dequantized, MLP 256x256, 20 epochs) gave ACC 0.792 in 476 s of training; 50
+    principal components for 30 epochs 0.924 in 284 s (section ``gmvae-mnist-pixels-pca`` of docs/benchmarks.md). ``--arch
     conv`` reads the image and ``--dequantize-noise epoch`` its integer levels, so they keep the pixels.
     """
     if o.arch == "conv" or o.dequantize_noise == "epoch":
