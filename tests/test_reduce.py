@@ -26,11 +26,11 @@ def wide(tmp_path):
 
 def test_the_rule_follows_the_number_of_features():
     gmm, neural = get_family("gmm"), get_family("neural-mixture")
-    o = None
+    o = gmm.make_options()
     assert gmm.reduce(DataShape(70000, 784, (28, 28), 256), o) == 50
     assert gmm.reduce(DataShape(1797, 64, (8, 8), 17), o) is None  # digits keep their pixels
     assert gmm.reduce(DataShape(40, 784), o) is None  # fewer points than components: nothing to gain
-    assert neural.reduce(DataShape(70000, 784, (28, 28), 256), o) is None  # a deep family reads the image itself
+    assert neural.reduce(DataShape(70000, 784, (28, 28), 256), neural.make_options()) is None  # a deep family reads the image itself
 
 
 def test_gmm_reduces_wide_data_by_default_and_the_run_reloads(wide, tmp_path, capsys):
