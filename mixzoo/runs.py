@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import replace
 import time
 import warnings
 from pathlib import Path
@@ -107,9 +108,9 @@ def _reduced(c: FitConfig, data: Dataset, report: bool) -> tuple[FitConfig, Data
         return c, data
     if report:
         print(f"mixzoo: {c.model} reduces the {data.x.shape[1]} features to {keep} principal components (its recipe "
-              f"above 100 features); --pca 0 keeps them all", file=sys.stderr, flush=True)  # fmt: skip
-    c = FitConfig(**{**c.to_dict(), "pca": keep})
-    return c, load_data(c)[0]
+              f"for data of this shape); --pca 0 keeps them all", file=sys.stderr, flush=True)  # fmt: skip
+    c = replace(c, pca=keep)
+    return c, preprocess(data, pca=keep, seed=c.seed)  # what load_data(c) now gives, without reading again
 
 
 def _prepared(config: FitConfig, data: Dataset, x: torch.Tensor) -> FitConfig:
@@ -151,10 +152,10 @@ def run_fit(
         run_dir = prepare_run_dir(out, overwrite) if out and main else Path(out) if out else None
     data, transfer = load_data(c)
     if transfer:
-        c = FitConfig(**{**c.to_dict(), "classifier": transfer["classifier"]})  # the run records the classifier it used
+        c = replace(c, classifier=transfer["classifier"])  # the run records the classifier it used
     c, data = _reduced(c, data, report=progress and main)
     if c.family.dequantizes(c.family_options()) and data.levels is not None and not c.dequantize:  # integer images for a density model
-        c = FitConfig(**{**c.to_dict(), "dequantize": True})
+        c = replace(c, dequantize=True)
         data = preprocess(data, seed=c.seed, dequantize=True)  # what load_data(c) now gives, without reading again
     x = check_data(data.x)
     c = _prepared(c, data, x)

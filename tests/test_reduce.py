@@ -70,3 +70,17 @@ def test_density_families_dequantize_integer_images(tmp_path, model, options, de
     run_fit(FitConfig(model=model, data="digits", subsample=200, epochs=1, threads=1, checkpoint_every=1, options=options),
             out=str(out), progress=False)  # fmt: skip
     assert json.loads((out / "config.json").read_text())["dequantize"] is dequantized
+
+
+def test_pca_after_loading_equals_pca_at_loading_and_keeps_the_earlier_stages():
+    from mixzoo.data import load_dataset, preprocess
+
+    once = load_dataset("digits", scale=True, pca=10, subsample=500, seed=3)
+    loaded = load_dataset("digits", scale=True, subsample=500, seed=3)
+    twice = preprocess(loaded, pca=10, seed=3)
+    np.testing.assert_array_equal(twice.x, once.x)
+    assert twice.preprocessing.dim_in == 64 and set(twice.preprocessing.arrays) == set(once.preprocessing.arrays)
+    raw = load_dataset("digits").x[:20]
+    np.testing.assert_allclose(twice.preprocessing.apply(raw), once.preprocessing.apply(raw), rtol=0, atol=1e-6)
+    with pytest.raises(ValueError, match="scale cannot follow"):
+        preprocess(once, scale=True)

@@ -131,6 +131,25 @@ DATASETS: dict[str, Callable[[str | None, int], Dataset]] = {
 }
 
 
+_STAGES = (("dequantize", "levels"), ("scale", "mean"), ("pca", "pca_mean"))
+"""The preprocessing stages in the order :meth:`Preprocessing.apply` runs them, by the array each one saves."""
+
+
+def _continued(d: Dataset, **adding: bool) -> Preprocessing:
+    """The preprocessing of ``d`` (or none), copied, to which the stages in ``adding`` will be appended.
+
+    :raises ValueError: when a stage would come before one ``d`` already had (it would apply in the wrong order).
+    """
+    if d.preprocessing is None:
+        return Preprocessing(int(d.x.shape[1]), d.features)
+    had = d.preprocessing.arrays
+    for i, (stage, _) in enumerate(_STAGES):
+        later = [key for _, key in _STAGES[i + 1 :] if key in had]
+        if adding[stage] and later:
+            raise ValueError(f"{stage} cannot follow the preprocessing {d.name!r} already had ({', '.join(later)})")
+    return Preprocessing(d.preprocessing.dim_in, d.preprocessing.features, dict(had))
+
+
 def preprocess(
     d: Dataset,
     *,
@@ -142,14 +161,21 @@ def preprocess(
 ) -> Dataset:
     r"""Subsample (without replacement, seeded), dequantize, standardise and/or PCA-reduce ``d``.
 
+    A data set that was already preprocessed keeps its stages and gains the new ones after them
+    (``d.preprocessing`` then describes both), so PCA can follow a scaling done at loading.
     ``dequantize`` turns integer intensities :math:`v \in \{0, .., L-1\}` into
     :math:`(v + u) / L` with :math:`u \sim U[0, 1)` (seeded), values in [0, 1) with a
     continuous density: the preprocessing of Li et al. (2020) (after Theis et al., 2016).
     A Gaussian likelihood on the integer values themselves can grow without bound by
     shrinking its scale onto the levels.
     """
+    if dequantize and (d.levels is None or d.top is None):
+        raise MixzooInputError(
+            f"data {d.name!r} has no integer intensity levels to dequantize; --dequantize applies to images "
+            "(digits, mnist, mnist5, a folder of MNIST idx files)."
+        )
     x, y = d.x, d.labels
-    fitted = Preprocessing(int(x.shape[1]), d.features)
+    fitted = _continued(d, dequantize=dequantize, scale=scale, pca=pca is not None)
     if subsample is not None:
         if subsample < 1:
             raise MixzooInputError(f"--subsample must be positive, got {subsample}.")
@@ -157,11 +183,6 @@ def preprocess(
             idx = np.sort(np.random.default_rng(seed).choice(len(x), subsample, replace=False))
             x, y = x[idx], (None if y is None else y[idx])
     if dequantize:
-        if d.levels is None or d.top is None:
-            raise MixzooInputError(
-                f"data {d.name!r} has no integer intensity levels to dequantize; --dequantize applies to images "
-                "(digits, mnist, mnist5, a folder of MNIST idx files)."
-            )
         fitted.arrays.update(levels=np.array(d.levels), top=np.array(d.top))
         values = np.rint(x / d.top * (d.levels - 1))
         u = np.random.default_rng([seed, 1]).random(x.shape)
