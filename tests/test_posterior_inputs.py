@@ -230,4 +230,10 @@ def test_bad_labels_probabilities_and_losses_are_refused_before_drawing(fit, cas
 
 def test_component_densities_need_a_model_that_states_them(fit, tmp_path):
     with pytest.raises(TypeError, match="component_log_prob"):
-        plots.plot_component_densities(fit.model, fit.x, tmp_path / "d.png")
+        plots.plot_component_densities(torch.nn.Linear(2, 3), fit.x, tmp_path / "d.png")
+
+
+def test_the_gaussian_mixture_states_its_component_densities(fit):
+    x = torch.as_tensor(fit.x, dtype=torch.float32)
+    expected = fit.model.component().log_prob(x[:, None, :])
+    assert torch.allclose(fit.model.component_log_prob(x), expected, atol=1e-4)

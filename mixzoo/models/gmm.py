@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from pyro.nn import PyroModule
 from torch import nn
 
+from ..component_table import ComponentTable
 from ..family import DataShape, Family, Training, principal_components, register
 from ..guides import EmptyGuide
 from ..inference.exact_em import ExactEM
@@ -104,11 +105,20 @@ class GaussianMixture(PyroModule):
             k = pyro.sample(
                 "y", dist.Categorical(weights), obs=None if y is None else y[idx], infer={"enumerate": "parallel"}
             )
-            c = self.component(k)  # batch (K, 1) under enumeration; the plate must not copy its parameters to (K, B)
-            pyro.sample("x", dist.ExpandedDistribution(c, c.batch_shape), obs=x[idx])
+            # every component scored by one matrix product, not K x B x D broadcast terms (and their backward)
+            xb = x[idx]
+            table = ComponentTable(self.component_log_prob(xb), k, self.dim, self._sample_components)
+            pyro.sample("x", table, obs=xb)
+
+    def _sample_components(self, k: torch.Tensor, sample_shape: torch.Size) -> torch.Tensor:
+        return self.component(k).sample(sample_shape)
 
     def log_joint(self, x: torch.Tensor) -> torch.Tensor:
-        r"""(N, K) :math:`\log \pi_k + \log \mathcal N(x_n; \mu_k, \Sigma_k)`, computed directly.
+        r"""(N, K) :math:`\log \pi_k + \log \mathcal N(x_n; \mu_k, \Sigma_k)`, computed directly."""
+        return self.weights.log() + self.component_log_prob(x)
+
+    def component_log_prob(self, x: torch.Tensor) -> torch.Tensor:
+        r"""(N, K) :math:`\log \mathcal N(x_n; \mu_k, \Sigma_k)`, computed directly.
 
         For full covariances the Mahalanobis terms come from one matrix product of ``x`` with
         the K whitening matrices :math:`L_k^{-1}` stacked side by side, instead of K triangular
@@ -132,7 +142,7 @@ class GaussianMixture(PyroModule):
             z = torch.addmm(bias, x, weight).view(-1, k, d)  # L_k^{-1} (x_n - mu_k) for every k at once
             maha = torch.linalg.vector_norm(z, dim=-1).square()
             half_log_det = tril.diagonal(dim1=-2, dim2=-1).log().sum(-1)
-        return self.weights.log() - 0.5 * maha - half_log_det - 0.5 * d * math.log(2 * math.pi)
+        return -0.5 * maha - half_log_det - 0.5 * d * math.log(2 * math.pi)
 
     def em_statistics(self, x: torch.Tensor, r: torch.Tensor) -> dict[str, torch.Tensor]:
         r"""Weighted sufficient statistics of a chunk: :math:`N_k`, :math:`\sum_n r_{nk} x_n` and
