@@ -127,7 +127,7 @@ def main() -> None:
         "BLAS. mixzoo: `MixtureClusterer('gmm', K, {'covariance': ...}, loss=..., n_init=..., random_state=seed)`, i.e. "
         "`mixzoo fit --model gmm` with its recipe: k-means++ and Lloyd start, std floor 0.01 (covariance floor 1e-4 "
         "on the diagonal); `em` stops when the negative log-likelihood per point changes by less than 1e-4 x max(1, |loss|) "
-        "for 3 iterations, at most 300; `trace-enum` is full-batch Adam with the family's learning rate, tol 1e-4. "
+        "once (EM never raises it), at most 300; `trace-enum` is full-batch Adam with the family's learning rate, tol 1e-4. "
         "scikit-learn: `GaussianMixture(covariance_type=..., n_init=..., random_state=seed)` (k-means start, "
         f"reg_covar 1e-6, tol 1e-3 on the mean log-likelihood). Seconds: `fit` + `predict_proba`, the fastest of {a.repeats} runs "
         "(one on MNIST) after one untimed fit of each library, mean over seeds. "

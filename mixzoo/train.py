@@ -224,7 +224,7 @@ def fit(
             ctx.broadcast(t for m in modules for t in (*m.parameters(), *m.buffers()))
         stepper = (step or SVIStep)(model, guide, optim, loss, context=ctx, seed=seed)
         stopper = EarlyStopping(evaluate_loss, loss, model, guide, x_val, patience, ctx)
-        converging = Convergence(tol)
+        converging = Convergence(tol, patience=getattr(stepper, "convergence_patience", Convergence.patience))
         if saved is not None:
             _resume(saved, modules, stepper, stopper, generator, result, ctx)
         guard = DivergenceGuard(modules, stepper, retries, used=result.retries, warn=ctx.is_main)

@@ -104,3 +104,16 @@ def test_em_is_the_default_and_learning_rates_are_refused(capsys: pytest.Capture
         assert main(["fit", "--model", "gmm", "--data", "moons", *flag]) == 2
         assert f"{flag[0]} cannot apply to loss 'em'" in capsys.readouterr().err
     assert main(["fit", "--model", "gmm", "--data", "moons", "--subsample", "200", "--loss", "trace-enum", "--epochs", "2", "--lr", "0.05"]) == 0
+
+
+def test_em_stops_at_its_first_quiet_iteration() -> None:
+    """EM's epoch loss is the exact NLL and never rises, so one change below tol ends training."""
+    x, _ = _three_blobs(n=400, seed=3)
+    model = GaussianMixture(3, 3, covariance="full").initialize(torch.as_tensor(x), seed=1)
+    tol = 1e-4
+    result = mixzoo.fit(model, mixzoo.guides.EmptyGuide(), x, loss=ExactEM(), step=conjugate_em, epochs=300, tol=tol, progress=False)
+    changes = np.abs(np.diff(result.losses))
+    scale = np.maximum(1.0, np.abs(np.asarray(result.losses[1:])))
+    assert result.stopped == "converged"
+    assert changes[-1] <= tol * scale[-1]
+    assert np.all(changes[:-1] > tol * scale[:-1]), "training went on after a quiet iteration"

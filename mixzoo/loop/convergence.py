@@ -2,7 +2,8 @@
 
 Like scikit-learn's mixtures, which stop when the change of the lower bound falls below
 ``tol``, training stops once :math:`|L_t - L_{t-1}| \\le tol \\cdot \\max(1, |L_t|)` has held for
-``patience`` consecutive epochs (minibatch losses are noisy, so one quiet epoch is not enough).
+``patience`` consecutive epochs (minibatch losses are noisy, so one quiet epoch is not enough; a step
+whose epoch loss is exact and monotone, like closed-form EM, sets ``convergence_patience = 1``).
 """
 
 from __future__ import annotations
