@@ -131,7 +131,7 @@ class FitConfig:
         if c.labels and not getattr(loss, "takes_labels", True):
             raise MixzooInputError(f"--labels cannot apply to loss {c.loss!r}: it does not observe cluster labels.")
         options = c.family_options()
-        options.refuse_inapplicable(frozenset(c.options), c.guide, c.loss)
+        options.refuse_inapplicable(frozenset(c.options), c.guide, c.loss, before_data=True)
         c.options = {k: v for k, v in options.to_dict().items() if k in c.options}  # checked values, JSON-ready
         _check_settings(c)
         return c
@@ -142,6 +142,7 @@ class FitConfig:
         c = FitConfig(**asdict(self))
         given = frozenset(c.options)
         adapted = family.adapt(c.family_options(), given, shape)
+        adapted.refuse_inapplicable(given, c.guide, c.loss)  # the switches the data turned on, or left off
         defaults = family.options()
         c.options = {**c.options, **{k: v for k, v in adapted.to_dict().items() if k not in given and v != defaults.to_dict()[k]}}
         recipe = family.training(adapted, shape, c.loss)

@@ -201,16 +201,26 @@ class Options:
         """A copy with some options changed (and checked)."""
         return dataclasses.replace(self, **changes)
 
-    def refuse_inapplicable(self, given: set[str] | frozenset[str], guide: str, loss: str) -> None:
-        """Refuse an option the user gave where it cannot apply (another guide or loss, or its switch off)."""
+    def refuse_inapplicable(
+        self, given: set[str] | frozenset[str], guide: str, loss: str, *, before_data: bool = False
+    ) -> None:
+        """Refuse an option the user gave where it cannot apply (another guide or loss, or its switch off).
+
+        :param before_data: the data are not read yet, so a switch the user left unset may still be turned on
+            by the family's choices for the data (e.g. a CNN for images); only switches the user set are checked.
+        """
         for info in self.infos():
             if info.name not in given:
                 continue
+            switch = info.requires[0] if isinstance(info.requires, tuple) else info.requires
+            switch_checked = not (before_data and switch is not None and switch not in given)
             why = None
             if info.guides is not None and guide not in info.guides:
                 why = f"guide {guide!r}"
             elif info.losses is not None and loss not in info.losses:
                 why = f"loss {loss!r}"
+            elif not switch_checked:
+                pass
             elif isinstance(info.requires, tuple) and getattr(self, info.requires[0]) != info.requires[1]:
                 why = f"{flag_name(info.requires[0])} {getattr(self, info.requires[0])}"
             elif isinstance(info.requires, str) and not getattr(self, info.requires):

@@ -143,3 +143,59 @@ def test_images_get_the_cnn_recipe_with_augmentations_unless_the_user_chose():
     assert mlp.options["arch"] == "mlp" and "augment" not in mlp.options and "channels" not in mlp.options
     table = FitConfig(model="neural-mixture").resolved().for_data(DataShape(n=500, dim=4))
     assert "arch" not in table.options and table.epochs == 100
+
+
+def test_options_the_data_turn_on_are_checked_once_the_data_are_known():
+    from mixzoo.config import FitConfig
+    from mixzoo.family import DataShape
+
+    images = DataShape(n=1797, dim=64, image_shape=(8, 8), levels=17)
+    table = DataShape(n=500, dim=4)
+    for option in ({"sobel": True}, {"starts": 2}):
+        c = FitConfig(model="neural-mixture", options=option).resolved()  # the switch may still come from the data
+        assert c.for_data(images).options["arch"] == "cnn"
+        with pytest.raises(MixzooInputError, match="cannot apply with"):
+            c.for_data(table)
+    with pytest.raises(MixzooInputError, match="cannot apply with --arch mlp"):  # a switch the user set: before any data
+        FitConfig(model="neural-mixture", options={"arch": "mlp", "sobel": True}).resolved()
+
+
+def test_agreement_counts_points_whose_transformed_copy_keeps_the_cluster():
+    class Same(torch.nn.Module):
+        def forward(self, xb, generator=None):
+            return xb
+
+    class Shuffled(torch.nn.Module):
+        def forward(self, xb, generator=None):
+            return xb[torch.randperm(len(xb), generator=generator)]
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(300, 64, generator=g)
+    model = NeuralMixture(64, 3, arch="cnn", channels=(4,), hidden=(8,), augment=True).initialize(x, seed=0)
+    model.augment = Same()  # every point keeps its cluster
+    assert model.agreement(x, torch.Generator().manual_seed(0)) == 1.0
+    model.augment = Shuffled()  # another point's cluster: agreement by chance only
+    assert model.agreement(x, torch.Generator().manual_seed(0)) < 0.9
+    with pytest.raises(MixzooInputError, match="augment=True"):
+        NeuralMixture(64, 3).agreement(x, g)
+
+
+@pytest.mark.parametrize("winner", [0, 1])
+def test_starts_keep_the_candidate_that_agrees_most(monkeypatch, winner):
+    from mixzoo.models.neural_mixture import NeuralMixtureOptions, _initialize
+
+    x = torch.rand(256, 64, generator=torch.Generator().manual_seed(1))
+    trained = []
+
+    def agreement(self, probe, generator):
+        trained.append({k: v.clone() for k, v in self.state_dict().items()})
+        return 1.0 if len(trained) - 1 == winner else 0.5
+
+    monkeypatch.setattr(NeuralMixture, "agreement", agreement)
+    options = NeuralMixtureOptions(arch="cnn", channels=(4,), hidden=(8,), augment=True, starts=2, start_epochs=1)
+    model = NeuralMixture(64, 3, arch="cnn", channels=(4,), hidden=(8,), augment=True)
+    _initialize(model, EStepGuide(model), x, 0, options, loss=EM())
+    assert len(trained) == 2
+    assert any((trained[0][k] != trained[1][k]).any() for k in trained[0])  # two different starts were trained
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, trained[winner][k])

@@ -29,6 +29,7 @@ setting in which the paper shows collapse to one cluster (Fig. 5a, Table 1).
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -243,6 +244,26 @@ class NeuralMixture(PyroModule):
                 pyro.factor("x_aug", Vindex(self.cluster_log_likelihood(a_tr))[rows, k])
 
     @torch.no_grad()
+    def agreement(self, x: torch.Tensor, generator: torch.Generator, batch_size: int = 4096) -> float:
+        """Share of points whose most probable cluster is that of a transformed copy (the model's own
+        :class:`~mixzoo.augment.Augment`), with the running statistics: eq. (7) assumes an image and its
+        transform belong to the same cluster, and a start that splits one digit and merges two breaks it."""
+        if self.augment is None:
+            raise MixzooInputError("agreement needs augment=True: it compares each image with a transformed copy.")
+        was_training = self.training
+        self.eval()
+        same = 0
+        for i in range(0, x.shape[0], batch_size):
+            xb = x[i : i + batch_size]
+            a = self.scores(xb, batch_stats=False)
+            a_tr = self.scores(self.augment(xb, generator=generator), batch_stats=False)
+            post = self.cluster_log_likelihood(a) + self.log_prior
+            post_tr = self.cluster_log_likelihood(a_tr) + self.log_prior
+            same += int((post.argmax(-1) == post_tr.argmax(-1)).sum())
+        self.train(was_training)
+        return same / x.shape[0]
+
+    @torch.no_grad()
     def initialize(self, x: torch.Tensor, seed: int = 0, batch_size: int = 4096) -> NeuralMixture:
         """Seeded weights; for the MLP, inputs standardised with the data's mean and std; running statistics
         of the scores set from the whole data set."""
@@ -276,6 +297,11 @@ class NeuralMixtureOptions(Options):
     augment: bool = option(False, "eq. (7) with a randomly transformed copy of each batch (images)")
     two_fold: bool = option(False, "Algorithm 1: an EM step, then a consistency step", losses=("em",), requires="augment")
     consistency_lr: float = option(1e-4, "learning rate of the consistency step", low=1e-12, requires="two_fold")
+    starts: int = option(
+        1, "candidate starts, each trained --start-epochs; the one most consistent under augmentation is kept",
+        low=1, requires="augment",
+    )  # fmt: skip
+    start_epochs: int = option(1, "epochs of each candidate start", low=1, requires="augment")
 
     def check(self) -> None:
         if self.two_fold and not self.augment:
@@ -288,6 +314,40 @@ def _build(dim: int, k: int, guide: str, o: NeuralMixtureOptions) -> tuple[nn.Mo
         normalize=o.normalize, sobel=o.sobel, augment=o.augment,
     )  # fmt: skip
     return model, EStepGuide(model)
+
+
+def _initialize(model: nn.Module, guide: nn.Module, x: Any, seed: int, o: NeuralMixtureOptions, loss: Any = None) -> None:
+    """The seeded start of :meth:`NeuralMixture.initialize`; with ``starts`` > 1, that many candidate starts
+    (the first under ``seed``) each trained for ``start_epochs`` epochs by the run's loss and step, and the
+    one whose clusters agree most with a transformed copy of (up to 10000 of) the points is kept
+    (:meth:`NeuralMixture.agreement`).
+
+    Which digits a start merges or splits is settled in its first epochs and later training keeps it
+    (MNIST seeds 0-2 after one epoch: 0.965 / 0.872 / 0.962, after five 0.970 / 0.880 / 0.970); the
+    training loss does not tell the bad start apart (digits, six seeds: the best ACC has the highest
+    loss), the agreement does (MNIST after one epoch: 0.974 / 0.955 / 0.971)."""
+    from ..inference import EM
+    from ..train import fit
+
+    model.initialize(x, seed=seed)
+    if o.starts <= 1:
+        return
+    x = check_data(x)
+    g = torch.Generator().manual_seed(seed)
+    probe = x[torch.randperm(x.shape[0], generator=g)[:10000]]
+    best: tuple[float, dict[str, torch.Tensor]] | None = None
+    for j in range(o.starts):
+        start_seed = seed + 7919 * j  # the first candidate is the run's own start
+        candidate = model if j == 0 else copy.deepcopy(model).initialize(x, seed=start_seed)
+        fit(
+            candidate, EStepGuide(candidate), x, loss=loss if loss is not None else EM(), step=_step(o),
+            epochs=o.start_epochs, batch_size=128, lr=1e-3, seed=start_seed, progress=False, device=str(x.device),
+        )  # fmt: skip
+        score = candidate.agreement(probe, torch.Generator().manual_seed(seed))
+        if best is None or score > best[0]:
+            best = (score, copy.deepcopy(candidate.state_dict()))
+    assert best is not None
+    model.load_state_dict(best[1])
 
 
 def _adapt(o: NeuralMixtureOptions, given: frozenset[str], data: DataShape) -> NeuralMixtureOptions:
@@ -339,6 +399,7 @@ FAMILY = register(
         recipe=_recipe,
         adapt=_adapt,
         step=_step,
+        initialize=_initialize,
         quick={"data": "digits", "epochs": 2, "subsample": 300},
         laplace_summary=False,
     )
