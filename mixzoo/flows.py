@@ -44,6 +44,7 @@ import torch
 import torch.nn.functional as F
 import zuko
 from torch import nn
+from torch.autograd.function import once_differentiable
 from torch.func import functional_call, stack_module_state, vmap
 from zuko.flows.autoregressive import MaskedAutoregressiveTransform
 from zuko.nn import MaskedLinear, MaskedMLP
@@ -150,6 +151,70 @@ def _plan(template: nn.Module) -> tuple[_Step, ...] | None:
     return tuple(steps)
 
 
+class _MaskedMLP(torch.autograd.Function):
+    """K MADE networks at once with a hand-written backward pass (see :func:`_masked_mlp`).
+
+    The backward pass reuses the saved activations and masked weights, clears the gradient of each ReLU in place,
+    and, for an input shared by all K, computes the first layer as one (K·out, in) x (in, N) product.
+    """
+
+    @staticmethod
+    def forward(ctx: torch.autograd.function.FunctionCtx, x: torch.Tensor, relus: tuple[bool, ...], *tensors: torch.Tensor):
+        weights, biases, masks = tensors[0::3], tensors[1::3], tensors[2::3]
+        masked = [m * w for w, m in zip(weights, masks, strict=True)]
+        h, inputs = x, []
+        for w, b, relu in zip(masked, biases, relus, strict=True):
+            inputs.append(h)
+            h = _linear(h, w, b)
+            if relu:
+                h = h.relu_()
+        ctx.relus = relus
+        ctx.save_for_backward(*inputs, *masked, *masks)
+        return h
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: torch.autograd.function.FunctionCtx, grad: torch.Tensor) -> tuple:
+        n = len(ctx.relus)
+        saved = ctx.saved_tensors
+        inputs, masked, masks = saved[:n], saved[n : 2 * n], saved[2 * n :]
+        grads: list[torch.Tensor | None] = [None] * (3 * n)
+        grad_x = None
+        for i in reversed(range(n)):
+            h, w = inputs[i], masked[i]
+            grads[3 * i] = _weight_grad(grad, h).mul_(masks[i])
+            grads[3 * i + 1] = grad.sum(-1)
+            if i > 0:
+                grad = _input_grad(grad, w, h)
+                if ctx.relus[i - 1]:  # h is the ReLU's output: its gradient is zero where h is
+                    torch.ops.aten.threshold_backward.grad_input(grad, h, 0, grad_input=grad)
+            elif ctx.needs_input_grad[0]:
+                grad_x = _input_grad(grad, w, h)
+        return grad_x, None, *grads
+
+
+def _linear(h: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """``weight @ h + bias`` for ``weight`` (K, out, in), ``bias`` (K, out), ``h`` (K, in, N) or (in, N) shared by all K."""
+    if h.dim() == 2:
+        k, out, d = weight.shape
+        return torch.addmm(bias.reshape(-1, 1), weight.reshape(k * out, d), h).view(k, out, -1)
+    return torch.baddbmm(bias.unsqueeze(-1), weight, h)
+
+
+def _weight_grad(grad: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+    """Gradient (K, out, in) of :func:`_linear`'s weight, from that of its output ``grad`` (K, out, N)."""
+    if h.dim() == 2:  # transposed, (in, N) x (N, K·out): far faster than (K·out, N) x (N, in) for a few inputs
+        return torch.mm(h.contiguous(), grad.flatten(0, 1).t()).t().view(*grad.shape[:2], -1)
+    return torch.bmm(grad, h.transpose(1, 2))
+
+
+def _input_grad(grad: torch.Tensor, weight: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+    """Gradient of :func:`_linear`'s input ``h``, from that of its output ``grad`` (K, out, N)."""
+    if h.dim() == 2:
+        return torch.mm(weight.flatten(0, 1).t(), grad.flatten(0, 1))
+    return torch.bmm(weight.transpose(1, 2), grad)
+
+
 def _masked_mlp(
     h: torch.Tensor, layers: Sequence[_Layer], params: Mapping[str, torch.Tensor], buffers: Mapping[str, torch.Tensor]
 ) -> torch.Tensor:
@@ -158,15 +223,8 @@ def _masked_mlp(
     With the N points along the last axis every product is (out, in) x (in, N), whose weight gradient
     (out, N) x (N, in) stays fast on the CPU also for the narrow output layer.
     """
-    k = params[layers[0].weight].shape[0]
-    if h.dim() == 2:
-        h = h.expand(k, *h.shape)
-    for layer in layers:
-        weight = buffers[layer.mask] * params[layer.weight]
-        h = torch.baddbmm(params[layer.bias].unsqueeze(-1), weight, h)
-        if layer.relu:
-            h = h.relu_()  # baddbmm keeps its inputs, not its output, for the backward pass
-    return h
+    tensors = [t for layer in layers for t in (params[layer.weight], params[layer.bias], buffers[layer.mask])]
+    return _MaskedMLP.apply(h, tuple(layer.relu for layer in layers), *tensors)
 
 
 def _squash(v: torch.Tensor, c: float) -> torch.Tensor:
@@ -199,11 +257,37 @@ def _squash_exp(v: torch.Tensor, c: float) -> torch.Tensor:
     return _SquashExp.apply(v, c)[0]
 
 
+class _Affine(torch.autograd.Function):
+    r"""zuko's monotonic affine map :math:`y = t + x e^{s}`, :math:`s = u / (1 + c |u|)`, and its log-determinant
+    :math:`\sum_d s_d`, with the derivative :math:`\partial s / \partial u = 1 / (1 + c |u|)^2` in one expression."""
+
+    @staticmethod
+    def forward(
+        ctx: torch.autograd.function.FunctionCtx, x: torch.Tensor, phi: torch.Tensor, c: float
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        shift, u = phi.unbind(2)
+        denominator = u.abs().mul_(c).add_(1)
+        log_scale = torch.div(u, denominator)
+        scale = log_scale.exp()
+        ctx.save_for_backward(x, scale, denominator)
+        return torch.addcmul(shift, x, scale), log_scale.sum(1)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: torch.autograd.function.FunctionCtx, grad: torch.Tensor, grad_ladj: torch.Tensor) -> tuple:
+        x, scale, denominator = ctx.saved_tensors
+        grad_x = grad * scale
+        grad_u = torch.addcmul(grad_ladj.unsqueeze(1), grad_x, x).div_(denominator.square_())
+        if ctx.needs_input_grad[0]:
+            grad_x = grad_x.sum_to_size(x.shape)  # an input (D, N) shared by all K
+        else:
+            grad_x = None
+        return grad_x, torch.stack((grad, grad_u), 2), None
+
+
 def _affine(x: torch.Tensor, phi: torch.Tensor, slope: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """zuko's :class:`~zuko.transforms.MonotonicAffineTransform` for all K: ``x`` (K, D, N), ``phi`` (K, D, 2, N)."""
-    shift, scale = phi.unbind(2)
-    log_scale = _squash(scale, 1 / abs(math.log(slope)))
-    return torch.addcmul(shift, x, log_scale.exp()), log_scale.sum(1)
+    """zuko's :class:`~zuko.transforms.MonotonicAffineTransform` for all K: ``x`` (K, D, N) or (D, N), ``phi`` (K, D, 2, N)."""
+    return _Affine.apply(x, phi, 1 / abs(math.log(slope)))
 
 
 def _rqs(x: torch.Tensor, phi: torch.Tensor, bins: int, bound: float, slope: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -353,7 +437,9 @@ class ComponentFlows(nn.Module):
     def base_log_prob(self, z: torch.Tensor) -> torch.Tensor:
         """(K, N) log density of the per-component bases at ``z`` (K, N, D)."""
         loc, scale = self.base_loc[:, None, :], self.base_scale[:, None, :]
-        return torch.distributions.Normal(loc, scale).log_prob(z).sum(-1)
+        standard = (z - loc) / scale
+        constant = self.base_scale.log().sum(-1, keepdim=True) + 0.5 * self.dim * math.log(2 * math.pi)
+        return (standard * standard).sum(-1).mul(-0.5).sub(constant)
 
     def log_prob(self, x: torch.Tensor) -> torch.Tensor:
         """(N, K) log densities :math:`\\log p_k(x_n)` in one batched pass."""
