@@ -24,6 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import torch
 from pyro.infer import ELBO
 from torch import nn
 
@@ -135,6 +136,9 @@ class Family:
         :func:`~mixzoo.summary.summarize` still draws when asked.
     :param loss_makers: losses the family builds itself, by name, over the shared ones of
         :data:`mixzoo.inference.LOSSES` (the Gaussian mixture's ``"em"`` is closed-form EM).
+    :param restart_score: ``restart_score(model, guide, x, options) -> float | None``: how ``--n-init``
+        restarts are compared, lower is better; without it, or where it returns ``None``, the final loss on
+        all of the data.
     :param quick: a small configuration that trains in a second or two (:class:`~mixzoo.config.FitConfig`
         keywords such as ``data``, ``epochs``, ``subsample``, ``options``): the test matrix runs every
         family with it (determinism, resume, bad input).
@@ -156,6 +160,7 @@ class Family:
     continuous: bool | Callable[[Any], bool] = False
     reduce: Callable[[DataShape, Any], int | None] = _keep_features
     laplace_summary: bool = True
+    restart_score: Callable[[nn.Module, nn.Module, torch.Tensor, Any], float | None] | None = None
     quick: dict[str, Any] = field(default_factory=lambda: {"data": "moons", "epochs": 3, "subsample": 300})
 
     @property

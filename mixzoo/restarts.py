@@ -3,7 +3,8 @@
 This is what ``mixzoo fit``, the estimator and ``select`` share: the family builds the pair
 under the restart's seed, applies its data-dependent start and schedules, chooses its step
 (SVI, or e.g. the two-fold step), and :func:`mixzoo.fit` trains it. The restart with the
-lowest final loss on all of the data is kept.
+lowest final loss on all of the data is kept, or the lowest ``restart_score`` of a family
+that states one (the neural mixture: the most consistent clusters under augmentation).
 """
 
 from __future__ import annotations
@@ -56,22 +57,24 @@ def _history(result: FitResult) -> dict[str, Any]:
             "device": result.device, "retries": result.retries}  # fmt: skip
 
 
-def _load_best(c: FitConfig, best_file: Path) -> tuple[int, Best]:
+def _load_best(c: FitConfig, best_file: Path) -> tuple[int, Best, float]:
     saved = safe_load(best_file, "restart record")
     model, guide = build_pair(c)
     load_pair(model, guide, saved, c)
     h = saved["history"]
     result = FitResult(losses=list(h["losses"]), val_losses=list(h["val_losses"]), epochs=int(h["epochs"]),
                        device=str(h["device"]), retries=int(h["retries"]))  # fmt: skip
-    return int(saved["restart"]), (float(saved["final"]), model.to(c.device), guide.to(c.device), result)
+    best = (float(saved["final"]), model.to(c.device), guide.to(c.device), result)
+    return int(saved["restart"]), best, float(saved.get("score", saved["final"]))
 
 
-def _save_best(best: Best, restart: int, best_file: Path) -> None:
+def _save_best(best: Best, restart: int, best_file: Path, score: float) -> None:
     final, model, guide, result = best
     atomic_save(
         {
             "restart": restart,
             "final": final,
+            "score": score,
             "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
             "guide": {k: v.detach().cpu() for k, v in guide.state_dict().items()},
             "history": _history(result),
@@ -106,6 +109,15 @@ def train_one(
     return model, guide, result
 
 
+def _restart_score(c: FitConfig, model: nn.Module, guide: nn.Module, x: torch.Tensor, final: float) -> float:
+    """The family's ``restart_score`` of a finished restart, or its final loss (also when it diverged)."""
+    if c.family.restart_score is None or not math.isfinite(final):
+        return final
+    with torch.no_grad():
+        score = c.family.restart_score(model, guide, x, c.family_options())
+    return final if score is None else float(score)
+
+
 def fit_restarts(
     c: FitConfig,
     x: torch.Tensor,
@@ -119,7 +131,8 @@ def fit_restarts(
     resume: bool = False,
     distributed: bool = False,
 ) -> Best:
-    """Build, initialise and train the pair of a resolved config once per seed; keep the lowest final loss.
+    """Build, initialise and train the pair of a resolved config once per seed; keep the lowest final loss
+    (or the family's ``restart_score``).
 
     Each restart is reproducible from its seed alone. ``x_train``/``y`` (the semi-supervised stream)
     default to ``x`` without labels; the final loss is always measured on ``x``.
@@ -132,11 +145,12 @@ def fit_restarts(
     resumable = state_dir is not None and c.checkpoint_every is not None
     state_file = best_file = None
     best: Best | None = None
+    best_score = math.inf
     done = -1
     if resumable:
         state_file, best_file = state_dir / TRAIN_STATE, state_dir / BEST_RESTART  # type: ignore[operator]
         if resume and best_file.is_file():
-            done, best = _load_best(c, best_file)
+            done, best, best_score = _load_best(c, best_file)
     main = not distributed or torch.distributed.get_rank() == 0
     for i, seed in enumerate(seeds):
         if i <= done:
@@ -148,9 +162,10 @@ def fit_restarts(
         )
         with torch.no_grad(), isolated_param_store():
             final = evaluate_loss(loss, model, guide, x.to(result.device))
-        if best is None or (math.isfinite(final) and not final >= best[0]):
-            best = (final, model, guide, result)
+        score = _restart_score(c, model, guide, x.to(result.device), final)
+        if best is None or (math.isfinite(score) and not score >= best_score):
+            best, best_score = (final, model, guide, result), score
         if best_file is not None and main:
-            _save_best(best, i, best_file)
+            _save_best(best, i, best_file, best_score)
     assert best is not None
     return best
