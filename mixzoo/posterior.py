@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import pyro.poutine as poutine
 import torch
+from pyro.distributions.util import scale_and_mask
 from pyro.poutine.trace_struct import Trace
 
 from .contract import CLUSTER_SITE, cluster_site, in_data_plate, latent_sites
@@ -71,11 +72,13 @@ def enumerated_log_joint(model: Callable[..., Any], guide: Callable[..., Any], x
     """
     if isinstance(model, ConjugateModel) and isinstance(guide, EmptyGuide):
         return model.log_joint(x)
-    guide_tr = _guide_trace(guide, x)
-    if CLUSTER_SITE in guide_tr.nodes:  # an amortized guide's sample of y must not be replayed: y is enumerated here
-        guide_tr.remove_node(CLUSTER_SITE)
     enum_model = poutine.enum(model, first_available_dim=-2)
-    tr = poutine.trace(poutine.replay(enum_model, trace=guide_tr)).get_trace(x)
+    if not isinstance(guide, EmptyGuide):  # the empty guide has no sites to replay
+        guide_tr = _guide_trace(guide, x)
+        if CLUSTER_SITE in guide_tr.nodes:  # an amortized guide's sample of y must not be replayed: y is enumerated
+            guide_tr.remove_node(CLUSTER_SITE)
+        enum_model = poutine.replay(enum_model, trace=guide_tr)
+    tr = poutine.trace(enum_model).get_trace(x)
     if CLUSTER_SITE not in tr.nodes:
         raise ValueError(f"the model has no sample site named {CLUSTER_SITE!r}; the mixzoo contract needs one")
     y_site = tr.nodes[CLUSTER_SITE]
@@ -83,14 +86,20 @@ def enumerated_log_joint(model: Callable[..., Any], guide: Callable[..., Any], x
         raise ValueError(
             f"the model's site {CLUSTER_SITE!r} is not enumerated; declare it with infer={{'enumerate': 'parallel'}}"
         )
-    tr.compute_log_prob()
     n = x.shape[0]
     k = y_site["value"].shape[0]
     total = x.new_zeros(k, n)
     for site in tr.nodes.values():
         if site["type"] == "sample" and in_data_plate(site):
-            total = total + site["log_prob"]  # (K, 1) or (K, N) or (N,), broadcast to (K, N)
+            total = total + _scaled_log_prob(site)  # (K, 1) or (K, N) or (N,), broadcast to (K, N)
     return total.t()
+
+
+def _scaled_log_prob(site: dict[str, Any]) -> torch.Tensor:
+    """The site's log density scaled and masked by its plates, as :meth:`Trace.compute_log_prob` stores it
+    (without the sums and the checks of the sums that it adds)."""
+    log_p = site["fn"].log_prob(site["value"], *site["args"], **site["kwargs"])
+    return scale_and_mask(log_p, site["scale"], site["mask"])
 
 
 def _in_chunks(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, batch_size: int) -> torch.Tensor:

@@ -37,7 +37,6 @@ import pyro.poutine as poutine
 import torch
 from pyro.distributions.util import scale_and_mask
 from pyro.infer.elbo import ELBO
-from pyro.infer.util import is_validation_enabled
 from pyro.poutine.enum_messenger import EnumMessenger
 from pyro.poutine.trace_struct import Trace
 from pyro.util import check_model_guide_match, check_site_shape, warn_if_nan
@@ -99,19 +98,21 @@ class EM(ELBO):
         ``log_prob`` of the model's sample sites and of the guide's ``"y"``.
 
         Only what the EM loss reads is computed: no score parts of the guide and no pruned copies of the
-        traces. Pyro's model/guide validation (site matching and shapes) runs on the first trace of each
-        pair while validation is enabled.
+        traces. While Pyro's validation is enabled, the first trace of each pair runs with it (distribution
+        arguments and supports, then site matching and shapes); later traces of the pair run without it
+        (:meth:`~mixzoo.inference.validated.ValidatedPairs.checks`), which changes no value.
         """
-        enum_guide = EnumMessenger(first_available_dim=-1 - self.max_plate_nesting)(guide)
-        guide_trace = poutine.trace(enum_guide).get_trace(*args, **kwargs)
-        enum_model = EnumMessenger()(model)
-        model_trace = poutine.trace(poutine.replay(enum_model, trace=guide_trace)).get_trace(*args, **kwargs)
-        for trace, names in ((model_trace, None), (guide_trace, (CLUSTER_SITE,))):
-            for name, site in trace.nodes.items():
-                if site["type"] == "sample" and not is_subsample(site) and (names is None or name in names):
-                    _log_prob(site)
-        if is_validation_enabled() and self._validated.first(model, guide):
-            self._validate(model_trace, guide_trace)
+        with self._validated.checks(model, guide) as validate:
+            enum_guide = EnumMessenger(first_available_dim=-1 - self.max_plate_nesting)(guide)
+            guide_trace = poutine.trace(enum_guide).get_trace(*args, **kwargs)
+            enum_model = EnumMessenger()(model)
+            model_trace = poutine.trace(poutine.replay(enum_model, trace=guide_trace)).get_trace(*args, **kwargs)
+            for trace, names in ((model_trace, None), (guide_trace, (CLUSTER_SITE,))):
+                for name, site in trace.nodes.items():
+                    if site["type"] == "sample" and not is_subsample(site) and (names is None or name in names):
+                        _log_prob(site)
+            if validate:
+                self._validate(model_trace, guide_trace)
         return model_trace, guide_trace
 
     def _validate(self, model_trace: Trace, guide_trace: Trace) -> None:

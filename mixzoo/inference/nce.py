@@ -43,6 +43,7 @@ from ..contract import CLUSTER_SITE, latent_sites
 from ..errors import MixzooInputError
 from ..posterior import enumerated_log_joint
 from .noise import DistributionNoise, GaussianNoise, NoiseSource
+from .validated import ValidatedPairs
 
 __all__ = ["NCE"]
 
@@ -89,6 +90,7 @@ class NCE(ELBO):
         for s, m in self.sources:
             if m is None and s.size is None and self.nu is None:
                 raise MixzooInputError("each of several noise distributions needs a sample count M_l.")
+        self._validated = ValidatedPairs()
 
     def _counts(self, n_data: int) -> list[float]:
         counts = []
@@ -151,7 +153,8 @@ class NCE(ELBO):
             else:
                 draws.append(source.sample(max(1, round(m_l * b / n))).to(device=x.device, dtype=xb.dtype))
         points = torch.cat([xb, *draws])
-        log_model = math.log(n) + self._log_model(model, guide, points)
+        with self._validated.checks(model, guide):  # Pyro's checks on the pair's first evaluation only
+            log_model = math.log(n) + self._log_model(model, guide, points)
         noise_total, per_source = self._log_noise_total(points, [math.log(m) for m in counts])
         total = (n / b) * F.logsigmoid(log_model[:b] - noise_total[:b]).sum()
         start = b

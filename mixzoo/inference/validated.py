@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
+
+import pyro
+from pyro.infer.util import is_validation_enabled
 
 __all__ = ["ValidatedPairs"]
 
@@ -29,3 +33,20 @@ class ValidatedPairs:
         except TypeError:
             return True
         return True
+
+    @contextlib.contextmanager
+    def checks(self, model: Callable[..., Any], guide: Callable[..., Any]) -> Iterator[bool]:
+        """Pyro's validation for one evaluation of the pair: as configured on its first evaluation, off
+        afterwards (distribution argument and support checks, site checks), and restored on exit.
+        Yields whether this evaluation is the validated one (validation on and the pair new).
+
+        Validation only checks; it changes no value, so the losses are the same with and without it.
+        A pair that cannot be remembered (see :meth:`first`) is validated every time.
+        """
+        if not is_validation_enabled():
+            yield False
+        elif self.first(model, guide):
+            yield True
+        else:
+            with pyro.validation_enabled(False):
+                yield False
