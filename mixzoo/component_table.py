@@ -22,7 +22,23 @@ import pyro.distributions as dist
 import torch
 from torch.distributions import constraints
 
-__all__ = ["ComponentTable"]
+__all__ = ["ComponentTable", "pick"]
+
+
+def pick(table: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+    """``table[n, k[..., n]]``: the entries of a (B, K) table that a component index selects, with the
+    broadcast shape of ``k`` and (B,): (K, B) under Pyro's enumeration (``k`` of shape (K, 1)), (B,) for
+    observed labels.
+
+    The same values as ``Vindex(table)[arange(B), k]``, by ``gather``, whose backward is a scatter rather than
+    the accumulating ``index_put`` of advanced indexing.
+    """
+    b, n_components = table.shape
+    shape = torch.broadcast_shapes(k.shape, (b,))
+    index = k.expand(shape)
+    if index.dim() == 1:
+        return table.gather(1, index[:, None]).squeeze(1)
+    return table.T.expand(*shape[:-2], n_components, b).gather(-2, index)
 
 
 class ComponentTable(dist.TorchDistribution):
@@ -61,8 +77,7 @@ class ComponentTable(dist.TorchDistribution):
             raise ValueError(
                 f"ComponentTable scores the {b} points its table was computed for, got shape {tuple(value.shape)}"
             )
-        rows = torch.arange(b, device=self.table.device)
-        return self.table[rows, self.k]  # broadcasts (B,) with k: (K, 1) -> (K, B), (B,) -> (B,)
+        return pick(self.table, self.k)
 
     def sample(self, sample_shape: torch.Size | tuple[int, ...] = ()) -> torch.Tensor:
         if self.sampler is None:

@@ -65,3 +65,23 @@ def test_enumerated_index_reads_one_row_per_component():
 def test_other_points_than_the_tables_are_refused():
     with pytest.raises(ValueError, match="scores the 3 points"):
         ComponentTable(torch.zeros(3, 2), torch.arange(2).view(2, 1), dim=5).log_prob(torch.zeros(4, 5))
+
+
+@pytest.mark.parametrize("k_shape", [(7,), (4, 1), (4, 1, 1), (3, 4, 1)])
+def test_pick_is_vindex_in_values_and_gradients(k_shape):
+    from pyro.ops.indexing import Vindex
+
+    from mixzoo.component_table import pick
+
+    torch.manual_seed(0)
+    table = torch.randn(7, 4, dtype=torch.float64, requires_grad=True)
+    k = torch.randint(0, 4, k_shape) if k_shape != (4, 1) else torch.arange(4).view(4, 1)
+    rows = torch.arange(7)
+    expected = Vindex(table)[rows, k]
+    got = pick(table, k)
+    assert got.shape == expected.shape
+    torch.testing.assert_close(got, expected)
+    weights = torch.randn(expected.shape, dtype=torch.float64)
+    (g_expected,) = torch.autograd.grad((expected * weights).sum(), table)
+    (g_got,) = torch.autograd.grad((got * weights).sum(), table)
+    torch.testing.assert_close(g_got, g_expected)
