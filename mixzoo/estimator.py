@@ -49,7 +49,8 @@ class MixtureClusterer(ClusterMixin, DensityMixin, BaseEstimator):
     :param epochs: training epochs.
     :param lr: Adam learning rate.
     :param batch_size: minibatch size.
-    :param n_init: restarts; the one with the lowest final loss is kept.
+    :param n_init: restarts; the one with the lowest final loss is kept (the family's ``restart_rule`` where it
+        states one: the neural mixture keeps the most consistent clusters under augmentation).
     :param random_state: int, :class:`numpy.random.RandomState` or ``None`` (not reproducible).
     :param device: ``"cpu"`` or ``"cuda"``.
     :param progress: show a progress bar while training.

@@ -139,6 +139,7 @@ class Family:
     :param restart_score: ``restart_score(model, guide, x, options) -> float | None``: how ``--n-init``
         restarts are compared, lower is better; without it, or where it returns ``None``, the final loss on
         all of the data.
+    :param restart_rule: what ``restart_score`` keeps, in words, for ``--help``.
     :param quick: a small configuration that trains in a second or two (:class:`~mixzoo.config.FitConfig`
         keywords such as ``data``, ``epochs``, ``subsample``, ``options``): the test matrix runs every
         family with it (determinism, resume, bad input).
@@ -161,6 +162,7 @@ class Family:
     reduce: Callable[[DataShape, Any], int | None] = _keep_features
     laplace_summary: bool = True
     restart_score: Callable[[nn.Module, nn.Module, torch.Tensor, Any], float | None] | None = None
+    restart_rule: str = "the lowest final loss"
     quick: dict[str, Any] = field(default_factory=lambda: {"data": "moons", "epochs": 3, "subsample": 300})
 
     @property

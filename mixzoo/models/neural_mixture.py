@@ -377,6 +377,7 @@ FAMILY = register(
         adapt=_adapt,
         step=_step,
         restart_score=_restart_score,
+        restart_rule="the most points in the cluster of their transformed copy (without --augment: the lowest final loss)",
         quick={"data": "digits", "epochs": 2, "subsample": 300},
         laplace_summary=False,
     )
