@@ -10,7 +10,7 @@ that states one (the neural mixture: the most consistent clusters under augmenta
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -57,7 +57,7 @@ def _history(result: FitResult) -> dict[str, Any]:
             "device": result.device, "retries": result.retries}  # fmt: skip
 
 
-def _load_best(c: FitConfig, best_file: Path) -> tuple[int, Best, float]:
+def _load_best(c: FitConfig, best_file: Path) -> tuple[int, Best, float, list[dict[str, Any]]]:
     saved = safe_load(best_file, "restart record")
     model, guide = build_pair(c)
     load_pair(model, guide, saved, c)
@@ -65,16 +65,18 @@ def _load_best(c: FitConfig, best_file: Path) -> tuple[int, Best, float]:
     result = FitResult(losses=list(h["losses"]), val_losses=list(h["val_losses"]), epochs=int(h["epochs"]),
                        device=str(h["device"]), retries=int(h["retries"]))  # fmt: skip
     best = (float(saved["final"]), model.to(c.device), guide.to(c.device), result)
-    return int(saved["restart"]), best, float(saved.get("score", saved["final"]))
+    trials = [dict(t) for t in saved.get("trials", [])]
+    return int(saved["restart"]), best, float(saved.get("score", saved["final"])), trials
 
 
-def _save_best(best: Best, restart: int, best_file: Path, score: float) -> None:
+def _save_best(best: Best, restart: int, best_file: Path, score: float, trials: list[dict[str, Any]]) -> None:
     final, model, guide, result = best
     atomic_save(
         {
             "restart": restart,
             "final": final,
             "score": score,
+            "trials": trials,
             "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
             "guide": {k: v.detach().cpu() for k, v in guide.state_dict().items()},
             "history": _history(result),
@@ -130,12 +132,16 @@ def fit_restarts(
     state_dir: Path | None = None,
     resume: bool = False,
     distributed: bool = False,
+    describe: Callable[[nn.Module, nn.Module], dict[str, Any]] | None = None,
 ) -> Best:
     """Build, initialise and train the pair of a resolved config once per seed; keep the lowest final loss
     (or the family's ``restart_score``).
 
     Each restart is reproducible from its seed alone. ``x_train``/``y`` (the semi-supervised stream)
     default to ``x`` without labels; the final loss is always measured on ``x``.
+
+    The kept result's ``restarts`` lists every restart (``seed``, ``final_loss``, ``score``, ``kept``, and
+    what ``describe(model, guide)`` adds, e.g. its ACC), so a run shows what its choice rested on.
 
     With ``state_dir`` and ``c.checkpoint_every`` the run is resumable: the restart in progress keeps
     its training state in ``train_state.pt`` and the best finished restart is kept in
@@ -146,11 +152,12 @@ def fit_restarts(
     state_file = best_file = None
     best: Best | None = None
     best_score = math.inf
+    trials: list[dict[str, Any]] = []
     done = -1
     if resumable:
         state_file, best_file = state_dir / TRAIN_STATE, state_dir / BEST_RESTART  # type: ignore[operator]
         if resume and best_file.is_file():
-            done, best, best_score = _load_best(c, best_file)
+            done, best, best_score, trials = _load_best(c, best_file)
     main = not distributed or torch.distributed.get_rank() == 0
     for i, seed in enumerate(seeds):
         if i <= done:
@@ -163,9 +170,15 @@ def fit_restarts(
         with torch.no_grad(), isolated_param_store():
             final = evaluate_loss(loss, model, guide, x.to(result.device))
         score = _restart_score(c, model, guide, x.to(result.device), final)
+        trials.append({"seed": seed, "final_loss": final, "score": score, **(describe(model, guide) if describe else {})})
         if best is None or (math.isfinite(score) and not score >= best_score):
             best, best_score = (final, model, guide, result), score
+            for t in trials:
+                t["kept"] = t is trials[-1]
+        else:
+            trials[-1]["kept"] = False
         if best_file is not None and main:
-            _save_best(best, i, best_file, best_score)
+            _save_best(best, i, best_file, best_score, trials)
     assert best is not None
+    best[3].restarts = trials
     return best

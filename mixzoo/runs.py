@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import json
 import sys
-from dataclasses import replace
 import time
 import warnings
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -171,9 +171,11 @@ def run_fit(
     state_dir = run_dir if c.checkpoint_every is not None else None
     threads = choose_threads(c.threads, int(x.shape[0]), int(x.shape[1]), int(c.clusters))  # type: ignore[arg-type]
     with torch_threads(threads):
+        describe = None if c.n_init == 1 or data.labels is None else \
+            (lambda m, g: {"acc": _metrics(m, g, x.to(c.device), data.labels)[1]["acc"]})  # fmt: skip
         final, model, guide, result = fit_restarts(
             c, x, seeds, loss=loss, x_train=x_train, y=y, progress=progress and main, state_dir=state_dir,
-            resume=resume, distributed=distributed,
+            resume=resume, distributed=distributed, describe=describe,
         )  # fmt: skip
     seconds = time.perf_counter() - start
     proba, report = _metrics(model, guide, x.to(result.device), data.labels)
@@ -182,6 +184,7 @@ def run_fit(
         "clusters": c.clusters, **report, "final_loss": final, "epochs": result.epochs, "converged": result.converged, "seconds": round(seconds, 3),
         "device": result.device, "threads": threads, "seed": c.seed, "n_init": c.n_init, "pca": c.pca, "labels": c.labels or 0,
         **({"classifier": transfer["classifier"], "classifier_accuracy": transfer["classifier_accuracy"]} if transfer else {}),
+        **({"restarts": result.restarts} if c.n_init > 1 else {}),
     }  # fmt: skip
     if distributed:
         record["processes"] = torch.distributed.get_world_size()

@@ -71,6 +71,8 @@ class FitResult:
     """Final param-store state, for parameters declared by bare ``pyro.param`` statements."""
     step_history: dict[str, list[float]] = field(default_factory=dict)
     """Per-epoch records of the step itself (the two-fold step: ``"kl"``, the consistency loss)."""
+    restarts: list[dict[str, Any]] = field(default_factory=list)
+    """Every restart of :func:`~mixzoo.restarts.fit_restarts` (seed, final loss, score, kept), on the kept result."""
 
     @property
     def converged(self) -> bool:
