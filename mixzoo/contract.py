@@ -16,6 +16,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+import torch
+from pyro.distributions.util import scale_and_mask
 from pyro.poutine import Trace
 from pyro.poutine.subsample_messenger import _Subsample
 
@@ -27,6 +29,7 @@ __all__ = [
     "is_latent",
     "latent_sites",
     "cluster_site",
+    "site_log_prob",
 ]
 
 CLUSTER_SITE = "y"
@@ -34,6 +37,16 @@ CLUSTER_SITE = "y"
 
 DATA_PLATE = "data"
 """Name of the plate over data points."""
+
+
+def site_log_prob(site: dict[str, Any]) -> torch.Tensor:
+    """The site's log density scaled and masked by its plates, as :meth:`Trace.compute_log_prob` stores it, without
+    the per-site sums and their checks; computed once and kept in the site (``log_prob`` and ``unscaled_log_prob``)."""
+    if "log_prob" not in site:
+        log_p = site["fn"].log_prob(site["value"], *site["args"], **site["kwargs"])
+        site["unscaled_log_prob"] = log_p
+        site["log_prob"] = scale_and_mask(log_p, site["scale"], site["mask"])
+    return site["log_prob"]
 
 
 def is_subsample(site: dict[str, Any]) -> bool:

@@ -213,18 +213,16 @@ class Options:
             if info.name not in given:
                 continue
             switch = info.requires[0] if isinstance(info.requires, tuple) else info.requires
-            switch_checked = not (before_data and switch is not None and switch not in given)
+            requires = None if before_data and switch not in given else info.requires  # unset: the data may set it
             why = None
             if info.guides is not None and guide not in info.guides:
                 why = f"guide {guide!r}"
             elif info.losses is not None and loss not in info.losses:
                 why = f"loss {loss!r}"
-            elif not switch_checked:
-                pass
-            elif isinstance(info.requires, tuple) and getattr(self, info.requires[0]) != info.requires[1]:
-                why = f"{flag_name(info.requires[0])} {getattr(self, info.requires[0])}"
-            elif isinstance(info.requires, str) and not getattr(self, info.requires):
-                why = f"{flag_name(info.requires)} off"
+            elif isinstance(requires, tuple) and getattr(self, requires[0]) != requires[1]:
+                why = f"{flag_name(requires[0])} {getattr(self, requires[0])}"
+            elif isinstance(requires, str) and not getattr(self, requires):
+                why = f"{flag_name(requires)} off"
             if why:
                 raise MixzooInputError(
                     f"{info.flag} applies to model {self.family!r} only with {info.applies_to()}; "

@@ -21,10 +21,9 @@ from typing import Any
 import numpy as np
 import pyro.poutine as poutine
 import torch
-from pyro.distributions.util import scale_and_mask
 from pyro.poutine.trace_struct import Trace
 
-from .contract import CLUSTER_SITE, cluster_site, in_data_plate, latent_sites
+from .contract import CLUSTER_SITE, cluster_site, in_data_plate, latent_sites, site_log_prob
 from .errors import MixzooInputError
 from .guides import EmptyGuide
 from .inference.exact_em import ConjugateModel
@@ -91,15 +90,8 @@ def enumerated_log_joint(model: Callable[..., Any], guide: Callable[..., Any], x
     total = x.new_zeros(k, n)
     for site in tr.nodes.values():
         if site["type"] == "sample" and in_data_plate(site):
-            total = total + _scaled_log_prob(site)  # (K, 1) or (K, N) or (N,), broadcast to (K, N)
+            total = total + site_log_prob(site)  # (K, 1) or (K, N) or (N,), broadcast to (K, N)
     return total.t()
-
-
-def _scaled_log_prob(site: dict[str, Any]) -> torch.Tensor:
-    """The site's log density scaled and masked by its plates, as :meth:`Trace.compute_log_prob` stores it
-    (without the sums and the checks of the sums that it adds)."""
-    log_p = site["fn"].log_prob(site["value"], *site["args"], **site["kwargs"])
-    return scale_and_mask(log_p, site["scale"], site["mask"])
 
 
 def _in_chunks(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, batch_size: int) -> torch.Tensor:

@@ -35,13 +35,12 @@ from typing import Any
 
 import pyro.poutine as poutine
 import torch
-from pyro.distributions.util import scale_and_mask
 from pyro.infer.elbo import ELBO
 from pyro.poutine.enum_messenger import EnumMessenger
 from pyro.poutine.trace_struct import Trace
 from pyro.util import check_model_guide_match, check_site_shape, warn_if_nan
 
-from ..contract import CLUSTER_SITE, DATA_PLATE, cluster_site, in_data_plate, is_subsample, latent_sites
+from ..contract import CLUSTER_SITE, DATA_PLATE, cluster_site, in_data_plate, is_subsample, latent_sites, site_log_prob
 from ..errors import MixzooInputError
 from .validated import ValidatedPairs
 
@@ -110,7 +109,7 @@ class EM(ELBO):
             for trace, names in ((model_trace, None), (guide_trace, (CLUSTER_SITE,))):
                 for name, site in trace.nodes.items():
                     if site["type"] == "sample" and not is_subsample(site) and (names is None or name in names):
-                        _log_prob(site)
+                        site_log_prob(site)
             if validate:
                 self._validate(model_trace, guide_trace)
         return model_trace, guide_trace
@@ -120,7 +119,7 @@ class EM(ELBO):
         for trace in (model_trace, guide_trace):
             for site in trace.nodes.values():
                 if site["type"] == "sample" and not is_subsample(site):
-                    _log_prob(site)
+                    site_log_prob(site)
                     check_site_shape(site, self.max_plate_nesting)
 
     def _get_traces(
@@ -169,11 +168,3 @@ class EM(ELBO):
             loss += float(particle.detach())
         warn_if_nan(loss, "loss")
         return loss
-
-
-def _log_prob(site: dict[str, Any]) -> None:
-    """Store the site's ``unscaled_log_prob`` and its ``log_prob`` scaled by the plates (computed once)."""
-    if "log_prob" not in site:
-        log_p = site["fn"].log_prob(site["value"], *site["args"], **site["kwargs"])
-        site["unscaled_log_prob"] = log_p
-        site["log_prob"] = scale_and_mask(log_p, site["scale"], site["mask"])
