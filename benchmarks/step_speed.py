@@ -27,7 +27,7 @@ import pyro
 import pyro.distributions as dist
 import torch
 import torch.nn.functional as F
-from pyro.infer import SVI, TraceEnum_ELBO
+from pyro.infer import SVI
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -36,7 +36,7 @@ from report import command, machine, table, write_section  # noqa: E402
 import mixzoo  # noqa: E402
 from mixzoo.data import load_dataset  # noqa: E402
 from mixzoo.guides import ClusterEncoder, EmptyGuide, EStepGuide, GMVAEGuide  # noqa: E402
-from mixzoo.inference import EM, NCE, VIMCO  # noqa: E402
+from mixzoo.inference import EM, NCE, VIMCO, make_loss  # noqa: E402
 from mixzoo.inference.noise import GaussianNoise  # noqa: E402
 from mixzoo.inference.vimco import vimco_objective  # noqa: E402
 from mixzoo.joint_optim import JointOptim  # noqa: E402
@@ -182,12 +182,12 @@ def _gmvae(x: torch.Tensor, k: int) -> tuple[Any, Any]:
 
 
 FAMILIES = [
-    Family("`gmm` diag, trace-enum", "digits", False, 2048, 0.1, _gmm("diag"), lambda: TraceEnum_ELBO(max_plate_nesting=1), enumerated_nll),
-    Family("`gmm` full, trace-enum", "digits", False, 2048, 0.01, _gmm("full"), lambda: TraceEnum_ELBO(max_plate_nesting=1), enumerated_nll),
+    Family("`gmm` diag, trace-enum", "digits", False, 2048, 0.1, _gmm("diag"), lambda: make_loss("trace-enum"), enumerated_nll),
+    Family("`gmm` full, trace-enum", "digits", False, 2048, 0.01, _gmm("full"), lambda: make_loss("trace-enum"), enumerated_nll),
     Family("`flow-mixture` NSF, empty guide, trace-enum", "pinwheel", False, 500, 5e-3, _flow("empty"),
-           lambda: TraceEnum_ELBO(max_plate_nesting=1), enumerated_nll),
+           lambda: make_loss("trace-enum"), enumerated_nll),
     Family("`flow-mixture` NSF, encoder guide, trace-enum", "pinwheel", False, 500, 5e-3, _flow("encoder"),
-           lambda: TraceEnum_ELBO(max_plate_nesting=1), encoder_elbo),
+           lambda: make_loss("trace-enum"), encoder_elbo),
     Family("`energy-mixture` quadratic, nce", "pinwheel", False, 1024, 0.01,
            lambda x, k: _initialized(EnergyMixture(x.shape[1], k, features="quadratic"), EmptyGuide(), x, 0),
            lambda: NCE(), make_nce_objective(), stochastic=True),
@@ -195,7 +195,7 @@ FAMILIES = [
     Family("`gmvae` q(z\\|x,y), vimco (5 particles)", "digits", True, 128, 1e-3, _gmvae, lambda: VIMCO(5),
            vimco_step(5), stochastic=True),
     Family("`gmvae` q(z\\|x,y), trace-enum (EnumY)", "digits", True, 128, 1e-3, _gmvae,
-           lambda: TraceEnum_ELBO(max_plate_nesting=1), enum_y_elbo, stochastic=True),
+           lambda: make_loss("trace-enum"), enum_y_elbo, stochastic=True),
 ]
 
 

@@ -29,12 +29,13 @@ from typing import Any, Protocol
 
 import pyro
 import torch
-from pyro.infer import ELBO, TraceEnum_ELBO
+from pyro.infer import ELBO
 from pyro.optim import PyroOptim
 
 from .distributed import DistributedContext
 from .errors import MixzooInputError
 from .inference.compat import check_pair
+from .inference.table_enum import TableEnum_ELBO
 from .joint_optim import JointOptim
 from .loop import Convergence, Diverged, DivergenceGuard, EarlyStopping, Step, StepFactory, SVIStep, TrainingCheckpoint
 from .loop.progress import Progress
@@ -164,7 +165,8 @@ def fit(
 
     :param data: array-like (N, D); checked before training (see :func:`~mixzoo.validation.check_data`).
     :param y: optional observed cluster labels (N,), ``-1`` for unlabelled points, passed to model and guide.
-    :param loss: any :class:`pyro.infer.ELBO`; defaults to ``TraceEnum_ELBO(max_plate_nesting=1)``.
+    :param loss: any :class:`pyro.infer.ELBO`; defaults to :class:`~mixzoo.inference.TableEnum_ELBO` (Pyro's
+        ``TraceEnum_ELBO``, scored from a model's stated table where it has one).
     :param batch_size: minibatch size; ``None`` uses the full data set per step.
     :param lr_decay: multiply the learning rate by this factor after every epoch.
     :param optim: a Pyro optimizer to use instead of Adam(lr) (``lr``/``lr_decay`` are then ignored).
@@ -204,7 +206,7 @@ def fit(
     x_val = None if val_data is None else check_data(val_data, name="val_data", dim=x.shape[1]).to(dev)
     saver = None if checkpoint is None else TrainingCheckpoint(checkpoint, checkpoint_every, x, ctx, checkpoint_meta)
     saved = saver.load() if saver is not None and resume else None
-    loss = loss if loss is not None else TraceEnum_ELBO(max_plate_nesting=1)
+    loss = loss if loss is not None else TableEnum_ELBO(max_plate_nesting=1)
     modules = modules_of(model, guide)
     for m in modules:
         m.to(dev)

@@ -51,10 +51,14 @@ class EStepGuide(PyroModule):
         subsample: torch.Tensor | None = None,
         x_aug: torch.Tensor | None = None,
     ) -> None:
-        m = self.model
-        batch_stats = m.training and torch.is_grad_enabled()  # same statistics as the model's own pass
         with pyro.plate("data", x.shape[0], subsample=subsample) as idx:
-            with torch.no_grad():
-                logits = m.scores(x[idx], batch_stats=batch_stats) + m.log_prior
-            logits = label_logits(logits, None if y is None else y[idx])
+            logits = label_logits(self.log_posterior(x[idx]), None if y is None else y[idx])
             pyro.sample("y", dist.Categorical(logits=logits), infer={"enumerate": "parallel"})
+
+    def log_posterior(self, x: torch.Tensor) -> torch.Tensor:
+        r"""(B, K) :math:`\log r_{nk}` of the minibatch ``x``, without gradient, with the statistics the
+        model's own pass uses (the batch's while training)."""
+        m = self.model
+        batch_stats = m.training and torch.is_grad_enabled()
+        with torch.no_grad():
+            return torch.log_softmax(m.scores(x, batch_stats=batch_stats) + m.log_prior, -1)

@@ -5,19 +5,20 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from pyro.infer import ELBO, Trace_ELBO, TraceEnum_ELBO, TraceGraph_ELBO
+from pyro.infer import ELBO, Trace_ELBO, TraceGraph_ELBO
 
 from ..errors import MixzooInputError
 from .compat import check_pair
 from .em import EM
 from .exact_em import ExactEM
 from .nce import NCE
+from .table_enum import TableEnum_ELBO
 from .vimco import VIMCO
 
-__all__ = ["LOSSES", "PARTICLE_LOSSES", "make_loss", "check_pair", "NCE", "VIMCO", "EM", "ExactEM"]
+__all__ = ["LOSSES", "PARTICLE_LOSSES", "make_loss", "check_pair", "NCE", "VIMCO", "EM", "ExactEM", "TableEnum_ELBO"]
 
 LOSSES: dict[str, Callable[..., ELBO]] = {
-    "trace-enum": lambda **kw: TraceEnum_ELBO(max_plate_nesting=1, **kw),
+    "trace-enum": lambda **kw: TableEnum_ELBO(max_plate_nesting=1, **kw),
     "trace-graph": lambda **kw: TraceGraph_ELBO(max_plate_nesting=1, **kw),
     "trace": lambda **kw: Trace_ELBO(max_plate_nesting=1, **kw),
     "nce": lambda **kw: NCE(**kw),

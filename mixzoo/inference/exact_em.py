@@ -29,9 +29,9 @@ from collections.abc import Callable
 from typing import Any, Protocol, runtime_checkable
 
 import torch
-from pyro.infer import TraceEnum_ELBO
 
 from ..guides import EmptyGuide
+from .table_enum import TableEnum_ELBO
 
 __all__ = ["ExactEM", "ConjugateModel"]
 
@@ -50,7 +50,7 @@ class ConjugateModel(Protocol):
         """Set the parameters to the M-step's maximizer given statistics summed over all points."""
 
 
-class ExactEM(TraceEnum_ELBO):
+class ExactEM(TableEnum_ELBO):
     """The loss of closed-form EM: the exact negative log-likelihood of a model that enumerates ``"y"``.
 
     :param max_plate_nesting: plates nested in the model (1: the ``"data"`` plate).

@@ -41,8 +41,10 @@ from pyro.poutine.trace_struct import Trace
 
 from ..contract import CLUSTER_SITE, latent_sites
 from ..errors import MixzooInputError
+from ..guides import EmptyGuide
 from ..posterior import enumerated_log_joint
 from .noise import DistributionNoise, GaussianNoise, NoiseSource
+from .stated_table import StatedTable
 from .validated import ValidatedPairs
 
 __all__ = ["NCE"]
@@ -91,6 +93,7 @@ class NCE(ELBO):
             if m is None and s.size is None and self.nu is None:
                 raise MixzooInputError("each of several noise distributions needs a sample count M_l.")
         self._validated = ValidatedPairs()
+        self.table = StatedTable(lambda model, guide: isinstance(guide, EmptyGuide))
 
     def _counts(self, n_data: int) -> list[float]:
         counts = []
@@ -115,6 +118,10 @@ class NCE(ELBO):
         return [source.sample(max(1, round(m_l))).to(x.device) for (source, _), m_l in zip(self.sources, self._counts(x.shape[0]), strict=True)]
 
     def _log_model(self, model: Callable[..., Any], guide: Callable[..., Any], u: torch.Tensor) -> torch.Tensor:
+        r""":math:`\log \sum_k \exp T_{nk}` of the points ``u``: from the model's stated table once a traced
+        evaluation has confirmed the pair (:mod:`~mixzoo.inference.stated_table`), else by the trace."""
+        if self.table.usable(model, guide, (u,), {}, lambda: enumerated_log_joint(model, guide, u)):
+            return torch.logsumexp(model.log_joint(u), dim=-1)  # type: ignore[attr-defined]
         return torch.logsumexp(enumerated_log_joint(model, guide, u), dim=-1)
 
     def _log_noise_total(self, u: torch.Tensor, log_counts: list[float]) -> tuple[torch.Tensor, torch.Tensor]:

@@ -80,6 +80,11 @@ class EnergyMixture(PyroModule):
         """(N, K) :math:`\\theta_k^\\top f(x_n) + c_k`: the log of each non-normalized component."""
         return self.statistics(x) @ self.theta.T + self.c
 
+    def log_joint(self, x: torch.Tensor) -> torch.Tensor:
+        r"""(N, K) the log of each non-normalized component, as :meth:`forward` scores it with ``"y"`` enumerated:
+        the uniform prior's :math:`-\log K` and the added :math:`\log K` cancel, leaving :meth:`log_potentials`."""
+        return self.log_potentials(x)
+
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None, subsample: torch.Tensor | None = None) -> None:
         k_log = math.log(self.n_clusters)
         with pyro.plate("data", x.shape[0], subsample=subsample) as idx:

@@ -224,23 +224,37 @@ class NeuralMixture(PyroModule):
         subsample: torch.Tensor | None = None,
         x_aug: torch.Tensor | None = None,
     ) -> None:
-        train = self.training and torch.is_grad_enabled()
         with pyro.plate("data", x.shape[0], subsample=subsample) as idx:
-            xb = x[idx]
-            a_star = self.scores(xb, batch_stats=train, update=train)
+            log_h, log_h_aug = self._log_likelihoods(x[idx], x_aug)
             logits = label_logits(self.log_prior.expand(len(idx), -1), None if y is None else y[idx])
             k = pyro.sample("y", dist.Categorical(logits=logits), infer={"enumerate": "parallel"})
             rows = torch.arange(len(idx), device=x.device)
-            pyro.factor("x", Vindex(self.cluster_log_likelihood(a_star))[rows, k])
-            if x_aug is None and train and self.augment is not None:
-                x_aug = self.augment(xb)
-            if x_aug is not None:
-                if x_aug.shape[0] != len(idx):
-                    raise MixzooInputError(
-                        f"x_aug must hold one row per batch point ({len(idx)}), got {x_aug.shape[0]}."
-                    )
-                a_tr = self.scores(x_aug, batch_stats=train, update=False)
-                pyro.factor("x_aug", Vindex(self.cluster_log_likelihood(a_tr))[rows, k])
+            pyro.factor("x", Vindex(log_h)[rows, k])
+            if log_h_aug is not None:
+                pyro.factor("x_aug", Vindex(log_h_aug)[rows, k])
+
+    def _log_likelihoods(
+        self, xb: torch.Tensor, x_aug: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        r"""(B, K) :math:`\log h_k(x_n)` and, for a transformed copy (given, or drawn while training with
+        augmentation), :math:`\log h_k(x^{tr}_n)`, as :meth:`forward` scores them."""
+        train = self.training and torch.is_grad_enabled()
+        log_h = self.cluster_log_likelihood(self.scores(xb, batch_stats=train, update=train))
+        if x_aug is None and train and self.augment is not None:
+            x_aug = self.augment(xb)
+        if x_aug is None:
+            return log_h, None
+        if x_aug.shape[0] != xb.shape[0]:
+            raise MixzooInputError(f"x_aug must hold one row per batch point ({xb.shape[0]}), got {x_aug.shape[0]}.")
+        return log_h, self.cluster_log_likelihood(self.scores(x_aug, batch_stats=train, update=False))
+
+    def log_joint(self, x: torch.Tensor) -> torch.Tensor:
+        r"""(B, K) :math:`\log p(y = k) + \log h_k(x_n)` (+ :math:`\log h_k(x^{tr}_n)` for a transformed copy
+        while training with augmentation), exactly as :meth:`forward` scores the minibatch ``x``: in training
+        with the batch's statistics, updating the running ones (:mod:`mixzoo.inference.stated_table`)."""
+        log_h, log_h_aug = self._log_likelihoods(x)
+        table = self.log_prior + log_h
+        return table if log_h_aug is None else table + log_h_aug
 
     @torch.no_grad()
     def agreement(self, x: torch.Tensor, generator: torch.Generator, batch_size: int = 4096) -> float:
