@@ -11,7 +11,7 @@ from pyro.infer import TraceEnum_ELBO
 
 import mixzoo
 from mixzoo import EmptyGuide, GaussianMixture
-from mixzoo.guides import EStepGuide
+from mixzoo.guides import ClusterEncoder, EStepGuide
 from mixzoo.inference import EM, NCE, TableEnum_ELBO
 from mixzoo.models import EnergyMixture, FlowMixture, NeuralMixture
 from mixzoo.models.student_t import StudentTMixture
@@ -35,15 +35,16 @@ class _Calls:
 
 
 def _evaluate(loss, model, guide, x, idx, seed, **kwargs):
-    """Loss value and gradients of one ``loss_and_grads`` under a fixed seed."""
-    for p in model.parameters():
+    """Loss value and gradients (of the model's and the guide's parameters) of one ``loss_and_grads`` under a fixed seed."""
+    named = [*(("m." + n, p) for n, p in model.named_parameters()), *(("g." + n, p) for n, p in guide.named_parameters())]
+    for _, p in named:
         p.grad = None
     torch.manual_seed(seed)
     value = loss.loss_and_grads(model, guide, x, None, idx, **kwargs)
-    return value, {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    return value, {n: p.grad.clone() for n, p in named if p.grad is not None}
 
 
-def _compare(make_pair, table_loss, traced_loss, x, idx, **kwargs):
+def _compare(make_pair, table_loss, traced_loss, x, idx, guide_grads=False, **kwargs):
     """A table loss's second evaluation against a traced loss's, at the same parameters; the first evaluation
     confirms the pair (a traced check without gradient), the second runs no trace."""
     model, guide = make_pair()
@@ -58,8 +59,20 @@ def _compare(make_pair, table_loss, traced_loss, x, idx, **kwargs):
     assert calls.n > before
     assert got == pytest.approx(want, rel=1e-5)
     assert got_grads.keys() == want_grads.keys() and got_grads
+    assert any(n.startswith("g.") for n in got_grads) == guide_grads
     for name in want_grads:
         torch.testing.assert_close(got_grads[name], want_grads[name], rtol=1e-4, atol=1e-5, msg=name)
+
+
+def _traced(make_loss):
+    """A loss that never uses the table: the traced reference."""
+
+    def make():
+        loss = make_loss()
+        loss.table.guide_ok = lambda model, guide: False
+        return loss
+
+    return make
 
 
 def _initialized(model, guide, x):
@@ -83,13 +96,38 @@ def test_trace_enum_from_the_table_equals_the_traced_elbo(build):
     _compare(lambda: _initialized(build(), EmptyGuide(), x), TableEnum_ELBO, lambda: TraceEnum_ELBO(max_plate_nesting=1), x, idx)
 
 
+def test_trace_enum_with_a_guide_that_states_its_posterior_equals_the_traced_elbo():
+    """y enumerated in the guide: the exact expectation under q(y|x), differentiable through the encoder."""
+    x, _ = _data()
+    idx = torch.arange(0, 240, 3)
+
+    def pair():
+        model = FlowMixture(2, 3, kind="maf", transforms=1, hidden=(8,)).initialize(x, seed=0)
+        guide = ClusterEncoder(2, 3, hidden=(8,), temperature=2.0).initialize(x, seed=0)
+        return model, guide
+
+    _compare(pair, TableEnum_ELBO, lambda: TraceEnum_ELBO(max_plate_nesting=1), x, idx, guide_grads=True)
+
+
+def test_trace_enum_with_the_e_step_guide_equals_the_traced_elbo():
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(200, 64, generator=g)
+
+    def pair():
+        model = NeuralMixture(64, 4, hidden=(16,), augment=True)
+        model.initialize(x, seed=0)
+        return model, EStepGuide(model)
+
+    _compare(pair, TableEnum_ELBO, lambda: TraceEnum_ELBO(max_plate_nesting=1), x, torch.arange(0, 200, 2))
+
+
 def test_nce_from_the_table_equals_the_traced_objective():
     x, _ = _data()
     idx = torch.arange(0, 240, 2)
     noise = NCE().draw_noise(x)
     noise = [noise[0][: len(idx)]]
     _compare(
-        lambda: _initialized(EnergyMixture(2, 3, features="quadratic"), EmptyGuide(), x), NCE, NCE, x, idx,
+        lambda: _initialized(EnergyMixture(2, 3, features="quadratic"), EmptyGuide(), x), NCE, _traced(NCE), x, idx,
         noise_samples=noise,
     )  # fmt: skip
 
@@ -105,7 +143,7 @@ def test_em_from_the_tables_equals_the_traced_em(augment):
         model.initialize(x, seed=0)
         return model, EStepGuide(model)
 
-    _compare(pair, EM, EM, x, idx)
+    _compare(pair, EM, _traced(EM), x, idx)
 
 
 def test_training_through_the_table_matches_training_through_traces():

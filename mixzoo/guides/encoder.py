@@ -61,6 +61,11 @@ class ClusterEncoder(PyroModule):
         """(N, K) logits before the temperature."""
         return self.net((x - self.shift) / self.scale)
 
+    def log_posterior(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, K) :math:`\\log q(y = k \\mid x_n)` at the current temperature, as :meth:`forward` enumerates it
+        (:mod:`mixzoo.inference.stated_table`)."""
+        return F.log_softmax(self.logits(x) / self.temperature, -1)
+
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None, subsample: torch.Tensor | None = None) -> None:
         with pyro.plate("data", x.shape[0], subsample=subsample) as idx:
             raw = self.logits(x[idx])

@@ -18,8 +18,9 @@ minibatch ``x`` (training mode included: batch statistics, random transforms). A
 value from the table once the traced loss has confirmed the pair, which :class:`StatedTable` tracks:
 
 1. On the first evaluation of each model/guide pair, the traced loss runs once without gradient (Pyro's
-   checks of the pair run in it) and records the parameter sites; one trace of the model confirms the
-   structure: an enumerated ``"y"`` and every other sample site observed inside the ``"data"`` plate.
+   checks of the pair run in it) and records the parameter sites; one trace of the model and one of the guide
+   confirm the structure: an enumerated ``"y"``, every other sample site observed inside the ``"data"``
+   plate, and no latent in the guide but ``"y"``.
 2. Every evaluation of a confirmed pair, the first included, computes the loss from ``log_joint`` and
    restates the recorded parameters with ``pyro.param``, so that :class:`~pyro.infer.SVI` optimizes exactly
    the parameters the trace would give it.
@@ -78,10 +79,17 @@ def minibatch(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[torch.Tens
     return x, idx
 
 
-def _structure_ok(model: Callable[..., Any], args: tuple[Any, ...]) -> bool:
-    """One trace of the model without gradient: an enumerated ``"y"``, every other site observed in the data plate."""
+def _structure_ok(model: Callable[..., Any], guide: Callable[..., Any], args: tuple[Any, ...]) -> bool:
+    """One trace of each without gradient. The model: an enumerated ``"y"``, every other sample site observed in
+    the data plate. The guide: no sample site but ``"y"``, enumerated in the data plate."""
     with torch.no_grad():
         trace = poutine.trace(poutine.enum(model, first_available_dim=-2)).get_trace(*args)
+        guide_trace = poutine.trace(poutine.enum(guide, first_available_dim=-2)).get_trace(*args)
+    for name, site in guide_trace.nodes.items():
+        if site["type"] != "sample" or is_subsample(site):
+            continue
+        if name != CLUSTER_SITE or site["infer"].get("enumerate") != "parallel" or not in_data_plate(site):
+            return False
     y = trace.nodes.get(CLUSTER_SITE)
     if y is None or y["type"] != "sample" or y["is_observed"] or y["infer"].get("enumerate") != "parallel":
         return False
@@ -144,10 +152,13 @@ class StatedTable:
         """Run ``check`` and the structure trace, and remember the pair's parameter names (``None``: not usable).
         Every evaluation of a confirmed pair, the first included, is then scored from the table, so that a run
         resumed from a checkpoint repeats the same arithmetic."""
-        with torch.no_grad(), poutine.trace(param_only=True) as capture:
-            check()
-        names = tuple(name for name, site in capture.trace.nodes.items() if site["type"] == "param")
-        result = names if _structure_ok(model, args[:1] + (None,) + args[2:3]) else None
+        x = args[0]
+        devices = [x.device] if x.is_cuda else []
+        with torch.random.fork_rng(devices=devices):  # the checks draw nothing from the run's random stream
+            with torch.no_grad(), poutine.trace(param_only=True) as capture:
+                check()
+            names = tuple(name for name, site in capture.trace.nodes.items() if site["type"] == "param")
+            result = names if _structure_ok(model, guide, args[:1] + (None,) + args[2:3]) else None
         try:
             self._pairs.setdefault(model, weakref.WeakKeyDictionary())[guide] = result
         except TypeError:
