@@ -1,7 +1,7 @@
 """Mixtures of normalizing flows: 2-D toys, MNIST5 against k-means and a GMM, and the batched K-flow pass.
 
     python benchmarks/flow_mixture.py toys
-    python benchmarks/flow_mixture.py ratio [--device cuda] [--n 1000] [--repeats 20] [--rounds 5] [--threads 1] [--out FILE]
+    python benchmarks/flow_mixture.py ratio [--device cuda] [--n 1000] [--repeats 60] [--rounds 6] [--threads 1] [--out FILE]
     python benchmarks/flow_mixture.py mnist5 --data-dir ../shared/data/mnist [--device cuda] [--epochs 10]
 
 Each part writes its own section of docs/benchmarks.md; ``ratio`` is one table of ``benchmarks/run.py``.
@@ -70,8 +70,8 @@ def toys(a: argparse.Namespace) -> None:
 
 
 def _interleaved_ms(fns: dict[str, object], repeats: int, rounds: int, dev: torch.device) -> dict[str, float]:
-    """Median over ``rounds`` of the mean ms of ``repeats // rounds`` forward + backward calls, the functions
-    taking turns within each round so that both see the same load of the machine."""
+    """The fastest of ``rounds`` rounds (the least disturbed by other processes, as ``timeit`` advises) of the mean
+    ms of ``repeats // rounds`` forward + backward calls, the functions taking turns within each round."""
     per_round = max(1, repeats // rounds)
     samples: dict[str, list[float]] = {name: [] for name in fns}
     for fn in fns.values():
@@ -87,7 +87,7 @@ def _interleaved_ms(fns: dict[str, object], repeats: int, rounds: int, dev: torc
             if dev.type == "cuda":
                 torch.cuda.synchronize()
             samples[name].append((time.perf_counter() - t) / per_round * 1000)
-    return {name: float(np.median(v)) for name, v in samples.items()}
+    return {name: float(min(v)) for name, v in samples.items()}
 
 
 def ratio(a: argparse.Namespace) -> None:
@@ -126,7 +126,7 @@ def ratio(a: argparse.Namespace) -> None:
             f"Machine: {machine(a.device)}  ",
             f"Load average (1 min) of the machine: {load:.1f} before, {load_after:.1f} after.  ",
             f"Forward + backward of the (N, K) log densities, N = {a.n}, D = {a.dim}, hidden 64x64, 3 layers; ms per call: "
-            f"median over {a.rounds} rounds of the mean of {max(1, a.repeats // a.rounds)} calls, loop and batched pass "
+            f"the fastest of {a.rounds} rounds of the mean of {max(1, a.repeats // a.rounds)} calls, loop and batched pass "
             "taking turns in each round. Loop: zuko's flow of each component in turn (`ComponentFlows.component_log_prob`); "
             "batched, independent: the K MADE networks as stacked (K, out, in) weights, one `baddbmm` per masked layer, "
             "and one affine or spline step for all K (`ComponentFlows.log_prob`); shared: one conditional zuko flow on "
@@ -210,8 +210,8 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=10)
     ap.add_argument("--n", type=int, default=1000)
     ap.add_argument("--dim", type=int, default=2)
-    ap.add_argument("--repeats", type=int, default=20)
-    ap.add_argument("--rounds", type=int, default=5, help="ratio: rounds in which the loop and the batched pass take turns")
+    ap.add_argument("--repeats", type=int, default=60)
+    ap.add_argument("--rounds", type=int, default=6, help="ratio: rounds in which the loop and the batched pass take turns")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: at most 2)")
     ap.add_argument("--out", default=None, help="Markdown file to write the section into (default docs/benchmarks.md)")
     a = ap.parse_args()
