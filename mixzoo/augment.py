@@ -50,6 +50,7 @@ class Augment(nn.Module):
     :param shift: largest translation as a fraction of the image side (crop/shift).
     :param scale: largest relative zoom (a crop of 1 - scale of the side, resized).
     :param rotation: largest rotation in degrees.
+    :param shear: largest horizontal shear :math:`s` in :math:`x' = x + s y` (a change of slant).
     :param brightness: largest additive brightness change.
     :param contrast: largest relative contrast change.
     """
@@ -61,13 +62,14 @@ class Augment(nn.Module):
         shift: float = 0.1,
         scale: float = 0.1,
         rotation: float = 15.0,
+        shear: float = 0.0,
         brightness: float = 0.1,
         contrast: float = 0.2,
     ) -> None:
         super().__init__()
         self.image_shape = tuple(int(s) for s in image_shape)
         as_images(torch.zeros(1, math.prod(self.image_shape)), self.image_shape)  # validates the shape
-        self.shift, self.scale, self.rotation = float(shift), float(scale), float(rotation)
+        self.shift, self.scale, self.rotation, self.shear = float(shift), float(scale), float(rotation), float(shear)
         self.brightness, self.contrast = float(brightness), float(contrast)
 
     def forward(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -82,7 +84,13 @@ class Augment(nn.Module):
         zoom = u(1 - self.scale, 1 + self.scale)
         tx, ty = u(-self.shift, self.shift) * 2, u(-self.shift, self.shift) * 2
         cos, sin = torch.cos(angle) / zoom, torch.sin(angle) / zoom
-        theta = torch.stack([torch.stack([cos, -sin, tx], -1), torch.stack([sin, cos, ty], -1)], 1)
+        if self.shear > 0:  # rotation after a horizontal shear x + s y: the slant of handwriting
+            s = u(-self.shear, self.shear)
+            row0 = torch.stack([cos, cos * s - sin, tx], -1)
+            row1 = torch.stack([sin, sin * s + cos, ty], -1)
+        else:
+            row0, row1 = torch.stack([cos, -sin, tx], -1), torch.stack([sin, cos, ty], -1)
+        theta = torch.stack([row0, row1], 1)
         grid = F.affine_grid(theta, list(img.shape), align_corners=False)
         out = F.grid_sample(img, grid, align_corners=False, padding_mode="zeros")
         mean = out.mean(dim=(1, 2, 3), keepdim=True)

@@ -91,6 +91,26 @@ def test_augment_and_sobel():
     assert flat.abs().max() == 0  # no edges inside a constant image
 
 
+def _slant(images):
+    """Covariance of the rows and columns of the ink over the variance of its rows: + leans one way, - the other."""
+    ii, jj = torch.meshgrid(torch.arange(28.0), torch.arange(28.0), indexing="ij")
+    m = images.sum((1, 2))
+    ci, cj = (images * ii).sum((1, 2)) / m, (images * jj).sum((1, 2)) / m
+    di, dj = ii - ci[:, None, None], jj - cj[:, None, None]
+    return (images * di * dj).sum((1, 2)) / (images * di * di).sum((1, 2))
+
+
+def test_shear_changes_the_slant_within_its_bound():
+    bar = torch.zeros(64, 28, 28)
+    bar[:, 4:24, 13:15] = 1.0  # an upright stroke, slant 0
+    only = {"shift": 0.0, "scale": 0.0, "rotation": 0.0, "brightness": 0.0, "contrast": 0.0}
+    sheared = Augment((28, 28), shear=0.3, **only)(bar.reshape(64, -1), torch.Generator().manual_seed(0))
+    slant = _slant(sheared.reshape(64, 28, 28).clamp(min=0)).abs()
+    assert slant.max() < 0.33 and slant.max() > 0.2 and slant.min() < 0.1  # spread over [-0.3, 0.3]
+    still = Augment((28, 28), **only)(bar.reshape(64, -1), torch.Generator().manual_seed(0))
+    assert _slant(still.reshape(64, 28, 28).clamp(min=0)).abs().max() < 1e-4
+
+
 def test_two_fold_runs_both_steps_and_differs_from_em_only():
     g = torch.Generator().manual_seed(0)
     x = torch.rand(256, 64, generator=g)
@@ -139,8 +159,14 @@ def test_images_get_the_cnn_recipe_with_augmentations_unless_the_user_chose():
     assert digits.options["channels"] == [32, 64] and digits.options["hidden"] == [32] and digits.epochs == 100
     mnist = FitConfig(model="neural-mixture").resolved().for_data(DataShape(n=70000, dim=784, image_shape=(28, 28), levels=256))
     assert mnist.options["channels"] == [16, 32, 64] and mnist.epochs == 5
+    assert digits.options["shear"] == mnist.options["shear"] == 0.3  # the copy changes the slant too
     mlp = FitConfig(model="neural-mixture", options={"arch": "mlp"}).resolved().for_data(DataShape(n=1797, dim=64, image_shape=(8, 8)))
     assert mlp.options["arch"] == "mlp" and "augment" not in mlp.options and "channels" not in mlp.options
+    assert "shear" not in mlp.options
+    plain = FitConfig(model="neural-mixture", options={"augment": False}).resolved().for_data(DataShape(n=1797, dim=64, image_shape=(8, 8)))
+    assert plain.options["arch"] == "cnn" and "shear" not in plain.options
+    mine = FitConfig(model="neural-mixture", options={"shear": 0.1}).resolved().for_data(DataShape(n=1797, dim=64, image_shape=(8, 8)))
+    assert mine.options["shear"] == 0.1
     table = FitConfig(model="neural-mixture").resolved().for_data(DataShape(n=500, dim=4))
     assert "arch" not in table.options and table.epochs == 100
 
