@@ -28,6 +28,7 @@ def main() -> None:
     ap.add_argument("--seeds", default="0,1,2", help="comma-separated seeds")
     ap.add_argument("--extra", default="", help="flags added to every command (the default when empty)")
     ap.add_argument("--timeout", type=float, default=3600.0, help="seconds one command may run")
+    ap.add_argument("--out", default=None, help="Markdown file to write the section into (default docs/benchmarks.md)")
     ap.add_argument("--data-dir", default=None, help="MNIST idx files (default $MIXZOO_DATA or ../shared/data/mnist)")
     a = ap.parse_args()
     data_dir = mnist_dir(a.data_dir)
@@ -63,7 +64,7 @@ def main() -> None:
         "",
         summary,
     ])
-    write_section(f"seeds-{a.model}-{a.data}{suffix}", body)
+    write_section(f"seeds-{a.model}-{a.data}{suffix}", body, a.out)
     print(body)
 
 
