@@ -75,7 +75,7 @@ class Spec:
 
 
 GMM = [Row("`gmm` diag", "gmm", options={"covariance": "diag"}), Row("`gmm` full", "gmm", options={"covariance": "full"})]
-NEURAL_MLP = Row("`neural-mixture` MLP 32-32", "neural-mixture")
+NEURAL_MLP = Row("`neural-mixture` MLP 32-32", "neural-mixture", options={"arch": "mlp"})  # images would get the CNN recipe
 ENERGY_QUAD = Row("`energy-mixture` quadratic (diagonal Gaussian energies)", "energy-mixture", options={"features": "quadratic"})
 TOY_ROWS = [
     *GMM,
