@@ -42,7 +42,7 @@ from pyro.util import check_model_guide_match, check_site_shape, warn_if_nan
 
 from ..contract import CLUSTER_SITE, DATA_PLATE, cluster_site, in_data_plate, is_subsample, latent_sites, site_log_prob
 from ..errors import MixzooInputError
-from .stated_table import StatedTable, minibatch, states
+from .stated_table import StatedTable, backward_value, states
 from .validated import ValidatedPairs
 
 __all__ = ["EM"]
@@ -161,23 +161,17 @@ class EM(ELBO):
         with torch.no_grad():
             return float(self.differentiable_loss(model, guide, *args, **kwargs))
 
-    def _table_loss(self, model: Any, guide: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> torch.Tensor:
+    def _table_loss(self, model: Any, guide: Any, n: int, xb: torch.Tensor) -> torch.Tensor:
         r""":math:`L` from the guide's stated :math:`\log r` and the model's stated table
         (:mod:`~mixzoo.inference.stated_table`), E-step first as in the trace."""
-        x, idx = minibatch(args, kwargs)  # type: ignore[misc]
-        xb = x if idx is None else x[idx]
         r = guide.log_posterior(xb).detach().exp()
-        return -(x.shape[0] / xb.shape[0]) * (r * model.log_joint(xb)).sum()
+        return -(n / xb.shape[0]) * (r * model.log_joint(xb)).sum()
 
     def loss_and_grads(self, model: Callable[..., Any], guide: Callable[..., Any], *args: Any, **kwargs: Any) -> float:
         """The EM loss; its gradient (the M-step direction) is accumulated into the parameters."""
-        if self.table.usable(model, guide, args, kwargs, lambda: self.differentiable_loss(model, guide, *args, **kwargs)):
-            particle = self._table_loss(model, guide, args, kwargs)
-            if particle.requires_grad:
-                particle.backward()
-            value = float(particle.detach())
-            warn_if_nan(value, "loss")
-            return value
+        batch = self.table.batch(model, guide, args, kwargs, lambda: self.differentiable_loss(model, guide, *args, **kwargs))
+        if batch is not None:
+            return backward_value(self._table_loss(model, guide, *batch))
         loss = 0.0
         for model_trace, guide_trace in self._get_traces(model, guide, args, kwargs):
             particle = self._particle_loss(model_trace, guide_trace) / self.num_particles

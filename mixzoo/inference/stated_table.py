@@ -42,10 +42,11 @@ import pyro.poutine as poutine
 import torch
 from pyro.poutine.runtime import _PYRO_STACK
 from pyro.poutine.trace_messenger import TraceMessenger
+from pyro.util import warn_if_nan
 
 from ..contract import CLUSTER_SITE, in_data_plate, is_subsample
 
-__all__ = ["StatedTable", "states"]
+__all__ = ["StatedTable", "states", "backward_value"]
 
 TABLE_METHOD = "log_joint"
 """The method by which a model states its (B, K) table."""
@@ -77,6 +78,16 @@ def minibatch(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[torch.Tens
     if y is not None or not (idx is None or isinstance(idx, torch.Tensor)):
         return None
     return x, idx
+
+
+def backward_value(loss: torch.Tensor) -> float:
+    """Backpropagate a loss scored from the table (where it has a gradient) and return its value, as
+    ``loss_and_grads`` does; a NaN or infinite value is warned about like Pyro's own losses."""
+    if loss.requires_grad:
+        loss.backward()
+    value = float(loss.detach())
+    warn_if_nan(value, "loss")
+    return value
 
 
 def _structure_ok(model: Callable[..., Any], guide: Callable[..., Any], args: tuple[Any, ...]) -> bool:
@@ -124,29 +135,32 @@ class StatedTable:
         except TypeError:  # not weakly referenceable
             return False, None
 
-    def usable(
+    def batch(
         self, model: Any, guide: Any, args: tuple[Any, ...], kwargs: dict[str, Any], check: Callable[[], object]
-    ) -> bool:
-        """Whether this evaluation may use the table, confirming a new pair first; restates the parameters if so.
+    ) -> tuple[int, torch.Tensor] | None:
+        """``(N, x_b)``: the data set's size and the minibatch to score from the table, or ``None`` where this
+        evaluation is traced. Confirms a new pair first, and restates the parameters when the table is used.
 
         :param check: the loss's traced evaluation, run once without gradient on a new pair: Pyro's checks of
             the pair run in it, and it records the parameter sites.
         """
-        if minibatch(args, kwargs) is None or not _outside_handlers_only_capture_params():
-            return False
+        call = minibatch(args, kwargs)
+        if call is None or not _outside_handlers_only_capture_params():
+            return None
         known, names = self._known(model, guide)
         if not known:
             if not self._candidate(model, guide):
-                return False
+                return None
             names = self._confirm(model, guide, args, check)
         if names is None:
-            return False
+            return None
         store = pyro.get_param_store()
         if not all(n in store for n in names):
-            return False
+            return None
         for n in names:
             pyro.param(n)
-        return True
+        x, idx = call
+        return x.shape[0], (x if idx is None else x[idx])
 
     def _confirm(self, model: Any, guide: Any, args: tuple[Any, ...], check: Callable[[], object]) -> tuple[str, ...] | None:
         """Run ``check`` and the structure trace, and remember the pair's parameter names (``None``: not usable).

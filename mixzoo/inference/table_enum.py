@@ -29,7 +29,7 @@ from pyro.infer import TraceEnum_ELBO
 from pyro.util import warn_if_nan
 
 from ..guides import EmptyGuide
-from .stated_table import StatedTable, minibatch, states
+from .stated_table import StatedTable, backward_value, states
 
 __all__ = ["TableEnum_ELBO"]
 
@@ -50,36 +50,32 @@ class TableEnum_ELBO(TraceEnum_ELBO):
         super().__init__(max_plate_nesting=max_plate_nesting, **kwargs)
         self.table = StatedTable(_guide_ok)
 
-    def _negative_elbo(self, model: Any, guide: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> torch.Tensor:
-        x, idx = minibatch(args, kwargs)  # type: ignore[misc]
-        xb = x if idx is None else x[idx]
+    def _negative_elbo(self, model: Any, guide: Any, n: int, xb: torch.Tensor) -> torch.Tensor:
         if isinstance(guide, EmptyGuide):
-            return -(x.shape[0] / xb.shape[0]) * torch.logsumexp(model.log_joint(xb), -1).sum()
+            return -(n / xb.shape[0]) * torch.logsumexp(model.log_joint(xb), -1).sum()
         log_q = guide.log_posterior(xb)  # guide first, as in the trace
-        return -(x.shape[0] / xb.shape[0]) * (log_q.exp() * (model.log_joint(xb) - log_q)).sum()
+        return -(n / xb.shape[0]) * (log_q.exp() * (model.log_joint(xb) - log_q)).sum()
 
-    def _from_table(self, model: Any, guide: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
-        return self.table.usable(model, guide, args, kwargs, lambda: TraceEnum_ELBO.loss(self, model, guide, *args, **kwargs))
+    def _batch(self, model: Any, guide: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[int, torch.Tensor] | None:
+        return self.table.batch(model, guide, args, kwargs, lambda: TraceEnum_ELBO.loss(self, model, guide, *args, **kwargs))
 
     def loss(self, model: Callable[..., Any], guide: Callable[..., Any], *args: Any, **kwargs: Any) -> float:
-        if self._from_table(model, guide, args, kwargs):
+        batch = self._batch(model, guide, args, kwargs)
+        if batch is not None:
             with torch.no_grad():
-                value = float(self._negative_elbo(model, guide, args, kwargs))
+                value = float(self._negative_elbo(model, guide, *batch))
             warn_if_nan(value, "loss")
             return value
         return super().loss(model, guide, *args, **kwargs)
 
     def differentiable_loss(self, model: Callable[..., Any], guide: Callable[..., Any], *args: Any, **kwargs: Any):
-        if self._from_table(model, guide, args, kwargs):
-            return self._negative_elbo(model, guide, args, kwargs)
+        batch = self._batch(model, guide, args, kwargs)
+        if batch is not None:
+            return self._negative_elbo(model, guide, *batch)
         return super().differentiable_loss(model, guide, *args, **kwargs)
 
     def loss_and_grads(self, model: Callable[..., Any], guide: Callable[..., Any], *args: Any, **kwargs: Any) -> float:
-        if self._from_table(model, guide, args, kwargs):
-            loss = self._negative_elbo(model, guide, args, kwargs)
-            if loss.requires_grad:
-                loss.backward()
-            value = float(loss.detach())
-            warn_if_nan(value, "loss")
-            return value
+        batch = self._batch(model, guide, args, kwargs)
+        if batch is not None:
+            return backward_value(self._negative_elbo(model, guide, *batch))
         return super().loss_and_grads(model, guide, *args, **kwargs)
