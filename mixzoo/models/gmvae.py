@@ -28,6 +28,12 @@ integer images once, as ``--dequantize`` does, or afresh every epoch (``dequanti
 :class:`DequantizeStep`): each pixel gets uniform noise one intensity level wide, drawn
 from a generator seeded by the run's seed and the epoch, so that runs repeat and resume
 exactly (the paper adds uniform noise to the raw pixels, after Theis et al. 2016).
+
+**The likelihood does not single out the digits on small images.** Trained from the digits themselves (each
+cluster one digit's autoencoder codes, q(y|x) taught the labels; ACC 0.92-0.94 at the start), the default recipe on
+digits ends at ACC 0.78-0.85, at a log-likelihood within 0.52 nats per point of the runs from the family's own start,
+which end at 0.71-0.74 (seeds 0-2, ``benchmarks/gmvae_label_start.py``, section ``gmvae-label-start-digits`` of
+docs/benchmarks.md). No start or schedule can make ELBO maximization prefer the digits there.
 """
 
 from __future__ import annotations
