@@ -128,7 +128,7 @@ def main() -> None:
         "",
         f"ACC after training: GMM start {statistics.mean(end['gmm']):.3f}, label start {statistics.mean(end['labels']):.3f} "
         f"(means over {a.seeds} seeds). log p(x) of the label start minus the GMM start's, per seed: "
-        + ", ".join(f"{g:+.2f}" for g in gain) + ".",
+        + ", ".join(f"{g:+.2f}" for g in gain) + " nats per point.",
     ])  # fmt: skip
     write_section(f"gmvae-label-start-{a.data}", body)
     print(body)

@@ -8,7 +8,8 @@ from mixzoo.guides import GMVAEGuide
 from mixzoo.inference import VIMCO
 from mixzoo.inference.annealing import StepDecay
 from mixzoo.models import GMVAE, get_family
-from mixzoo.models.gmvae import pretrain_autoencoder
+from mixzoo.conv_nets import ConvEncoder, DeconvDecoder
+from mixzoo.models.gmvae import pretrain_autoencoder, rescale_codes
 
 
 @pytest.fixture
@@ -74,6 +75,43 @@ def test_autoencoder_pretraining_sets_cluster_means_from_a_gmm_on_the_codes(blob
     acc = mixzoo.metrics.cluster_accuracy(labels.numpy(), pred.numpy())
     assert acc > 0.95  # q(y|x) learned the GMM's clusters of the codes, which are the blobs
 
+
+
+@pytest.mark.parametrize("arch", ["mlp", "conv"])
+def test_rescaled_codes_reconstruct_the_same_images(arch):
+    torch.manual_seed(0)
+    if arch == "mlp":
+        model, guide = GMVAE(64, 3, latent=4, hidden=(16,)), GMVAEGuide(64, 3, latent=4, hidden=(16,))
+    else:
+        model = GMVAE(64, 3, latent=4, decoder=DeconvDecoder(4, (1, 8, 8), 2, (4, 8), (16,)))
+        guide = GMVAEGuide(64, 3, latent=4, hidden=(16,))
+        guide.encoder_z = ConvEncoder((1, 8, 8), 8, (4, 8), (16,), extra=3)
+    x = torch.rand(10, 64)
+    inp = torch.cat([x, torch.zeros(10, 3)], -1)
+    with torch.no_grad():
+        code, recon = guide.encoder_z(inp), model.decoder(guide.encoder_z(inp)[:, :4])
+    assert rescale_codes(guide.encoder_z, model.decoder, 4, 3.0) == 3.0
+    with torch.no_grad():
+        code2 = guide.encoder_z(inp)
+        assert torch.allclose(code2[:, :4], 3 * code[:, :4], atol=1e-5)  # the means, times the factor
+        assert torch.allclose(code2[:, 4:], code[:, 4:])  # the std heads, unchanged
+        assert torch.allclose(model.decoder(code2[:, :4]), recon, atol=1e-5)
+    assert rescale_codes(guide.encoder_z, model.decoder, 4, float("nan")) == 1.0
+    assert rescale_codes(guide.encoder_z, torch.nn.Identity(), 4, 2.0) == 1.0  # nothing to divide: left alone
+
+
+def test_the_start_puts_the_codes_on_the_priors_scale(blobs8):
+    x, labels = blobs8
+    torch.manual_seed(0)
+    model, guide = GMVAE(8, 3, latent=2, hidden=(32,)), GMVAEGuide(8, 3, latent=2, hidden=(32,))
+    pretrain_autoencoder(model, guide, x / 20, epochs=30, batch_size=50, lr=5e-3)  # small inputs, small codes
+    with torch.no_grad():
+        codes = guide.encoder_z(torch.cat([x / 20, torch.zeros(300, 3)], -1))[:, :2]
+        spread = torch.stack([codes[labels == c].std(0) for c in range(3)])
+    assert 0.5 < float(spread.median()) < 2.0  # each cluster about as wide as the prior's floor of 1
+    # the model's own prior, not only q(y|x), now separates the clusters of the codes
+    log_p = torch.distributions.Normal(model.mu_y, model.prior_scale()).log_prob(codes[:, None]).sum(-1)
+    assert mixzoo.metrics.cluster_accuracy(labels.numpy(), log_p.argmax(1).numpy()) > 0.95
 
 def test_observed_labels_skip_the_y_sample(blobs8):
     x, labels = blobs8
