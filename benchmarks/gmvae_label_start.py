@@ -116,7 +116,7 @@ def main() -> None:
         "",
         f"Command: `{command()}`  ",
         f"Machine: {machine()}  ",
-        "Each row trains the default recipe of `mixzoo fit --model gmvae --data digits --seed S` (dequantized pixels, "
+        f"Each row trains the default recipe of `mixzoo fit --model gmvae --data {a.data} --seed S` (dequantized pixels, "
         "q(z|x,y), VIMCO with 5 particles, 100 epochs, batch 128, Adam 1e-3, the std floors halved every 10 epochs) from "
         "the family's start (autoencoder, then a diagonal GMM on its codes) or from the labels (the same autoencoder; each "
         "cluster is one digit's codes, and q(y|x) is taught the digits). ACC of argmax q(y|x); log p(x) per point is the "

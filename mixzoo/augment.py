@@ -88,7 +88,7 @@ class Augment(nn.Module):
             s = u(-self.shear, self.shear)
             row0 = torch.stack([cos, cos * s - sin, tx], -1)
             row1 = torch.stack([sin, sin * s + cos, ty], -1)
-        else:
+        else:  # no draw for the shear, so the random stream is the one it was before shearing existed
             row0, row1 = torch.stack([cos, -sin, tx], -1), torch.stack([sin, cos, ty], -1)
         theta = torch.stack([row0, row1], 1)
         grid = F.affine_grid(theta, list(img.shape), align_corners=False)
