@@ -7,8 +7,8 @@ baselines (k-means, GaussianMixture full and diag, Ward), side by side over seve
 NAME is a table: pinwheel, two-circles, moons, digits, mnist1d, mnist (raw pixels), mnist-pca50,
 mnist5-pca50. The data are drawn (toys, mnist1d), subsampled and PCA-reduced once with seed 0; seed s
 then initialises and trains every method. mixzoo rows build the model family's registry defaults
-(``FitConfig(...).resolved()``) and train through ``mixzoo.restarts.fit_restarts``, the loop behind
-``mixzoo fit``; ACC / NMI / ARI come from ``mixzoo.metrics.clustering_report`` for every method.
+(``FitConfig(...).resolved()``) and train through ``mixzoo.app.restarts.fit_restarts``, the loop behind
+``mixzoo fit``; ACC / NMI / ARI come from ``mixzoo.analysis.metrics.clustering_report`` for every method.
 Writes the section ``clustering-<NAME>`` of docs/benchmarks.md (or of ``--out``).
 
 ``--quick``: one seed, a fifth of the epochs, MNIST subsampled to 2000 points. ``--tiny``: a smoke test
@@ -34,12 +34,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from report import command, machine, table, write_section  # noqa: E402
 
-from mixzoo.config import FitConfig  # noqa: E402
-from mixzoo.data import Dataset, load_dataset  # noqa: E402
-from mixzoo.family import DataShape  # noqa: E402
-from mixzoo.metrics import clustering_report  # noqa: E402
-from mixzoo.posterior import cluster_proba  # noqa: E402
-from mixzoo.restarts import fit_restarts  # noqa: E402
+from mixzoo.analysis.metrics import clustering_report
+from mixzoo.analysis.posterior import cluster_proba
+from mixzoo.app.config import FitConfig
+from mixzoo.app.restarts import fit_restarts
+from mixzoo.data import Dataset, load_dataset
+from mixzoo.models.family import DataShape
 
 WARD_MAX_N = 20000
 """Ward's linkage keeps the condensed distance matrix (n^2/2 doubles): at most 1.6 GB here."""
@@ -344,10 +344,10 @@ def main(argv: list[str] | None = None) -> None:
             f"Data: {described}. Seeds 0..{n_seeds - 1}: the data are fixed, seed s initialises and trains each method "
             "(scikit-learn's `random_state`); Ward is deterministic and runs once.  ",
             "mixzoo rows: the model family's registry defaults (`mixzoo models`) except where the method names an option "
-            "or the epochs column differs, trained by `mixzoo.restarts.fit_restarts` (the loop of `mixzoo fit`, one "
+            "or the epochs column differs, trained by `mixzoo.app.restarts.fit_restarts` (the loop of `mixzoo fit`, one "
             "restart); scikit-learn rows: KMeans(n_init=10), GaussianMixture(covariance_type, default reg_covar 1e-6), "
             "AgglomerativeClustering(linkage='ward') when n <= 20000; full covariances only up to 100 features. "
-            "ACC (Hungarian matching), NMI and ARI from `mixzoo.metrics.clustering_report` for every method: mean ± "
+            "ACC (Hungarian matching), NMI and ARI from `mixzoo.analysis.metrics.clustering_report` for every method: mean ± "
             "standard deviation (ddof 0) over the seeds that finished; seconds: mean wall time of one fit "
             "(data-dependent initialisation and training, or scikit-learn's fit), without evaluation.",
             "",

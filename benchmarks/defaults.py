@@ -25,7 +25,7 @@ sys.path.insert(0, __file__.rsplit("/", 1)[0])
 from report import machine, mnist_dir, read_section, table, write_section  # noqa: E402
 
 import mixzoo.models  # noqa: E402, F401  (registers every family)
-from mixzoo.family import MODELS  # noqa: E402
+from mixzoo.models.family import MODELS
 
 DATA = {
     "pinwheel": [],

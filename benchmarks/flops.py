@@ -33,11 +33,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from report import command, machine, table, write_section  # noqa: E402
 from step_speed import em_objective, vimco_step  # noqa: E402
 
-from mixzoo.guides import EStepGuide, GMVAEGuide  # noqa: E402
-from mixzoo.inference import EM, VIMCO  # noqa: E402
-from mixzoo.models import GMVAE, NeuralMixture  # noqa: E402
-from mixzoo.nets import mlp  # noqa: E402
-from mixzoo.params import isolated_param_store  # noqa: E402
+from mixzoo.guides import EStepGuide, GMVAEGuide
+from mixzoo.inference import EM, VIMCO
+from mixzoo.models import GMVAE, NeuralMixture
+from mixzoo.nets.mlp import mlp
+from mixzoo.param_store import isolated_param_store
 
 D, K, H, L, M = 784, 10, 256, 10, 5
 """MNIST-shaped data, 10 clusters, hidden 256x256, latent 10, 5 VIMCO particles."""

@@ -19,11 +19,11 @@ import torch
 from sklearn.cluster import KMeans
 from sklearn.mixture import GaussianMixture as SkGMM
 
-from mixzoo.config import FitConfig
+from mixzoo.analysis.metrics import clustering_report
+from mixzoo.app.config import FitConfig
+from mixzoo.app.runs import run_fit
 from mixzoo.data import load_dataset
-from mixzoo.flows import ComponentFlows
-from mixzoo.metrics import clustering_report
-from mixzoo.runs import run_fit
+from mixzoo.nets.flows import ComponentFlows
 
 sys.path.insert(0, __file__.rsplit("/", 1)[0])
 from report import command, machine, table, write_section  # noqa: E402

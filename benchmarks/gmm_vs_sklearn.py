@@ -30,9 +30,9 @@ from threadpoolctl import threadpool_limits
 sys.path.insert(0, __file__.rsplit("/", 1)[0])
 from report import command, machine, mnist_dir, table, write_section  # noqa: E402
 
-from mixzoo import MixtureClusterer  # noqa: E402
-from mixzoo.data import load_dataset  # noqa: E402
-from mixzoo.metrics import clustering_report  # noqa: E402
+from mixzoo import MixtureClusterer
+from mixzoo.analysis.metrics import clustering_report
+from mixzoo.data import load_dataset
 
 Table = tuple[np.ndarray, np.ndarray, int]
 

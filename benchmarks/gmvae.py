@@ -15,8 +15,8 @@ import argparse
 import sys
 import warnings
 
-from mixzoo.config import FitConfig
-from mixzoo.runs import run_fit
+from mixzoo.app.config import FitConfig
+from mixzoo.app.runs import run_fit
 
 sys.path.insert(0, __file__.rsplit("/", 1)[0])
 from report import machine, table, write_section  # noqa: E402

@@ -30,12 +30,12 @@ import numpy as np
 import torch
 
 import mixzoo
+from mixzoo.analysis.metrics import clustering_report
+from mixzoo.analysis.posterior import cluster_proba
 from mixzoo.inference import make_loss
 from mixzoo.inference.vimco import importance_log_likelihood
-from mixzoo.metrics import clustering_report
 from mixzoo.models import get_family
-from mixzoo.posterior import cluster_proba
-from mixzoo.train import fit
+from mixzoo.training.loop import fit
 
 sys.path.insert(0, __file__.rsplit("/", 1)[0])
 from report import command, machine, table, write_section  # noqa: E402

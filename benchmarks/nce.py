@@ -28,12 +28,12 @@ from sklearn.mixture import GaussianMixture as SkGMM
 
 import mixzoo
 from mixzoo import EmptyGuide
-from mixzoo.augment import Augment
+from mixzoo.analysis.metrics import clustering_report
+from mixzoo.app.transfer import CLASSIFIERS, TransferClassifier, build_classifier, default_classifier, transfer_split
 from mixzoo.data import load_dataset
 from mixzoo.inference import NCE
-from mixzoo.metrics import clustering_report
 from mixzoo.models import EnergyMixture
-from mixzoo.transfer import CLASSIFIERS, TransferClassifier, build_classifier, default_classifier, transfer_split
+from mixzoo.nets.augment import Augment
 
 sys.path.insert(0, __file__.rsplit("/", 1)[0])
 from report import command, machine, table, write_section  # noqa: E402
@@ -234,14 +234,14 @@ def features(a: argparse.Namespace) -> None:
 TRAININGS = ("cross-entropy", "augmented", "contrastive")
 TRAINING_TEXT = {
     "cross-entropy": "",
-    "augmented": ", cross-entropy on a random affine transformation of each batch (mixzoo.augment.Augment's defaults)",
+    "augmented": ", cross-entropy on a random affine transformation of each batch (mixzoo.nets.augment.Augment's defaults)",
     "contrastive": ", cross-entropy on two random transformations of each batch plus SimCLR's NT-Xent loss (temperature 0.5, "
     "a 64-32 projection head) on their features",
 }
 
 
 def variant_classifier(training: str) -> object:
-    """A stand-in for :func:`mixzoo.transfer.train_classifier` that trains the same network another way.
+    """A stand-in for :func:`mixzoo.app.transfer.train_classifier` that trains the same network another way.
 
     A diagnostic: do features that keep more than the pretrain classes apart transfer better to unseen ones?
     The head stays linear on the features, so the noise density of eq. (28) still holds.
@@ -288,7 +288,7 @@ def pairs(a: argparse.Namespace) -> None:
     d = load_dataset("mnist", data_dir=a.data_dir)
     kind = a.classifier or default_classifier(d.image_shape)
     t = time.perf_counter()
-    with mock.patch("mixzoo.transfer.train_classifier", variant_classifier(a.classifier_training)) \
+    with mock.patch("mixzoo.app.transfer.train_classifier", variant_classifier(a.classifier_training)) \
             if a.classifier_training != "cross-entropy" else contextlib.nullcontext():
         td = transfer_split(d.x, d.labels, [0, 1, 2, 3, 4], epochs=a.classifier_epochs, seed=0, device=a.device, classifier=kind,
                             image_shape=d.image_shape)  # fmt: skip

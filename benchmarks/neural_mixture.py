@@ -25,12 +25,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from report import machine, table, write_section  # noqa: E402
 
 import mixzoo  # noqa: E402
-from mixzoo.data import load_dataset  # noqa: E402
-from mixzoo.guides import EStepGuide  # noqa: E402
-from mixzoo.inference import EM  # noqa: E402
-from mixzoo.loop import two_fold  # noqa: E402
-from mixzoo.metrics import clustering_report  # noqa: E402
-from mixzoo.models import NeuralMixture  # noqa: E402
+from mixzoo.analysis.metrics import clustering_report
+from mixzoo.data import load_dataset
+from mixzoo.guides import EStepGuide
+from mixzoo.inference import EM, two_fold
+from mixzoo.models import NeuralMixture
 
 
 def _evaluate(model: NeuralMixture, guide: EStepGuide, x: torch.Tensor, labels) -> dict:

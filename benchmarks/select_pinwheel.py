@@ -15,7 +15,7 @@ import sys
 
 import torch
 
-from mixzoo.cli import main as mixzoo_main
+from mixzoo.app.cli import main as mixzoo_main
 
 sys.path.insert(0, __file__.rsplit("/", 1)[0])
 from report import machine, table, write_section  # noqa: E402

@@ -34,14 +34,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from report import command, machine, table, write_section  # noqa: E402
 
 import mixzoo  # noqa: E402
-from mixzoo.data import load_dataset  # noqa: E402
-from mixzoo.guides import ClusterEncoder, EmptyGuide, EStepGuide, GMVAEGuide  # noqa: E402
-from mixzoo.inference import EM, NCE, VIMCO, make_loss  # noqa: E402
-from mixzoo.inference.noise import GaussianNoise  # noqa: E402
-from mixzoo.inference.vimco import vimco_objective  # noqa: E402
-from mixzoo.joint_optim import JointOptim  # noqa: E402
-from mixzoo.models import GMVAE, EnergyMixture, FlowMixture, GaussianMixture, NeuralMixture  # noqa: E402
-from mixzoo.params import isolated_param_store  # noqa: E402
+from mixzoo.data import load_dataset
+from mixzoo.guides import ClusterEncoder, EmptyGuide, EStepGuide, GMVAEGuide
+from mixzoo.inference import EM, NCE, VIMCO, make_loss
+from mixzoo.inference.noise import GaussianNoise
+from mixzoo.inference.optimizer import JointOptim
+from mixzoo.inference.vimco import vimco_objective
+from mixzoo.models import GMVAE, EnergyMixture, FlowMixture, GaussianMixture, NeuralMixture
+from mixzoo.param_store import isolated_param_store
 
 Loss = Callable[[Any, Any, torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 """``(model, guide, x, idx) -> (loss value, tensor to differentiate)`` of the hand-written step."""
@@ -370,11 +370,11 @@ def main(argv: list[str] | None = None) -> None:
             f"Pyro per-param, PyTorch) on fresh modules built under seed 0; a first round warms up, and each column is "
             f"the fastest of the {a.rounds} rounds after it (the least disturbed by other processes, as `timeit` advises); "
             "all use Adam with the family's default learning rate. `Pyro` is `SVI.step` with the optimizer of "
-            "`mixzoo.fit` (`mixzoo.joint_optim.JointOptim`: one torch Adam over all parameters, one `step()`); "
+            "`mixzoo.fit` (`mixzoo.inference.optimizer.JointOptim`: one torch Adam over all parameters, one `step()`); "
             "`Pyro per-param` is `SVI.step` with `pyro.optim.Adam` (one torch Adam per parameter tensor, each "
             "stepped in turn); their updates are equal. Each Pyro step uses the loss the command line builds: "
             "`trace-enum` is `mixzoo.inference.TableEnum_ELBO`, and it, `nce` and `em` score a model that states "
-            "its table (`log_joint`) from it without tracing (`mixzoo.inference.stated_table`), after one traced "
+            "its table (`log_joint`) from it without tracing (`mixzoo.inference.untraced`), after one traced "
             "check of the pair in the warm-up. The PyTorch step computes the loss of the Pyro step by hand "
             "(enumerated sum over clusters, EM objective, NCE objective with the same Gaussian noise, VIMCO surrogate, "
             "EnumY ELBO). `loss check`: |Pyro - PyTorch| / |PyTorch| at the same parameters and minibatch (for "

@@ -28,9 +28,9 @@ from sklearn.mixture import GaussianMixture
 sys.path.insert(0, __file__.rsplit("/", 1)[0])
 from report import command, machine, table, write_section  # noqa: E402
 
-from mixzoo.cli import main as mixzoo_main  # noqa: E402
-from mixzoo.data import load_dataset  # noqa: E402
-from mixzoo.metrics import clustering_report  # noqa: E402
+from mixzoo.analysis.metrics import clustering_report
+from mixzoo.app.cli import main as mixzoo_main
+from mixzoo.data import load_dataset
 
 TABLES = {"wine.csv": load_wine, "breast_cancer.csv": load_breast_cancer}
 

@@ -6,17 +6,17 @@
 >>> proba = mixzoo.cluster_proba(model, guide, X)        # doctest: +SKIP
 """
 
-from .checkpoint import load_checkpoint, save_checkpoint
+from .analysis.metrics import clustering_report
+from .analysis.posterior import cluster_log_joint, cluster_log_proba, cluster_proba, log_likelihood
+from .analysis.summary import save_summary, summarize
+from .app.estimator import MixtureClusterer
+from .app.run_dir import load_checkpoint, save_checkpoint
+from .app.selection import select_clusters
 from .data import load_dataset
 from .errors import MixzooInputError, TrainingDivergedError
-from .estimator import MixtureClusterer
 from .guides import EmptyGuide
-from .metrics import clustering_report
 from .models import MODELS, GaussianMixture
-from .posterior import cluster_log_joint, cluster_log_proba, cluster_proba, log_likelihood
-from .selection import select_clusters
-from .summary import save_summary, summarize
-from .train import FitResult, fit, set_seed
+from .training.loop import FitResult, fit, set_seed
 
 __version__ = "0.1.0"
 

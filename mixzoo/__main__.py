@@ -1,5 +1,5 @@
 """``python -m mixzoo`` (and ``torchrun -m mixzoo``) runs the command-line interface."""
 
-from .cli import main
+from .app.cli import main
 
 raise SystemExit(main())

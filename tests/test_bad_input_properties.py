@@ -11,7 +11,7 @@ from hypothesis.extra import numpy as hnp  # noqa: E402
 
 import mixzoo  # noqa: E402
 from mixzoo import MixtureClusterer, MixzooInputError  # noqa: E402
-from mixzoo.validation import check_data  # noqa: E402
+from mixzoo.data.validation import check_data  # noqa: E402
 
 FLOATS = st.floats(allow_nan=True, allow_infinity=True, width=64)
 TAME = st.floats(min_value=-1e3, max_value=1e3, allow_nan=False, allow_infinity=False, width=32)

@@ -4,7 +4,7 @@ import re
 import pytest
 import torch
 
-from mixzoo.cli import main
+from mixzoo.app.cli import main
 
 CONTRACT = {
     "model",

@@ -3,7 +3,7 @@
 import pytest
 
 import mixzoo
-from mixzoo.cli import main
+from mixzoo.app.cli import main
 
 
 def test_version(capsys):
@@ -31,28 +31,28 @@ def test_models_names_papers_by_authors_and_year(capsys):
 
 
 def test_ctrl_c_says_how_to_resume(capsys, monkeypatch):
-    import mixzoo.runs
+    import mixzoo.app.runs
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(mixzoo.runs, "run_fit", interrupted)
+    monkeypatch.setattr(mixzoo.app.runs, "run_fit", interrupted)
     assert main(["fit", "--data", "moons"]) == 130
     err = capsys.readouterr().err
     assert "interrupted" in err and "--resume DIR" in err and "Traceback" not in err
 
 
 def test_select_takes_the_family_options_and_refuses_others(capsys, monkeypatch):
-    import mixzoo.selection
+    import mixzoo.app.selection
 
     seen = {}
-    real = mixzoo.selection.select_clusters
+    real = mixzoo.app.selection.select_clusters
 
     def recording(x, ks, **kwargs):
         seen.update(kwargs)
         return real(x, ks, **kwargs)
 
-    monkeypatch.setattr(mixzoo.selection, "select_clusters", recording)
+    monkeypatch.setattr(mixzoo.app.selection, "select_clusters", recording)
     assert main(["select", "--data", "moons", "--clusters", "2,3", "--covariance", "full", "--epochs", "3", "--no-loo"]) == 0
     assert seen["model_options"] == {"covariance": "full"}
     assert "LOO prefers" not in capsys.readouterr().out

@@ -9,9 +9,9 @@ import pytest
 import torch
 from pyro.infer import TraceEnum_ELBO
 
-from mixzoo.component_table import ComponentTable
 from mixzoo.guides import EmptyGuide
 from mixzoo.models import GaussianMixture
+from mixzoo.nets.component_scores import ComponentTable
 
 
 def _reference(model: GaussianMixture):
@@ -71,7 +71,7 @@ def test_other_points_than_the_tables_are_refused():
 def test_pick_is_vindex_in_values_and_gradients(k_shape):
     from pyro.ops.indexing import Vindex
 
-    from mixzoo.component_table import pick
+    from mixzoo.nets.component_scores import pick
 
     torch.manual_seed(0)
     table = torch.randn(7, 4, dtype=torch.float64, requires_grad=True)

@@ -5,9 +5,9 @@ import json
 import pytest
 
 import mixzoo
-from mixzoo.cli import main
+from mixzoo.app.cli import main
 from mixzoo.errors import MixzooInputError
-from mixzoo.loop import Convergence
+from mixzoo.training import Convergence
 
 
 def test_convergence_needs_patience_quiet_epochs():

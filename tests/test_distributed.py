@@ -18,7 +18,7 @@ pytestmark = pytest.mark.skipif(not torch.distributed.is_available(), reason="to
 WORKER = textwrap.dedent(
     """
     import sys, torch, torch.distributed as dist
-    import mixzoo, mixzoo.distributed
+    import mixzoo, mixzoo.inference.data_parallel
     from mixzoo.guides import GMVAEGuide
     from mixzoo.inference import VIMCO
     from mixzoo.models import GMVAE
@@ -36,7 +36,7 @@ WORKER = textwrap.dedent(
     r = mixzoo.fit(model, guide, x, epochs=3, batch_size=100, lr=0.03, seed=1, progress=False, distributed=True,
                    checkpoint=f"{out}/state-rank{rank}.pt", **kwargs)
     torch.save({"model": model.state_dict(), "guide": guide.state_dict(), "losses": r.losses}, f"{out}/params-rank{rank}.pt")
-    mixzoo.distributed.leave()
+    mixzoo.inference.data_parallel.leave()
     """
 )
 

@@ -10,7 +10,7 @@ from mixzoo.errors import MixzooInputError
 from mixzoo.guides import EmptyGuide, EStepGuide
 from mixzoo.inference import EM, make_loss
 from mixzoo.models import GaussianMixture, NeuralMixture
-from mixzoo.params import isolated_param_store
+from mixzoo.param_store import isolated_param_store
 
 
 @pytest.fixture
@@ -155,7 +155,7 @@ def test_svi_steps_with_em_reach_the_parameters_of_the_reference_path(blobs):
     """Seeded SVI steps under EM and under the importance-trace EM give the same losses and parameters."""
     from pyro.infer import SVI
 
-    from mixzoo.joint_optim import JointOptim
+    from mixzoo.inference.optimizer import JointOptim
 
     x = torch.as_tensor(blobs[0][:300], dtype=torch.float32)
     g = torch.Generator().manual_seed(0)

@@ -9,8 +9,8 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
+from mixzoo.app.estimator import MixtureClusterer
 from mixzoo.errors import MixzooInputError
-from mixzoo.estimator import MixtureClusterer
 
 _K1 = (
     "scikit-learn sets n_clusters=1 for this check; mixzoo mixtures need K >= 2 and refuse K = 1 with a "

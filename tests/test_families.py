@@ -11,14 +11,14 @@ from __future__ import annotations
 import pytest
 import torch
 
-import mixzoo.runs
-from mixzoo.cli import main
-from mixzoo.config import FitConfig
+import mixzoo.app.runs
+from mixzoo.app.cli import main
+from mixzoo.app.config import FitConfig
+from mixzoo.app.restarts import train_one
+from mixzoo.app.runs import load_data, run_fit
+from mixzoo.data.validation import check_data
 from mixzoo.models import MODELS
 from mixzoo.options import flag_name
-from mixzoo.restarts import train_one
-from mixzoo.runs import load_data, run_fit
-from mixzoo.validation import check_data
 
 FAMILIES = sorted(MODELS)
 
@@ -44,7 +44,7 @@ def test_an_interrupted_run_resumes_to_the_same_parameters(name, tmp_path):
     data, _ = load_data(c)
     x = check_data(data.x)
     c.clusters = c.clusters or data.n_classes
-    c = c.for_data(mixzoo.family.DataShape(*x.shape, data.image_shape, data.levels))
+    c = c.for_data(mixzoo.models.family.DataShape(*x.shape, data.image_shape, data.levels))
     c.epochs = max(3, c.epochs)
 
     def run(**kwargs):
@@ -132,7 +132,7 @@ def test_every_flag_is_honoured_or_refused_before_the_data_are_read(name, words,
     def read(config):
         raise _DataRead(config)
 
-    monkeypatch.setattr(mixzoo.runs, "load_data", read)
+    monkeypatch.setattr(mixzoo.app.runs, "load_data", read)
     try:
         code = main(["fit", "--model", name, "--data", "moons", *words])
     except _DataRead as reached:
@@ -147,7 +147,7 @@ def test_every_flag_is_honoured_or_refused_before_the_data_are_read(name, words,
 
 @pytest.mark.parametrize("name", FAMILIES)
 def test_bad_option_values_are_refused_with_the_flag_named(name, capsys, monkeypatch):
-    monkeypatch.setattr(mixzoo.runs, "load_data", lambda c: pytest.fail("data were read"))
+    monkeypatch.setattr(mixzoo.app.runs, "load_data", lambda c: pytest.fail("data were read"))
     for info in MODELS[name].options.infos():
         if info.kind is bool:
             continue
@@ -174,7 +174,7 @@ def test_help_shows_exactly_the_family_options_with_their_defaults(name, capsys)
 
 @pytest.mark.parametrize("name", FAMILIES)
 def test_the_estimator_checks_model_options_with_the_family_dataclass(name):
-    from mixzoo.estimator import MixtureClusterer
+    from mixzoo.app.estimator import MixtureClusterer
 
     with pytest.raises(ValueError, match="do not apply to model"):
         MixtureClusterer(model=name, n_clusters=2, model_options={"no_such_option": 1}).fit([[0.0, 1.0], [1.0, 0.0], [2.0, 2.0]])
@@ -185,8 +185,8 @@ def test_a_reloaded_run_gives_the_same_probabilities(name, tmp_path):
     """Annealed state (temperatures, std floors) is saved with the run, not rebuilt at its initial value."""
     import numpy as np
 
-    from mixzoo.posterior import cluster_proba
-    from mixzoo.runs import load_run
+    from mixzoo.analysis.posterior import cluster_proba
+    from mixzoo.app.runs import load_run
 
     run = tmp_path / "run"
     run_fit(_quick(name, seed=5), out=str(run), progress=False)

@@ -4,11 +4,11 @@ import torch
 from pyro.infer import TraceEnum_ELBO
 
 import mixzoo
-from mixzoo.flows import ComponentFlows
+from mixzoo.data.labels import oversample_labelled, reveal_labels
 from mixzoo.guides import ClusterEncoder, EmptyGuide
-from mixzoo.inference.annealing import ExponentialDecay, StepDecay
-from mixzoo.labels import oversample_labelled, reveal_labels
+from mixzoo.inference.schedules import ExponentialDecay, StepDecay
 from mixzoo.models import FlowMixture
+from mixzoo.nets.flows import ComponentFlows
 
 
 def _perturbed(flows: torch.nn.Module, scale: float = 0.2, seed: int = 0) -> torch.nn.Module:
@@ -194,8 +194,8 @@ def test_sampling_shapes_and_components():
 
 
 def test_the_paper_base_means_follow_the_run_seed():
-    from mixzoo.config import FitConfig
-    from mixzoo.restarts import build_pair
+    from mixzoo.app.config import FitConfig
+    from mixzoo.app.restarts import build_pair
 
     def base(seed):
         c = FitConfig(model="flow-mixture", options={"base": "paper"}, clusters=3, dim=2).resolved()
@@ -210,8 +210,8 @@ def test_the_paper_base_means_follow_the_run_seed():
 
 
 def test_high_dimensional_data_get_the_maf_recipe_unless_the_user_chose():
-    from mixzoo.config import FitConfig
-    from mixzoo.family import DataShape
+    from mixzoo.app.config import FitConfig
+    from mixzoo.models.family import DataShape
 
     wide = FitConfig(model="flow-mixture").resolved().for_data(DataShape(n=30000, dim=50))
     assert wide.options == {"flow": "maf", "base": "clusters", "hidden": [128, 128]} and wide.epochs == 30
@@ -224,8 +224,8 @@ def test_high_dimensional_data_get_the_maf_recipe_unless_the_user_chose():
 def test_a_flow_mixture_on_integer_images_trains_on_dequantized_pixels(tmp_path):
     import json
 
-    from mixzoo.config import FitConfig
-    from mixzoo.runs import run_fit
+    from mixzoo.app.config import FitConfig
+    from mixzoo.app.runs import run_fit
 
     run = tmp_path / "run"
     record = run_fit(FitConfig(model="flow-mixture", data="digits", subsample=200, epochs=1, options={"transforms": 1}), out=str(run), progress=False)

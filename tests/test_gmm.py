@@ -5,7 +5,7 @@ from pyro.infer import Trace_ELBO
 
 import mixzoo
 from mixzoo import EmptyGuide, GaussianMixture, MixzooInputError
-from mixzoo.metrics import cluster_accuracy, hungarian_match
+from mixzoo.analysis.metrics import cluster_accuracy, hungarian_match
 
 
 @pytest.mark.parametrize("covariance", ["diag", "full"])

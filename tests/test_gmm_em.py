@@ -8,10 +8,10 @@ import torch
 from sklearn.mixture import GaussianMixture as SkGMM
 
 import mixzoo
-from mixzoo.cli import main
+from mixzoo.app.cli import main
 from mixzoo.errors import MixzooInputError
+from mixzoo.inference.closed_form_em import ConjugateEMStep, conjugate_em
 from mixzoo.inference.exact_em import ExactEM
-from mixzoo.loop.conjugate_em import ConjugateEMStep, conjugate_em
 from mixzoo.models.gmm import GaussianMixture
 
 
@@ -67,7 +67,7 @@ def test_em_never_lowers_the_likelihood_and_recovers_the_mixture() -> None:
     np.testing.assert_allclose(model.weights.detach().numpy(), sk.weights_[order], atol=0.01)
     np.testing.assert_allclose(losses[-1], -sk.score(x), atol=2e-3)
     proba = mixzoo.cluster_proba(model, mixzoo.guides.EmptyGuide(), x)
-    assert mixzoo.metrics.clustering_report(labels, proba.numpy())["acc"] > 0.98
+    assert mixzoo.analysis.metrics.clustering_report(labels, proba.numpy())["acc"] > 0.98
 
 
 def test_an_epoch_is_one_iteration_whatever_the_batch_size() -> None:

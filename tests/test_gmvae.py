@@ -6,10 +6,10 @@ from pyro.infer import TraceEnum_ELBO, TraceGraph_ELBO
 import mixzoo
 from mixzoo.guides import GMVAEGuide
 from mixzoo.inference import VIMCO
-from mixzoo.inference.annealing import StepDecay
+from mixzoo.inference.schedules import StepDecay
 from mixzoo.models import GMVAE, get_family
-from mixzoo.conv_nets import ConvEncoder, DeconvDecoder
 from mixzoo.models.gmvae import pretrain_autoencoder, rescale_codes
+from mixzoo.nets.conv import ConvEncoder, DeconvDecoder
 
 
 @pytest.fixture
@@ -36,7 +36,7 @@ def test_the_same_pair_trains_under_all_three_losses(blobs8, loss, structured):
     assert sum(result.losses[-3:]) < sum(result.losses[:3])
     # training under each loss keeps the three blobs the start found (the paper's NVIL diverges on MNIST, not here)
     pred = mixzoo.cluster_proba(model, guide, x).argmax(1)
-    assert mixzoo.metrics.cluster_accuracy(labels.numpy(), pred.numpy()) > 0.95
+    assert mixzoo.analysis.metrics.cluster_accuracy(labels.numpy(), pred.numpy()) > 0.95
 
 
 def test_std_floors_are_annealed_by_the_schedule(blobs8):
@@ -72,7 +72,7 @@ def test_autoencoder_pretraining_sets_cluster_means_from_a_gmm_on_the_codes(blob
     pretrain_autoencoder(model, guide, x, epochs=30, batch_size=50, lr=5e-3)
     assert not torch.allclose(before, model.mu_y)
     pred = mixzoo.cluster_proba(model, guide, x).argmax(1)
-    acc = mixzoo.metrics.cluster_accuracy(labels.numpy(), pred.numpy())
+    acc = mixzoo.analysis.metrics.cluster_accuracy(labels.numpy(), pred.numpy())
     assert acc > 0.95  # q(y|x) learned the GMM's clusters of the codes, which are the blobs
 
 
@@ -111,7 +111,7 @@ def test_the_start_puts_the_codes_on_the_priors_scale(blobs8):
     assert 0.5 < float(spread.median()) < 2.0  # each cluster about as wide as the prior's floor of 1
     # the model's own prior, not only q(y|x), now separates the clusters of the codes
     log_p = torch.distributions.Normal(model.mu_y, model.prior_scale()).log_prob(codes[:, None]).sum(-1)
-    assert mixzoo.metrics.cluster_accuracy(labels.numpy(), log_p.argmax(1).numpy()) > 0.95
+    assert mixzoo.analysis.metrics.cluster_accuracy(labels.numpy(), log_p.argmax(1).numpy()) > 0.95
 
 def test_observed_labels_skip_the_y_sample(blobs8):
     x, labels = blobs8
@@ -126,7 +126,7 @@ def test_observed_labels_skip_the_y_sample(blobs8):
 
 
 def test_log_likelihood_falls_back_to_importance_sampling(blobs8):
-    from mixzoo.posterior import has_exact_likelihood
+    from mixzoo.analysis.posterior import has_exact_likelihood
 
     x, _ = blobs8
     model, guide = GMVAE(8, 3, latent=2, hidden=(16,)), GMVAEGuide(8, 3, latent=2, hidden=(16,))
@@ -141,7 +141,7 @@ def test_log_likelihood_falls_back_to_importance_sampling(blobs8):
 
 
 def test_fit_out_writes_a_summary_for_the_gmvae(tmp_path, capsys):
-    from mixzoo.cli import main
+    from mixzoo.app.cli import main
 
     run = tmp_path / "run"
     args = ["fit", "--model", "gmvae", "--data", "moons", "--epochs", "1", "--pretrain", "1", "--out", str(run)]
@@ -170,10 +170,10 @@ def test_gmvae_sample_draws_from_the_prior_components():
 def test_particles_and_anneal_start_reach_the_loss_and_the_floors_from_the_cli(tmp_path, capsys, monkeypatch):
     import json
 
-    from mixzoo.cli import main
-    from mixzoo.config import FitConfig
-    from mixzoo.family import Family
+    from mixzoo.app.cli import main
+    from mixzoo.app.config import FitConfig
     from mixzoo.inference import make_loss
+    from mixzoo.models.family import Family
 
     built = []
     family_make_loss = Family.make_loss
@@ -200,8 +200,8 @@ def test_particles_and_anneal_start_reach_the_loss_and_the_floors_from_the_cli(t
 
 def test_the_estimator_takes_particles_and_checks_them_before_training(blobs8):
     from mixzoo import MixzooInputError
-    from mixzoo.config import FitConfig
-    from mixzoo.estimator import MixtureClusterer
+    from mixzoo.app.config import FitConfig
+    from mixzoo.app.estimator import MixtureClusterer
 
     x = blobs8[0].numpy()
     with pytest.raises(MixzooInputError, match="VIMCO needs num_particles >= 2, got 1"):
@@ -227,7 +227,7 @@ def test_the_readme_gmvae_command_keeps_every_cluster_through_the_floor_halvings
     """The seed on which clamped floors lost every cluster but one at the second halving (ACC 0.102)."""
     import json
 
-    from mixzoo.cli import main
+    from mixzoo.app.cli import main
 
     assert main(["fit", "--model", "gmvae", "--data", "digits", "--epochs", "40", "--seed", "1", "--json"]) == 0
     record = json.loads(capsys.readouterr().out.splitlines()[-1])
@@ -237,8 +237,8 @@ def test_the_readme_gmvae_command_keeps_every_cluster_through_the_floor_halvings
 
 def test_the_default_keeps_every_cluster_once_the_floor_is_below_the_pixel_levels():
     """Seed 0 on the raw pixels held 3 clusters (ACC 0.29) at epoch 60, floor 1/32; dequantized it keeps 10."""
-    from mixzoo.config import FitConfig
-    from mixzoo.runs import run_fit
+    from mixzoo.app.config import FitConfig
+    from mixzoo.app.runs import run_fit
 
     record = run_fit(FitConfig(model="gmvae", data="digits", epochs=70, seed=0, threads=1), progress=False)
     assert record["clusters_used"] == 10 and record["acc"] > 0.65
@@ -277,14 +277,14 @@ def test_score_estimator_trains_the_pair_under_vimco(blobs8):
     result = mixzoo.fit(model, guide, x, loss=VIMCO(4), epochs=15, lr=5e-3, batch_size=100, progress=False)
     assert all(torch.isfinite(torch.tensor(result.losses))) and sum(result.losses[-3:]) < sum(result.losses[:3])
     pred = mixzoo.cluster_proba(model, guide, x).argmax(1)
-    assert mixzoo.metrics.cluster_accuracy(labels.numpy(), pred.numpy()) > 0.95
+    assert mixzoo.analysis.metrics.cluster_accuracy(labels.numpy(), pred.numpy()) > 0.95
 
 
 @pytest.mark.parametrize("shape", [(8, 8), (28, 28), (3, 6, 5)])
 def test_conv_nets_map_image_rows_with_any_leading_dims(shape):
     import math
 
-    from mixzoo.conv_nets import ConvEncoder, DeconvDecoder
+    from mixzoo.nets.conv import ConvEncoder, DeconvDecoder
 
     chw = (1, *shape) if len(shape) == 2 else shape
     d = math.prod(chw)
@@ -300,9 +300,9 @@ def test_conv_nets_map_image_rows_with_any_leading_dims(shape):
 def test_arch_conv_builds_convolutional_nets_from_the_data_image_shape_and_refuses_other_data(capsys):
     import json
 
-    from mixzoo.cli import main
-    from mixzoo.conv_nets import ConvEncoder, DeconvDecoder
-    from mixzoo.family import DataShape
+    from mixzoo.app.cli import main
+    from mixzoo.models.family import DataShape
+    from mixzoo.nets.conv import ConvEncoder, DeconvDecoder
 
     family = get_family("gmvae")
     options = family.adapt(family.make_options(arch="conv"), frozenset({"arch"}), DataShape(100, 64, (8, 8), 17))
@@ -331,13 +331,13 @@ def test_dequantization_noise_is_fresh_each_epoch_and_repeats_for_the_same_seed(
 
 
 def test_dequantize_noise_epoch_trains_on_fresh_noise_and_resumes_exactly(tmp_path):
-    from mixzoo.config import FitConfig
-    from mixzoo.family import DataShape
+    from mixzoo.app.config import FitConfig
+    from mixzoo.app.restarts import train_one
+    from mixzoo.app.runs import load_data
+    from mixzoo.data.validation import check_data
     from mixzoo.inference import make_loss
+    from mixzoo.models.family import DataShape
     from mixzoo.models.gmvae import DequantizeStep
-    from mixzoo.restarts import train_one
-    from mixzoo.runs import load_data
-    from mixzoo.validation import check_data
 
     c = FitConfig(model="gmvae", data="digits", subsample=200, epochs=3, seed=3, options={"pretrain": 1, "dequantize_noise": "epoch"})
     c = c.resolved()
@@ -377,7 +377,8 @@ def test_dequantize_noise_epoch_trains_on_fresh_noise_and_resumes_exactly(tmp_pa
 
 
 def test_the_recipe_reduces_raw_mnist_and_trains_fewer_epochs_on_many_points():
-    from mixzoo.family import DataShape, get_family
+    from mixzoo.models import get_family
+    from mixzoo.models.family import DataShape
 
     spec = get_family("gmvae")
     options = spec.make_options()

@@ -9,7 +9,7 @@ import time
 import pytest
 import torch
 
-from mixzoo.training_state import safe_load
+from mixzoo.training.persistence import safe_load
 
 ARGS = ["--model", "gmm", "--data", "digits", "--pca", "8", "--subsample", "600", "--epochs", "10"]
 ARGS += ["--batch-size", "24", "--n-init", "2", "--seed", "3", "--json", "--no-progress"]
@@ -72,7 +72,7 @@ def test_killed_run_resumes_to_the_uninterrupted_result(tmp_path):
 
 
 def test_resume_error_messages(tmp_path, capsys):
-    from mixzoo.cli import main
+    from mixzoo.app.cli import main
 
     def refused(args: list[str], message: str) -> None:
         assert main(args) == 2

@@ -7,8 +7,8 @@ from pyro.optim import Adam, ExponentialLR
 
 import mixzoo
 from mixzoo import EmptyGuide, GaussianMixture
-from mixzoo.joint_optim import JointOptim
-from mixzoo.params import isolated_param_store
+from mixzoo.inference.optimizer import JointOptim
+from mixzoo.param_store import isolated_param_store
 
 
 def _start(x):

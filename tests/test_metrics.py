@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from mixzoo.metrics import (
+from mixzoo.analysis.metrics import (
     cluster_accuracy,
     clustering_report,
     contingency,

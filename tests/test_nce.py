@@ -203,8 +203,8 @@ def test_energy_mixture_under_nce_starts_componentwise_from_the_cli_registry():
 
 
 def test_the_recipe_takes_linear_energies_on_a_classifiers_features_and_gaussian_ones_elsewhere():
-    from mixzoo.config import FitConfig
-    from mixzoo.family import DataShape
+    from mixzoo.app.config import FitConfig
+    from mixzoo.models.family import DataShape
 
     def features(shape, **options):
         return FitConfig(model="energy-mixture", options=options).resolved().for_data(shape).family_options().features
@@ -227,7 +227,7 @@ def test_nce_posterior_is_calibrated_when_the_energy_family_is_right():
     """Simulated deep features in the exponential family of eq. (26), overlapping clusters: the
     expected number of misclassifications, sum_n (1 - max_k p(k|x_n)), matches the actual count
     (the paper's Table 2 check), as it does for the true posterior."""
-    from mixzoo.metrics import clustering_report
+    from mixzoo.analysis.metrics import clustering_report
 
     torch.manual_seed(0)
     mu = 2.0 * torch.eye(4)[:3]
@@ -248,8 +248,8 @@ def test_nce_posterior_is_calibrated_when_the_energy_family_is_right():
 
 
 def test_transfer_split_features_and_noise_on_digits():
+    from mixzoo.app.transfer import transfer_split
     from mixzoo.data import load_dataset
-    from mixzoo.transfer import transfer_split
 
     d = load_dataset("digits")
     td = transfer_split(d.x, d.labels, [0, 1, 2, 3, 4], epochs=10, seed=0, feature_dim=12)
@@ -265,9 +265,9 @@ def test_transfer_split_features_and_noise_on_digits():
 def test_cluster_classes_choose_which_held_out_classes_are_clustered(capsys):
     import json
 
-    from mixzoo.cli import main
+    from mixzoo.app.cli import main
+    from mixzoo.app.transfer import transfer_split
     from mixzoo.data import load_dataset
-    from mixzoo.transfer import transfer_split
 
     d = load_dataset("digits")
     td = transfer_split(d.x, d.labels, [0, 1, 2, 3, 4], epochs=3, seed=0, feature_dim=12, cluster_classes=[5, 8])
@@ -339,8 +339,8 @@ def test_seeded_svi_steps_reach_the_parameters_of_separate_passes(sources):
     """The noise is drawn in the same order: seeded runs give the losses and parameters of the reference."""
     from pyro.infer import SVI
 
-    from mixzoo.joint_optim import JointOptim
-    from mixzoo.params import isolated_param_store
+    from mixzoo.inference.optimizer import JointOptim
+    from mixzoo.param_store import isolated_param_store
 
     torch.manual_seed(4)
     x = torch.cat([torch.randn(200, 2), torch.randn(100, 2) + 3])

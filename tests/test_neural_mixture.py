@@ -4,14 +4,13 @@ import pytest
 import torch
 
 import mixzoo
-from mixzoo.augment import Augment, sobel
-from mixzoo.cli import main
+from mixzoo.analysis.metrics import clustering_report
+from mixzoo.app.cli import main
 from mixzoo.errors import MixzooInputError
 from mixzoo.guides import EStepGuide
-from mixzoo.inference import EM
-from mixzoo.loop import two_fold
-from mixzoo.metrics import clustering_report
+from mixzoo.inference import EM, two_fold
 from mixzoo.models import NeuralMixture
+from mixzoo.nets.augment import Augment, sobel
 
 
 @pytest.fixture(autouse=True)
@@ -151,8 +150,8 @@ def test_cli_fit_neural_mixture(capsys):
 
 
 def test_images_get_the_cnn_recipe_with_augmentations_unless_the_user_chose():
-    from mixzoo.config import FitConfig
-    from mixzoo.family import DataShape
+    from mixzoo.app.config import FitConfig
+    from mixzoo.models.family import DataShape
 
     digits = FitConfig(model="neural-mixture").resolved().for_data(DataShape(n=1797, dim=64, image_shape=(8, 8), levels=17))
     assert digits.options["arch"] == "cnn" and digits.options["augment"] is True
@@ -172,8 +171,8 @@ def test_images_get_the_cnn_recipe_with_augmentations_unless_the_user_chose():
 
 
 def test_options_the_data_turn_on_are_checked_once_the_data_are_known():
-    from mixzoo.config import FitConfig
-    from mixzoo.family import DataShape
+    from mixzoo.app.config import FitConfig
+    from mixzoo.models.family import DataShape
 
     images = DataShape(n=1797, dim=64, image_shape=(8, 8), levels=17)
     table = DataShape(n=500, dim=4)
@@ -206,13 +205,13 @@ def test_agreement_counts_points_whose_transformed_copy_keeps_the_cluster():
 
 
 def test_restarts_keep_the_most_consistent_one_not_the_lowest_loss(monkeypatch):
-    from mixzoo.config import FitConfig
+    from mixzoo.app.config import FitConfig
+    from mixzoo.app.restarts import fit_restarts
     from mixzoo.data import load_dataset
-    from mixzoo.restarts import fit_restarts
 
     x = torch.as_tensor(load_dataset("digits", subsample=200).x, dtype=torch.float32)
     c = FitConfig(model="neural-mixture", data="digits", epochs=1, threads=1).resolved()
-    from mixzoo.family import DataShape
+    from mixzoo.models.family import DataShape
 
     c = c.for_data(DataShape(n=200, dim=64, image_shape=(8, 8), levels=17))
     c.clusters = 10

@@ -3,8 +3,8 @@ import json
 import numpy as np
 import pytest
 
-from mixzoo.cli import main
-from mixzoo.plots import plot_clusters, plot_confidence, plot_confusion, plot_loss
+from mixzoo.analysis.plots import plot_clusters, plot_confidence, plot_confusion, plot_loss
+from mixzoo.app.cli import main
 
 
 @pytest.fixture

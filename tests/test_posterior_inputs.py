@@ -12,9 +12,9 @@ import pytest
 import torch
 
 import mixzoo
-from mixzoo import plots
+from mixzoo.analysis import plots
+from mixzoo.analysis.summary import summarize
 from mixzoo.data import load_dataset
-from mixzoo.summary import summarize
 
 pytestmark = pytest.mark.filterwarnings("ignore:X has feature names:UserWarning")
 

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from mixzoo.cli import main
+from mixzoo.app.cli import main
 
 
 def _write_table(path, x, labels=None, names=("a", "b")):

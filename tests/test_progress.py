@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import mixzoo
-from mixzoo.loop.progress import Progress
+from mixzoo.training.progress import Progress
 
 
 def test_plain_lines_name_epoch_loss_and_time_left() -> None:

@@ -2,7 +2,7 @@
 
 - every ```python block runs alone in a fresh interpreter;
 - every `mixzoo` command it shows, in its shell blocks and in its inline code, runs through
-  ``mixzoo.cli.main`` in a cheap variant (``--epochs 1``, a subsample of MNIST, one epoch of a
+  ``mixzoo.app.cli.main`` in a cheap variant (``--epochs 1``, a subsample of MNIST, one epoch of a
   pretraining step), so a wrong flag, an unknown data set or a rejected combination fails here;
   a usage line with placeholders (``NAME``, ``DIR``, ``...``) has each of its flags checked against
   the command's ``--help``;
@@ -140,7 +140,7 @@ def _set(argv: list[str], flag: str, value: str) -> None:
 
 
 def _family_flags(model: str) -> set[str]:
-    from mixzoo.family import MODELS
+    from mixzoo.models.family import MODELS
 
     family = MODELS.get(model)
     return {info.flag for info in family.options.infos()} if family else set()
@@ -169,8 +169,8 @@ def _cheap(argv: list[str]) -> list[str]:
 def _main(argv: list[str]) -> tuple[int, str]:
     """Exit code and stderr of `mixzoo ARGV` in this process, on one torch thread as the python blocks run
     (``--help`` and ``--version`` exit through SystemExit)."""
-    from mixzoo.cli import main
-    from mixzoo.threads import torch_threads
+    from mixzoo.app.cli import main
+    from mixzoo.training.threads import torch_threads
 
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), torch_threads(1):
@@ -184,7 +184,7 @@ def _main(argv: list[str]) -> tuple[int, str]:
 @functools.cache
 def _known_flags(command: str) -> frozenset[str]:
     """Every flag the `--help` of `mixzoo COMMAND` lists; for fit and select, with every model family's options."""
-    from mixzoo.family import MODELS
+    from mixzoo.models.family import MODELS
 
     if command in ("fit", "select"):
         helps = [[command, "--model", name, "--help"] for name in MODELS]
@@ -194,7 +194,7 @@ def _known_flags(command: str) -> frozenset[str]:
     for argv in helps:
         out = io.StringIO()
         with contextlib.redirect_stdout(out), pytest.raises(SystemExit):
-            from mixzoo.cli import main
+            from mixzoo.app.cli import main
 
             main(argv)
         flags |= set(re.findall(r"(?<![\w-])--[a-z][a-z0-9-]*", out.getvalue()))

@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 
 from mixzoo import MixzooInputError
-from mixzoo.config import FitConfig
-from mixzoo.family import DataShape, get_family
-from mixzoo.runs import run_evaluate, run_fit
+from mixzoo.app.config import FitConfig
+from mixzoo.app.runs import run_evaluate, run_fit
+from mixzoo.models import get_family
+from mixzoo.models.family import DataShape
 
 
 @pytest.fixture

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import math
 
-from mixzoo.config import FitConfig
-from mixzoo.runs import run_fit
+from mixzoo.app.config import FitConfig
+from mixzoo.app.runs import run_fit
 
 
 def test_the_record_lists_every_restart_and_keeps_the_lowest_score():

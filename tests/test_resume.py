@@ -11,7 +11,7 @@ from mixzoo import EmptyGuide, GaussianMixture, MixzooInputError, TrainingDiverg
 from mixzoo.guides import GMVAEGuide
 from mixzoo.inference import VIMCO
 from mixzoo.models import GMVAE
-from mixzoo.training_state import safe_load
+from mixzoo.training.persistence import safe_load
 
 
 class _Stop(Exception):
@@ -176,8 +176,8 @@ def test_a_truncated_checkpoint_is_a_clear_error(tmp_path, blobs):
 def test_checkpoint_of_another_model_or_k_is_a_clear_error(tmp_path):
     import json
 
-    from mixzoo.config import FitConfig
-    from mixzoo.runs import load_run, run_fit
+    from mixzoo.app.config import FitConfig
+    from mixzoo.app.runs import load_run, run_fit
 
     run = tmp_path / "run"
     run_fit(FitConfig(model="gmm", data="moons", epochs=2), out=str(run), progress=False)

@@ -3,9 +3,9 @@ import json
 import numpy as np
 import pytest
 
-from mixzoo.cli import main
+from mixzoo.app.cli import main
+from mixzoo.app.selection import parse_clusters, select_clusters, split_holdout
 from mixzoo.errors import MixzooInputError
-from mixzoo.selection import parse_clusters, select_clusters, split_holdout
 
 
 def test_parse_clusters():

@@ -1,4 +1,4 @@
-"""Losses scored from a model's stated table (mixzoo.inference.stated_table) against the traced losses."""
+"""Losses scored from a model's stated table (mixzoo.inference.untraced) against the traced losses."""
 
 import copy
 
@@ -15,7 +15,7 @@ from mixzoo.guides import ClusterEncoder, EStepGuide
 from mixzoo.inference import EM, NCE, TableEnum_ELBO
 from mixzoo.models import EnergyMixture, FlowMixture, NeuralMixture
 from mixzoo.models.student_t import StudentTMixture
-from mixzoo.params import isolated_param_store
+from mixzoo.param_store import isolated_param_store
 
 
 def _data(n=240, d=2, seed=0):

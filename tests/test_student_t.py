@@ -9,10 +9,10 @@ from scipy import stats
 
 import mixzoo
 from mixzoo import EmptyGuide, GaussianMixture, MixzooInputError
-from mixzoo.cli import main
-from mixzoo.estimator import MixtureClusterer
-from mixzoo.family import get_family
-from mixzoo.metrics import cluster_accuracy, hungarian_match
+from mixzoo.analysis.metrics import cluster_accuracy, hungarian_match
+from mixzoo.app.cli import main
+from mixzoo.app.estimator import MixtureClusterer
+from mixzoo.models import get_family
 from mixzoo.models.student_t import DiagonalStudentT, StudentTMixture
 
 MEANS = np.array([[-6.0, 0.0], [0.0, 6.0], [6.0, 0.0]])

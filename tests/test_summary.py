@@ -10,9 +10,9 @@ from pyro.nn import PyroModule
 from torch import nn
 
 import mixzoo
-from mixzoo import arviz_compat
-from mixzoo.estimator import MixtureClusterer
-from mixzoo.summary import laplace_diagonal, save_summary, summarize
+from mixzoo.analysis import arviz_adapter as arviz_compat
+from mixzoo.analysis.summary import laplace_diagonal, save_summary, summarize
+from mixzoo.app.estimator import MixtureClusterer
 
 
 def _three_blobs(n=300, seed=2):

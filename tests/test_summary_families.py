@@ -16,11 +16,11 @@ import pytest
 import torch
 
 import mixzoo
-from mixzoo.family import get_family
+from mixzoo.analysis.summary import summarize
 from mixzoo.guides import EmptyGuide
 from mixzoo.inference.nce import NCE
+from mixzoo.models import get_family
 from mixzoo.models.energy_mixture import EnergyMixture
-from mixzoo.summary import summarize
 
 N_DRAWS = 20
 MAX_POSTERIOR_NUMBERS = 60
@@ -109,7 +109,7 @@ def test_energy_mixture_quadratic_shows_the_implied_gaussians():
 def test_energy_mixture_curvature_is_that_of_its_nce_loss():
     x = _blobs()
     model, guide = _fit("energy-mixture", x, {"features": "linear"})
-    diag = mixzoo.summary.laplace_diagonal(model, guide, torch.as_tensor(x))
+    diag = mixzoo.analysis.summary.laplace_diagonal(model, guide, torch.as_tensor(x))
     # the non-normalized log-likelihood is convex in (theta, c): its negative would curve downwards everywhere
     assert all((d > 0).all() for d in diag)
 
@@ -173,9 +173,9 @@ def test_gmvae_shows_its_prior_and_the_latent_gaussians():
 
 @pytest.mark.parametrize("model, draws", [("neural-mixture", "point"), ("gmm", "laplace")])
 def test_a_run_draws_from_the_laplace_approximation_only_for_a_model_of_few_parameters(tmp_path, capsys, model, draws):
-    from mixzoo.arviz_compat import load
-    from mixzoo.config import FitConfig
-    from mixzoo.runs import run_fit
+    from mixzoo.analysis.arviz_adapter import load
+    from mixzoo.app.config import FitConfig
+    from mixzoo.app.runs import run_fit
 
     out = tmp_path / "run"
     run_fit(FitConfig(model=model, data="pinwheel", subsample=300, epochs=2, threads=1), out=str(out), progress=True)

@@ -5,9 +5,9 @@ import json
 import pytest
 import torch
 
-from mixzoo.cli import main
+from mixzoo.app.cli import main
 from mixzoo.errors import MixzooInputError
-from mixzoo.threads import SMALL_WORK, choose_threads
+from mixzoo.training.threads import SMALL_WORK, choose_threads
 
 
 def test_small_work_takes_one_thread_and_large_work_torch_default():
@@ -32,7 +32,7 @@ def test_the_cli_records_the_threads_and_puts_torch_back(capsys):
 
 
 def test_the_estimator_takes_threads():
-    from mixzoo.estimator import MixtureClusterer
+    from mixzoo.app.estimator import MixtureClusterer
 
     x = torch.randn(60, 2).numpy()
     before = torch.get_num_threads()

@@ -4,7 +4,7 @@ import torch
 
 import mixzoo
 from mixzoo import EmptyGuide, GaussianMixture, MixzooInputError, TrainingDivergedError
-from mixzoo.checkpoint import load_checkpoint, prepare_run_dir, save_checkpoint
+from mixzoo.app.run_dir import load_checkpoint, prepare_run_dir, save_checkpoint
 
 
 def _pair(x, seed=0):

@@ -9,11 +9,9 @@ import math
 import pytest
 import torch
 
-from mixzoo.cli import main
-from mixzoo.config import FitConfig, config_from_json
-from mixzoo.data import load_dataset
-from mixzoo.errors import MixzooInputError
-from mixzoo.transfer import (
+from mixzoo.app.cli import main
+from mixzoo.app.config import FitConfig, config_from_json
+from mixzoo.app.transfer import (
     ConvFeatureClassifier,
     FeatureClassifier,
     default_classifier,
@@ -22,6 +20,8 @@ from mixzoo.transfer import (
     train_classifier,
     transfer_split,
 )
+from mixzoo.data import load_dataset
+from mixzoo.errors import MixzooInputError
 
 TRANSFER = ["fit", "--model", "energy-mixture", "--data", "digits", "--pretrain-classes", "0,1,2,3,4"]
 SMALL = ["--cluster-classes", "5,8", "--classifier-epochs", "2", "--epochs", "2"]
@@ -67,13 +67,13 @@ def test_the_classifier_follows_the_image_shape_and_cnn_needs_one(digits):
 
 
 def test_a_small_transfer_run_on_digits_trains_with_the_cnn_by_default(tmp_path, capsys, monkeypatch):
-    import mixzoo.runs
-    from mixzoo.checkpoint import save_checkpoint
+    import mixzoo.app.runs
+    from mixzoo.app.run_dir import save_checkpoint
 
     def checkpoint_only(run_dir, c, record, model, guide, *args, **kwargs):  # the summary and plots are tested elsewhere
         save_checkpoint(run_dir, {"model": model, "guide": guide}, c.to_dict())
 
-    monkeypatch.setattr(mixzoo.runs, "_write_run", checkpoint_only)
+    monkeypatch.setattr(mixzoo.app.runs, "_write_run", checkpoint_only)
     run = tmp_path / "run"
     assert main([*TRANSFER, *SMALL, "--subsample", "600", "--out", str(run), "--json"]) == 0
     record = json.loads(capsys.readouterr().out.splitlines()[-1])

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from mixzoo.cli import main
+from mixzoo.app.cli import main
 
 MODEL = '''
 import pyro, pyro.distributions as dist, torch

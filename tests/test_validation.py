@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from mixzoo import MixzooInputError
-from mixzoo.validation import check_data, check_labels, check_n_clusters
+from mixzoo.data.validation import check_data, check_labels, check_n_clusters
 
 
 @pytest.mark.parametrize(

@@ -21,9 +21,9 @@ import torch
 import torch.nn.functional as F
 from pyro.nn import PyroModule
 
-from ..labels import label_logits
-from ..nets import ScalarState, mlp
-from ..validation import check_data
+from ..data.labels import label_logits
+from ..data.validation import check_data
+from ..nets.mlp import ScalarState, mlp
 
 __all__ = ["ClusterEncoder"]
 
@@ -34,7 +34,7 @@ class ClusterEncoder(PyroModule):
     :param dim: number of features D.
     :param n_clusters: number of clusters K.
     :param hidden: hidden layer sizes.
-    :param temperature: initial temperature T (anneal with :class:`~mixzoo.inference.annealing.ExponentialDecay`).
+    :param temperature: initial temperature T (anneal with :class:`~mixzoo.inference.schedules.ExponentialDecay`).
     :param supervised_weight: weight alpha of the supervised term on labelled points.
     """
 
@@ -63,7 +63,7 @@ class ClusterEncoder(PyroModule):
 
     def log_posterior(self, x: torch.Tensor) -> torch.Tensor:
         """(N, K) :math:`\\log q(y = k \\mid x_n)` at the current temperature, as :meth:`forward` enumerates it
-        (:mod:`mixzoo.inference.stated_table`)."""
+        (:mod:`mixzoo.inference.untraced`)."""
         return F.log_softmax(self.logits(x) / self.temperature, -1)
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None, subsample: torch.Tensor | None = None) -> None:

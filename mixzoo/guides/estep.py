@@ -8,7 +8,7 @@ approximated by the softmax of the normalized relevance scores,
 which is :math:`\operatorname{softmax}(a^*)` for the uniform prior. The guide
 enumerates ``"y"`` with these probabilities, computed without gradient: they are
 held constant in the M-step, so with :class:`~mixzoo.inference.em.EM` the loss is
-eq. (6)/(7), and :func:`~mixzoo.posterior.cluster_proba` reads :math:`q(y \mid x)`
+eq. (6)/(7), and :func:`~mixzoo.analysis.posterior.cluster_proba` reads :math:`q(y \mid x)`
 from it. The guide has no parameters of its own; it evaluates the model's network.
 """
 
@@ -21,7 +21,7 @@ import pyro.distributions as dist
 import torch
 from pyro.nn import PyroModule
 
-from ..labels import label_logits
+from ..data.labels import label_logits
 
 if TYPE_CHECKING:
     from ..models.neural_mixture import NeuralMixture

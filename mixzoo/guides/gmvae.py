@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from pyro.nn import PyroModule
 from torch import nn
 
-from ..nets import ScalarState, mlp
+from ..nets.mlp import ScalarState, mlp
 
 __all__ = ["GMVAEGuide"]
 

@@ -8,14 +8,17 @@ from typing import Any
 from pyro.infer import ELBO, Trace_ELBO, TraceGraph_ELBO
 
 from ..errors import MixzooInputError
-from .compat import check_pair
+from .closed_form_em import ConjugateEMStep, conjugate_em
 from .em import EM
 from .exact_em import ExactEM
 from .nce import NCE
-from .table_enum import TableEnum_ELBO
+from .pair_check import check_pair
+from .step import Step, StepFactory, SVIStep
+from .trace_enum import TableEnum_ELBO
+from .two_fold import TwoFoldStep, two_fold
 from .vimco import VIMCO
 
-__all__ = ["LOSSES", "PARTICLE_LOSSES", "make_loss", "check_pair", "NCE", "VIMCO", "EM", "ExactEM", "TableEnum_ELBO"]
+__all__ = ["LOSSES", "PARTICLE_LOSSES", "make_loss", "check_pair", "NCE", "VIMCO", "EM", "ExactEM", "TableEnum_ELBO", "Step", "StepFactory", "SVIStep", "TwoFoldStep", "two_fold", "ConjugateEMStep", "conjugate_em"]
 
 LOSSES: dict[str, Callable[..., ELBO]] = {
     "trace-enum": lambda **kw: TableEnum_ELBO(max_plate_nesting=1, **kw),

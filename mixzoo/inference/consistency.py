@@ -5,7 +5,7 @@ r"""The consistency loss of Tissera et al. (2022, eq. 8).
 
 with :math:`p_i` from the original input held constant and :math:`q_i` from its random
 transformation. Both normalize the scores with the batch's statistics, as in training.
-The step that lowers it after each EM step is :class:`mixzoo.loop.two_fold.TwoFoldStep`.
+The step that lowers it after each EM step is :class:`mixzoo.inference.two_fold.TwoFoldStep`.
 """
 
 from __future__ import annotations

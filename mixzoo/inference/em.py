@@ -42,7 +42,7 @@ from pyro.util import check_model_guide_match, check_site_shape, warn_if_nan
 
 from ..contract import CLUSTER_SITE, DATA_PLATE, cluster_site, in_data_plate, is_subsample, latent_sites, site_log_prob
 from ..errors import MixzooInputError
-from .stated_table import StatedTable, backward_value, states
+from .untraced import StatedTable, backward_value, states
 from .validated import ValidatedPairs
 
 __all__ = ["EM"]
@@ -163,7 +163,7 @@ class EM(ELBO):
 
     def _table_loss(self, model: Any, guide: Any, n: int, xb: torch.Tensor) -> torch.Tensor:
         r""":math:`L` from the guide's stated :math:`\log r` and the model's stated table
-        (:mod:`~mixzoo.inference.stated_table`), E-step first as in the trace."""
+        (:mod:`~mixzoo.inference.untraced`), E-step first as in the trace."""
         r = guide.log_posterior(xb).detach().exp()
         return -(n / xb.shape[0]) * (r * model.log_joint(xb)).sum()
 

@@ -15,7 +15,7 @@ Gaussian mixture). Each iteration cannot lower the likelihood.
 
 :class:`ExactEM` is the loss a family names ``"em"`` when its model has closed-form
 updates (:class:`ConjugateModel`); the step that performs them is
-:class:`mixzoo.loop.conjugate_em.ConjugateEMStep`. Its value is that of
+:class:`mixzoo.inference.closed_form_em.ConjugateEMStep`. Its value is that of
 :class:`~pyro.infer.TraceEnum_ELBO` with the empty guide, the negative log-likelihood
 :math:`-\sum_n \log \sum_k \pi_k p(x_n \mid \theta_k)`, so losses of runs trained by EM
 and by gradient steps compare directly. By Fisher's identity its gradient at
@@ -31,7 +31,7 @@ from typing import Any, Protocol, runtime_checkable
 import torch
 
 from ..guides import EmptyGuide
-from .table_enum import TableEnum_ELBO
+from .trace_enum import TableEnum_ELBO
 
 __all__ = ["ExactEM", "ConjugateModel"]
 

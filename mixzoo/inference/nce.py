@@ -42,9 +42,9 @@ from pyro.poutine.trace_struct import Trace
 from ..contract import CLUSTER_SITE, latent_sites
 from ..errors import MixzooInputError
 from ..guides import EmptyGuide
-from ..posterior import enumerated_log_joint
+from .enumeration import enumerated_log_joint
 from .noise import DistributionNoise, GaussianNoise, NoiseSource
-from .stated_table import StatedTable
+from .untraced import StatedTable
 from .validated import ValidatedPairs
 
 __all__ = ["NCE"]
@@ -119,7 +119,7 @@ class NCE(ELBO):
 
     def _log_model(self, model: Callable[..., Any], guide: Callable[..., Any], u: torch.Tensor) -> torch.Tensor:
         r""":math:`\log \sum_k \exp T_{nk}` of the points ``u``: from the model's stated table once a traced
-        evaluation has confirmed the pair (:mod:`~mixzoo.inference.stated_table`), else by the trace."""
+        evaluation has confirmed the pair (:mod:`~mixzoo.inference.untraced`), else by the trace."""
         if self.table.batch(model, guide, (u,), {}, lambda: enumerated_log_joint(model, guide, u)) is not None:
             return torch.logsumexp(model.log_joint(u), dim=-1)  # type: ignore[attr-defined]
         return torch.logsumexp(enumerated_log_joint(model, guide, u), dim=-1)

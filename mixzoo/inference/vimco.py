@@ -196,7 +196,7 @@ def importance_log_likelihood(
     r"""(N,) importance-sampling estimate of :math:`\log p(x_n)` with the guide as proposal:
     :math:`\log \frac{1}{S} \sum_s p(x_n, h_s) / q(h_s \mid x_n)` (the S-sample IWAE bound,
     which tends to :math:`\log p(x_n)` as S grows)."""
-    from ..params import isolated_param_store
+    from ..param_store import isolated_param_store
 
     loss = VIMCO(num_particles=num_samples)
     out = []

@@ -34,13 +34,13 @@ from pyro.nn import PyroModule
 from pyro.ops.indexing import Vindex
 from torch import nn
 
+from ..data.validation import check_data
 from ..errors import MixzooInputError
-from ..family import DataShape, Family, Training, principal_components, register
 from ..guides import EmptyGuide
-from ..kmeans import kmeans
+from ..nets.kmeans import kmeans
 from ..options import Options, option
-from ..params import isolated_param_store
-from ..validation import check_data
+from ..param_store import isolated_param_store
+from .family import DataShape, Family, Training, principal_components, register
 
 if TYPE_CHECKING:
     from ..inference.nce import NCE
@@ -114,7 +114,7 @@ class EnergyMixture(PyroModule):
         return (0.5 * torch.log(2 * math.pi * var) + mean**2 / (2 * var)).sum(-1)
 
     def summary_quantities(self, x: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-        r"""What the ArviZ summary (:func:`mixzoo.summary.summarize`) shows, in natural form.
+        r"""What the ArviZ summary (:func:`mixzoo.analysis.summary.summarize`) shows, in natural form.
 
         * ``log_normalizer`` (K,): :math:`c_k = \log \pi_k - \log Z(\theta_k)` of eq. (8), the
           log-normalizing constants that NCE learns with :math:`\theta` (they absorb the mixing weights).
@@ -148,7 +148,7 @@ class EnergyMixture(PyroModule):
 
         the value :class:`~mixzoo.inference.NCE` computes, here from :meth:`log_potentials` directly (a Hessian
         diagonal takes one backward pass per parameter). It is the objective whose curvature the Laplace
-        approximation of :func:`mixzoo.summary.summarize` uses: the non-normalized log-likelihood is convex in
+        approximation of :func:`mixzoo.analysis.summary.summarize` uses: the non-normalized log-likelihood is convex in
         :math:`(\theta, c)` and has no maximum, while NCE's optimum is where the model was fitted. With other
         noise in training (the deep-transfer noise of eq. 28) this approximates that fit's curvature.
         """

@@ -3,7 +3,7 @@ r"""Mixture of normalizing flows.
 .. math::
     y_n \sim \operatorname{Cat}(\pi), \qquad x_n \mid y_n = k \sim p_k(x),
 
-with each :math:`p_k` a normalizing flow (:class:`~mixzoo.flows.ComponentFlows`).
+with each :math:`p_k` a normalizing flow (:class:`~mixzoo.nets.flows.ComponentFlows`).
 
 - Maximum likelihood (Ciobanu 2021): with the empty guide and
   :class:`~pyro.infer.TraceEnum_ELBO`, ``"y"`` is enumerated in the model and the
@@ -36,14 +36,14 @@ from pyro.nn import PyroModule
 from pyro.ops.indexing import Vindex
 from torch import nn
 
-from ..family import DataShape, Family, Training, principal_components, register
-from ..flows import BaseKind, ComponentFlows, FlowKind
+from ..data.labels import label_logits
+from ..data.validation import check_data, check_n_clusters
 from ..guides import ClusterEncoder, EmptyGuide
-from ..inference.annealing import ExponentialDecay
-from ..kmeans import kmeans
-from ..labels import label_logits
+from ..inference.schedules import ExponentialDecay
+from ..nets.flows import BaseKind, ComponentFlows, FlowKind
+from ..nets.kmeans import kmeans
 from ..options import Options, option
-from ..validation import check_data, check_n_clusters
+from .family import DataShape, Family, Training, principal_components, register
 
 __all__ = ["FlowMixture"]
 
@@ -103,7 +103,7 @@ class FlowMixture(PyroModule):
         return F.softmax(self.logits, -1)
 
     def summary_quantities(self) -> dict[str, torch.Tensor]:
-        """What the ArviZ summary (:func:`mixzoo.summary.summarize`) shows: the mixing ``weights``
+        """What the ArviZ summary (:func:`mixzoo.analysis.summary.summarize`) shows: the mixing ``weights``
         :math:`\\pi = \\operatorname{softmax}(\\text{logits})` (K,), the mixture's one interpretable learned global
         (constant across draws with ``learn_weights=False``).
 

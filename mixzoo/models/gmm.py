@@ -27,14 +27,14 @@ import torch.nn.functional as F
 from pyro.nn import PyroModule
 from torch import nn
 
-from ..component_table import ComponentTable
-from ..family import DataShape, Family, Training, principal_components, register
+from ..data.validation import check_data, check_n_clusters
 from ..guides import EmptyGuide
+from ..inference.closed_form_em import conjugate_em
 from ..inference.exact_em import ExactEM
-from ..kmeans import kmeans
-from ..loop.conjugate_em import conjugate_em
+from ..nets.component_scores import ComponentTable
+from ..nets.kmeans import kmeans
 from ..options import Options, option
-from ..validation import check_data, check_n_clusters
+from .family import DataShape, Family, Training, principal_components, register
 
 __all__ = ["GaussianMixture"]
 
@@ -246,7 +246,7 @@ def _recipe(o: GMMOptions, data: DataShape | None, loss: str) -> Training:
     if loss == "em":
         # one epoch is one EM iteration over chunks of 10000 points; on digits tol 1e-4 stops after 14-25
         # iterations (full) at the ACC of 300 iterations; on small standardised tables, where the loss per
-        # point is near 0, the tolerance is absolute (mixzoo.loop.convergence), like scikit-learn's
+        # point is near 0, the tolerance is absolute (mixzoo.training.convergence), like scikit-learn's
         return Training(epochs=300, lr=None, batch_size=10000, tol=1e-4)
     # tol 1e-4 stops digits after 136 of 300 epochs (diag; full: 112) at the same ACC (0.694 against 0.696)
     if o.covariance == "full":  # Cholesky factors are badly conditioned for Adam at lr 0.1

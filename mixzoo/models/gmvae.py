@@ -8,9 +8,9 @@ r"""Gaussian-mixture variational autoencoder (Li et al. 2020).
 (or :math:`\operatorname{Bernoulli}(\operatorname{sigmoid} f(z))` for binary data),
 with learnable per-cluster :math:`\mu_y, s_y` and an MLP decoder, or for images the
 convolutional encoders and deconvolutional decoder of the paper's Fig. 5a (``arch="conv"``,
-:mod:`mixzoo.conv_nets`). The lower bound
+:mod:`mixzoo.nets.conv`). The lower bound
 :math:`\epsilon_x` on the decoder's standard deviation is annealed from 1 towards
-1e-4 during training (section II-D) by :class:`~mixzoo.inference.annealing.StepDecay`.
+1e-4 during training (section II-D) by :class:`~mixzoo.inference.schedules.StepDecay`.
 The guide (:mod:`mixzoo.guides.gmvae`) samples or enumerates ``"y"``, so the same
 pair trains under VIMCO, ``TraceEnum_ELBO`` (the paper's EnumY) and
 ``TraceGraph_ELBO`` (NVIL). Under VIMCO and NVIL, :class:`NVISAGuide` can also draw z
@@ -55,15 +55,15 @@ from pyro.infer import TraceGraph_ELBO
 from pyro.nn import PyroModule
 from torch import nn
 
-from ..conv_nets import ConvEncoder, DeconvDecoder
 from ..errors import MixzooInputError
-from ..family import DataShape, Family, Training, principal_components, register
 from ..guides import GMVAEGuide
-from ..inference.annealing import StepDecay
+from ..inference.schedules import StepDecay
+from ..inference.step import SVIStep
 from ..inference.vimco import VIMCO, ScoreFunctionSites
-from ..loop.steps import SVIStep
-from ..nets import ScalarState, mlp
+from ..nets.conv import ConvEncoder, DeconvDecoder
+from ..nets.mlp import ScalarState, mlp
 from ..options import Options, option
+from .family import DataShape, Family, Training, principal_components, register
 
 __all__ = ["GMVAE", "NVISAGuide", "DequantizeStep", "dequantized", "pretrain_autoencoder", "rescale_codes"]
 
@@ -78,7 +78,7 @@ class GMVAE(PyroModule):
     :param likelihood: ``"gaussian"`` or ``"bernoulli"``.
     :param decoder: a network from z to the ``2 * dim`` (Gaussian: means, then std heads) or ``dim``
         (Bernoulli logits) outputs, in place of the MLP of ``hidden`` (e.g. a
-        :class:`~mixzoo.conv_nets.DeconvDecoder`).
+        :class:`~mixzoo.nets.conv.DeconvDecoder`).
     """
 
     eps_x = ScalarState()
@@ -108,7 +108,7 @@ class GMVAE(PyroModule):
         return F.softplus(self.s_y) + 1.0
 
     def summary_quantities(self) -> dict[str, torch.Tensor]:
-        """What the ArviZ summary (:func:`mixzoo.summary.summarize`) shows: the prior's ``weights``
+        """What the ArviZ summary (:func:`mixzoo.analysis.summary.summarize`) shows: the prior's ``weights``
         :math:`p(y = k) = 1/K` (K,), fixed, so the same in every draw; and per cluster the mean
         ``latent_loc`` :math:`\\mu_y` and standard deviation ``latent_scale`` (K, L) of the Gaussian
         :math:`p(z \\mid y)` in the latent space. The standard deviations are at least 1; where the fit presses

@@ -21,7 +21,7 @@ with :math:`\operatorname{softmax}_k(a^*_{nk} + \log p(y=k))`, detached (section
 
 Statistics: in training (module in train mode and autograd recording) the
 batch's :math:`\mu, \sigma` are used and a running mean/variance is kept; under
-``torch.no_grad()`` (prediction, :func:`~mixzoo.posterior.cluster_proba`) or in
+``torch.no_grad()`` (prediction, :func:`~mixzoo.analysis.posterior.cluster_proba`) or in
 eval mode the running statistics are used, so predictions do not depend on the
 batch size (section 8.1). ``normalize=False`` uses :math:`a` itself, the
 setting in which the paper shows collapse to one cluster (Fig. 5a, Table 1).
@@ -42,14 +42,14 @@ from pyro.nn import PyroModule
 from pyro.ops.indexing import Vindex
 from torch import nn
 
-from ..augment import Augment, as_images, sobel
+from ..data.labels import label_logits
+from ..data.validation import check_data, check_n_clusters
 from ..errors import MixzooInputError
-from ..family import DataShape, Family, Training, register
 from ..guides import EStepGuide
-from ..labels import label_logits
-from ..nets import mlp
+from ..nets.augment import Augment, as_images, sobel
+from ..nets.mlp import mlp
 from ..options import Options, option
-from ..validation import check_data, check_n_clusters
+from .family import DataShape, Family, Training, register
 
 __all__ = ["NeuralMixture", "RelevanceNorm", "image_shape_for"]
 
@@ -125,7 +125,7 @@ class NeuralMixture(PyroModule):
     :param normalize: normalize the scores over the batch (``False`` demonstrates the collapse).
     :param sobel: feed the CNN vertical and horizontal Sobel edges of the grey image (section 8.2).
     :param augment: add eq. (7)'s term for a randomly transformed copy of each batch (images).
-    :param shear: largest horizontal shear of the transformed copy (:class:`~mixzoo.augment.Augment`): a change of
+    :param shear: largest horizontal shear of the transformed copy (:class:`~mixzoo.nets.augment.Augment`): a change of
         slant, which is not what tells handwritten digits apart.
     :param prior: cluster prior (K,), uniform by default.
     :param momentum: momentum of the running statistics.
@@ -200,7 +200,7 @@ class NeuralMixture(PyroModule):
         return self.norm(a, batch_stats, update)
 
     def summary_quantities(self) -> dict[str, torch.Tensor]:
-        r"""What the ArviZ summary (:func:`mixzoo.summary.summarize`) shows: the ``weights`` (K,), the prior
+        r"""What the ArviZ summary (:func:`mixzoo.analysis.summary.summarize`) shows: the ``weights`` (K,), the prior
         :math:`p(y = k)`, which is fixed (uniform unless given): the model learns no mixing weights, so they are
         the same in every draw.
 
@@ -254,7 +254,7 @@ class NeuralMixture(PyroModule):
     def log_joint(self, x: torch.Tensor) -> torch.Tensor:
         r"""(B, K) :math:`\log p(y = k) + \log h_k(x_n)` (+ :math:`\log h_k(x^{tr}_n)` for a transformed copy
         while training with augmentation), exactly as :meth:`forward` scores the minibatch ``x``: in training
-        with the batch's statistics, updating the running ones (:mod:`mixzoo.inference.stated_table`)."""
+        with the batch's statistics, updating the running ones (:mod:`mixzoo.inference.untraced`)."""
         log_h, log_h_aug = self._log_likelihoods(x)
         table = self.log_prior + log_h
         return table if log_h_aug is None else table + log_h_aug
@@ -262,7 +262,7 @@ class NeuralMixture(PyroModule):
     @torch.no_grad()
     def agreement(self, x: torch.Tensor, generator: torch.Generator, batch_size: int = 4096) -> float:
         """Share of points whose most probable cluster is that of a transformed copy (the model's own
-        :class:`~mixzoo.augment.Augment`), with the running statistics: eq. (7) assumes an image and its
+        :class:`~mixzoo.nets.augment.Augment`), with the running statistics: eq. (7) assumes an image and its
         transform belong to the same cluster, and a start that splits one digit and merges two breaks it."""
         if self.augment is None:
             raise MixzooInputError("agreement needs augment=True: it compares each image with a transformed copy.")
@@ -379,7 +379,7 @@ def _adapt(o: NeuralMixtureOptions, given: frozenset[str], data: DataShape) -> N
 def _step(o: NeuralMixtureOptions) -> Callable[..., Any] | None:
     if not o.two_fold:
         return None
-    from ..loop.two_fold import two_fold
+    from ..inference.two_fold import two_fold
 
     return two_fold(consistency_lr=o.consistency_lr)
 

@@ -40,12 +40,12 @@ from pyro.nn import PyroModule
 from torch import nn
 from torch.distributions import constraints
 
+from ..data.validation import check_data, check_n_clusters
 from ..errors import MixzooInputError
-from ..family import DataShape, Family, Training, principal_components, register
 from ..guides import EmptyGuide
-from ..kmeans import kmeans
+from ..nets.kmeans import kmeans
 from ..options import Options, option
-from ..validation import check_data, check_n_clusters
+from .family import DataShape, Family, Training, principal_components, register
 
 __all__ = ["StudentTMixture", "DiagonalStudentT"]
 

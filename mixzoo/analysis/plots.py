@@ -1,0 +1,342 @@
+"""Diagnostic plots of a fit, drawn with matplotlib's Agg backend and saved to files.
+
+Each function draws one figure on its own :class:`~matplotlib.figure.Figure` (no
+pyplot state), writes it to ``path`` and returns the path.
+
+Data, probabilities and labels are taken as :func:`mixzoo.fit` takes data (NumPy arrays,
+tensors on any device, pandas DataFrames or Series, nested lists) and checked before
+anything is drawn: bad input (not numeric, the wrong shape, NaN/inf data, one label
+per row missing) raises :class:`~mixzoo.errors.MixzooInputError` (a ``ValueError``).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from ..data.validation import check_columns, check_data
+from ..errors import MixzooInputError
+from .metrics import contingency, hungarian_match
+from .posterior import as_input, cluster_proba
+
+__all__ = [
+    "plot_loss",
+    "plot_clusters",
+    "plot_confidence",
+    "plot_confusion",
+    "write_fit_plots",
+    "plot_decision_regions",
+    "plot_component_densities",
+    "plot_component_samples",
+    "write_model_plots",
+]
+
+PathLike = str | os.PathLike[str]
+
+
+def _save(fig: Figure, path: PathLike) -> Path:
+    FigureCanvasAgg(fig)
+    p = Path(path)
+    fig.savefig(p, dpi=100, bbox_inches="tight")
+    return p
+
+
+def _host(a: Any) -> Any:
+    return a.detach().cpu().numpy() if isinstance(a, torch.Tensor) else a
+
+
+def _data(x: Any, name: str = "x") -> np.ndarray:
+    """(N, D) data as :func:`mixzoo.fit` takes them, checked, as float64."""
+    return check_data(x, name=name).double().numpy()
+
+
+def _losses(values: Any, name: str) -> np.ndarray:
+    """Losses per epoch (list, array, tensor or Series) as a 1-D float array; non-finite values stay as gaps."""
+    try:
+        arr = np.asarray(_host(values), dtype=np.float64)
+    except (TypeError, ValueError) as err:
+        raise MixzooInputError(f"{name} must be numbers, one loss per epoch ({err}).") from None
+    if arr.ndim != 1:
+        raise MixzooInputError(f"{name} must be 1-D, one loss per epoch; got shape {arr.shape}.")
+    return arr
+
+
+def _labels(labels: Any, name: str, n: int | None = None, of: str = "x") -> np.ndarray:
+    """Integer labels (array, tensor, Series or list; integral floats accepted) as a 1-D int64 array of
+    length ``n`` where ``n`` is given."""
+    try:
+        arr = np.asarray(_host(labels))
+    except (TypeError, ValueError) as err:
+        raise MixzooInputError(
+            f"{name} cannot be read as an array ({err}); pass one integer label per point."
+        ) from None
+    if arr.ndim != 1:
+        raise MixzooInputError(f"{name} must be 1-D, one integer label per point; got shape {arr.shape}.")
+    if arr.size == 0:
+        raise MixzooInputError(f"{name} is empty; pass one integer label per point.")
+    if n is not None and len(arr) != n:
+        raise MixzooInputError(f"{name} has {len(arr)} entries but {of} has {n} rows; pass one label per row.")
+    if np.issubdtype(arr.dtype, np.integer) or arr.dtype == bool:
+        return arr.astype(np.int64)
+    if np.issubdtype(arr.dtype, np.floating) and np.isfinite(arr).all() and (arr == np.round(arr)).all():
+        return arr.astype(np.int64)
+    raise MixzooInputError(
+        f"{name} must be integers (dtype {arr.dtype}, NaN or fractions are refused); encode class names as "
+        "numbers, e.g. with pandas.factorize."
+    )
+
+
+def _proba(proba: Any, n: int | None = None) -> np.ndarray:
+    """(N, K) cluster probabilities, checked, as float64."""
+    proba = _host(proba)
+    check_columns(proba, name="proba")
+    try:
+        shape: tuple[int, ...] | None = np.shape(proba)
+    except ValueError:  # ragged lists: check_data names them
+        shape = None
+    if shape is not None and len(shape) != 2:
+        raise MixzooInputError(f"proba must be (N, K) cluster probabilities, got shape {shape}.")
+    p = check_data(proba, name="proba").double().numpy()
+    if p.min() < 0 or p.max() > 1 + 1e-5:
+        raise MixzooInputError(
+            f"proba holds values in [{p.min():.3g}, {p.max():.3g}], outside [0, 1]; pass probabilities "
+            "(cluster_proba or predict_proba), not log probabilities."
+        )
+    if n is not None and len(p) != n:
+        raise MixzooInputError(f"proba has {len(p)} rows but x has {n}; pass one row of probabilities per point.")
+    return p
+
+
+def plot_loss(losses: Any, path: PathLike, val_losses: Any | None = None) -> Path:
+    """Training loss per point against epoch (and the held-out loss when given).
+
+    :param losses: one loss per epoch (list, array, tensor or pandas Series); NaN/inf leave gaps.
+    :param val_losses: held-out losses per epoch, drawn when given and not empty.
+    :raises MixzooInputError: on no losses, or losses that are not a 1-D sequence of numbers.
+    """
+    losses = _losses(losses, "losses")
+    if len(losses) == 0:
+        raise MixzooInputError("no losses to plot; pass the history of a run that trained at least one epoch.")
+    if val_losses is not None:
+        val_losses = _losses(val_losses, "val_losses")
+    fig = Figure(figsize=(5, 3.5))
+    ax = fig.add_subplot()
+    epochs = np.arange(1, len(losses) + 1)
+    ax.plot(epochs, losses, label="train")
+    if val_losses is not None and len(val_losses) > 0:
+        ax.plot(np.arange(1, len(val_losses) + 1), val_losses, label="held out")
+        ax.legend()
+    ax.set(xlabel="epoch", ylabel="loss per point", title="training loss")
+    ax.grid(alpha=0.3)
+    return _save(fig, path)
+
+
+def _two_d(x: np.ndarray) -> tuple[np.ndarray, tuple[str, str]]:
+    if x.shape[1] == 1:
+        return np.column_stack([x[:, 0], np.zeros(len(x))]), ("x1", "")
+    if x.shape[1] == 2:
+        return x, ("x1", "x2")
+    centred = x - x.mean(0)
+    _, _, vt = np.linalg.svd(centred, full_matrices=False)
+    return centred @ vt[:2].T, ("PC 1", "PC 2")
+
+
+def plot_clusters(x: Any, labels: Any, path: PathLike, *, title: str = "cluster assignments") -> Path:
+    """Scatter of the data coloured by cluster: 2-D data directly, otherwise its first two principal components.
+
+    :param x: (N, D) data.
+    :param labels: N integer cluster labels.
+    :raises MixzooInputError: on bad data, or labels that are not one integer per row of ``x``.
+    """
+    arr = _data(x)
+    lab = _labels(labels, "labels", len(arr))
+    xy, (xl, yl) = _two_d(arr)
+    fig = Figure(figsize=(5, 5))
+    ax = fig.add_subplot()
+    sc = ax.scatter(xy[:, 0], xy[:, 1], c=lab, cmap="tab20", s=6, alpha=0.8, linewidths=0)
+    fig.colorbar(sc, ax=ax, label="cluster")
+    ax.set(xlabel=xl, ylabel=yl, title=title)
+    return _save(fig, path)
+
+
+def plot_confidence(proba: Any, path: PathLike, *, bins: int = 20) -> Path:
+    """Histogram of each point's largest cluster probability :math:`\\max_k p(k \\mid x_n)`.
+
+    :param proba: (N, K) cluster probabilities.
+    :raises MixzooInputError: if ``proba`` is not an (N, K) array of finite values in [0, 1].
+    """
+    p = _proba(proba)
+    top = p.max(1)
+    fig = Figure(figsize=(5, 3.5))
+    ax = fig.add_subplot()
+    ax.hist(top, bins=np.linspace(1.0 / p.shape[1], 1.0, bins + 1), color="tab:blue", edgecolor="white")
+    ax.set(xlabel="max posterior probability", ylabel="points", title="posterior confidence")
+    ax.text(0.02, 0.95, f"mean {top.mean():.3f}", transform=ax.transAxes, va="top")
+    return _save(fig, path)
+
+
+def plot_confusion(labels_true: Any, labels_pred: Any, path: PathLike) -> Path:
+    """Counts of true class against predicted cluster, clusters reordered by the Hungarian matching.
+
+    :param labels_true: N integer class labels.
+    :param labels_pred: N integer cluster labels.
+    :raises MixzooInputError: if either is not 1-D integers, or their lengths differ.
+    """
+    t = _labels(labels_true, "labels_true")
+    p = _labels(labels_pred, "labels_pred", len(t), of="labels_true")
+    classes, clusters = np.unique(t), np.unique(p)
+    c = contingency(t, p)  # (clusters, classes)
+    mapping = hungarian_match(t, p)
+    class_pos = {int(v): j for j, v in enumerate(classes)}
+    matched = sorted((class_pos[mapping[int(k)]], i) for i, k in enumerate(clusters) if mapping[int(k)] != -1)
+    unmatched = [i for i, k in enumerate(clusters) if mapping[int(k)] == -1]
+    order = [i for _, i in matched] + unmatched
+    m = c[order].T  # rows: classes, columns: clusters in matched order
+    fig = Figure(figsize=(1 + 0.45 * len(order), 1 + 0.45 * len(classes)))
+    ax = fig.add_subplot()
+    im = ax.imshow(m, cmap="Blues")
+    fig.colorbar(im, ax=ax, label="points")
+    ax.set_xticks(range(len(order)), [str(clusters[i]) for i in order])
+    ax.set_yticks(range(len(classes)), [str(v) for v in classes])
+    if m.size <= 400:
+        for (r, col), v in np.ndenumerate(m):
+            ax.text(col, r, str(v), ha="center", va="center", fontsize=7, color="white" if v > m.max() / 2 else "black")
+    ax.set(xlabel="cluster (matched order)", ylabel="true class", title="confusion after Hungarian matching")
+    return _save(fig, path)
+
+
+def write_fit_plots(
+    run_dir: PathLike,
+    *,
+    x: Any,
+    proba: Any,
+    losses: Any,
+    labels: Any | None = None,
+    val_losses: Any | None = None,
+) -> list[Path]:
+    """Write ``loss.png``, ``clusters.png``, ``confidence.png`` and, with true labels, ``confusion.png``.
+
+    Every input is checked before the first file is written.
+
+    :raises MixzooInputError: on bad data, probabilities, losses or labels (see the single plots).
+    """
+    d = Path(run_dir)
+    x = _data(x)
+    proba = _proba(proba, len(x))
+    losses = _losses(losses, "losses")
+    if len(losses) == 0:
+        raise MixzooInputError("no losses to plot; pass the history of a run that trained at least one epoch.")
+    val_losses = None if val_losses is None else _losses(val_losses, "val_losses")
+    labels = None if labels is None else _labels(labels, "labels", len(x))
+    pred = proba.argmax(1)
+    paths = [
+        plot_loss(losses, d / "loss.png", val_losses),
+        plot_clusters(x, pred, d / "clusters.png"),
+        plot_confidence(proba, d / "confidence.png"),
+    ]
+    if labels is not None:
+        paths.append(plot_confusion(labels, pred, d / "confusion.png"))
+    return paths
+
+
+def _grid(x: np.ndarray, n: int = 200, pad: float = 0.1) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    lo, hi = x.min(0), x.max(0)
+    span = hi - lo
+    gx = np.linspace(lo[0] - pad * span[0], hi[0] + pad * span[0], n)
+    gy = np.linspace(lo[1] - pad * span[1], hi[1] + pad * span[1], n)
+    xx, yy = np.meshgrid(gx, gy)
+    return xx, yy, np.stack([xx.ravel(), yy.ravel()], -1).astype(np.float32)
+
+
+def plot_decision_regions(model: Any, guide: Any, x: Any, path: PathLike, *, n: int = 200) -> Path:
+    """2-D data coloured by cluster over the regions where each cluster has the highest posterior.
+
+    :param x: (N, 2) data.
+    :raises MixzooInputError: on bad data, or data with other than two features or the model's feature count.
+    """
+    xt = as_input(x, model, guide)
+    if xt.shape[1] != 2:
+        raise MixzooInputError(f"decision regions need 2-D data, got {xt.shape[1]} features.")
+    xs = xt.cpu().numpy()
+    xx, yy, pts = _grid(xs, n)
+    regions = cluster_proba(model, guide, torch.as_tensor(pts, device=xt.device)).argmax(1).cpu().numpy()
+    regions = regions.reshape(xx.shape)
+    pred = cluster_proba(model, guide, xt).argmax(1).cpu().numpy()
+    fig = Figure(figsize=(5, 5))
+    ax = fig.add_subplot()
+    k = int(max(regions.max(), pred.max())) + 1
+    ax.contourf(xx, yy, regions, levels=np.arange(k + 1) - 0.5, cmap="tab10", vmin=0, vmax=9, alpha=0.25)
+    ax.scatter(xs[:, 0], xs[:, 1], c=pred, cmap="tab10", vmin=0, vmax=9, s=4)
+    ax.set(title="clusters and decision regions", xlabel="x1", ylabel="x2")
+    return _save(fig, path)
+
+
+def plot_component_densities(model: Any, x: Any, path: PathLike, *, n: int = 150, n_samples: int = 200) -> Path:
+    """Per-component density contours of a 2-D mixture (``model.component_log_prob``) with samples of each.
+
+    :param x: (N, 2) data, which set the plotted range.
+    :raises MixzooInputError: on bad data, or data with other than two features or the model's feature count.
+    :raises TypeError: if the model has no ``component_log_prob``.
+    """
+    if not callable(getattr(model, "component_log_prob", None)):
+        raise TypeError(
+            f"{type(model).__name__} has no component_log_prob(x); component densities are drawn for mixtures "
+            "that state them (e.g. the Student-t and flow mixtures)."
+        )
+    xt = as_input(x, model)
+    if xt.shape[1] != 2:
+        raise MixzooInputError(f"component densities are drawn for 2-D data, got {xt.shape[1]} features.")
+    xx, yy, pts = _grid(xt.cpu().numpy(), n)
+    with torch.no_grad():
+        dens = model.component_log_prob(torch.as_tensor(pts, device=xt.device)).exp().cpu().numpy()
+    k = dens.shape[1]
+    cols = min(k, 5)
+    rows = -(-k // cols)
+    fig = Figure(figsize=(3 * cols, 3 * rows))
+    g = torch.Generator().manual_seed(0)
+    for j in range(k):
+        ax = fig.add_subplot(rows, cols, j + 1)
+        ax.contourf(xx, yy, dens[:, j].reshape(xx.shape), levels=12, cmap="viridis")
+        if hasattr(model, "flows"):
+            s = model.flows.sample(n_samples, j, g).cpu() * model.scale.cpu() + model.shift.cpu()
+            ax.scatter(s[:, 0], s[:, 1], s=2, c="white", alpha=0.6)
+        ax.set(title=f"component {j}", xticks=[], yticks=[], xlim=(xx.min(), xx.max()), ylim=(yy.min(), yy.max()))
+    return _save(fig, path)
+
+
+def plot_component_samples(model: Any, image_shape: Sequence[int], path: PathLike, *, per_component: int = 8) -> Path:
+    """A grid of images: one row of samples per component (flow mixtures: models with ``flows``)."""
+    k = model.n_clusters
+    g = torch.Generator().manual_seed(0)
+    fig = Figure(figsize=(per_component, k))
+    for j in range(k):
+        with torch.no_grad():
+            s = model.flows.sample(per_component, j, g).cpu() * model.scale.cpu() + model.shift.cpu()
+        for i in range(per_component):
+            ax = fig.add_subplot(k, per_component, j * per_component + i + 1)
+            ax.imshow(s[i].reshape(tuple(image_shape)).clamp(0, 1).numpy(), cmap="gray")
+            ax.axis("off")
+    return _save(fig, path)
+
+
+def write_model_plots(
+    run_dir: PathLike, model: Any, guide: Any, x: Any, image_shape: Sequence[int] | None = None
+) -> list[Path]:
+    """Model-level plots: decision regions and component densities for 2-D data, sample grids for images."""
+    d = Path(run_dir)
+    xs = as_input(x, model, guide)
+    paths = []
+    if xs.shape[1] == 2:
+        paths.append(plot_decision_regions(model, guide, xs, d / "regions.png"))
+        if hasattr(model, "component_log_prob"):
+            paths.append(plot_component_densities(model, xs, d / "densities.png"))
+    elif image_shape is not None and hasattr(model, "flows"):
+        paths.append(plot_component_samples(model, image_shape, d / "samples.png"))
+    return paths

@@ -1,0 +1,369 @@
+r"""ArviZ summaries of a fitted model/guide pair.
+
+:func:`summarize` turns a fitted pair and its data into ArviZ data with the groups
+
+* ``posterior``: the global parameters. Module parameters are point estimates and
+  appear with one chain and one draw, shape ``(1, 1, ...)``; global latent sites that
+  the guide samples are drawn with :class:`pyro.infer.Predictive` on the guide, shape
+  ``(1, S, ...)`` (module parameters are then repeated along the S draws, as one
+  group shares one ``draw`` dimension).
+* ``cluster_posterior``: the per-point responsibilities :math:`p(y=k \mid x_n)` at the
+  point estimate, variable ``responsibility`` with dims ``(chain, draw, obs, cluster)``
+  (a separate group, so that :func:`arviz.summary` of the posterior stays short).
+* ``log_likelihood``: variable ``x``, the pointwise :math:`\log p(x_n)` with ``"y"``
+  summed out, dims ``(chain, draw, obs)``, ready for :func:`arviz.loo` and
+  :func:`arviz.compare`.
+* ``observed_data``: variable ``x``, dims ``(obs, feature)``.
+
+**Pointwise log-likelihood of point-estimated models.** PSIS-LOO needs several draws
+from a posterior, and a maximum-likelihood fit has one point. Where the guide samples
+no global latents, the draws come from a Laplace approximation around the fitted
+parameters: the diagonal :math:`h` of the Hessian of the negative log-likelihood
+:math:`-\sum_n \log p(x_n)` with respect to the unconstrained module parameters is
+computed with :mod:`torch.autograd` (exactly, one Hessian-vector product per entry, up
+to ``max_exact`` entries; above that with Hutchinson's estimator), and ``n_draws``
+parameter vectors :math:`\theta_s \sim \mathcal N(\hat\theta, \operatorname{diag}(h)^{-1})`
+are evaluated. Entries with zero curvature do not touch the likelihood (for example
+the unused upper triangle of a Cholesky parameter) and stay fixed; entries with
+negative or tiny curvature (a saddle or an unconverged fit) are floored at
+``min_curvature`` with a warning. This is cheap and honest about what it is: a local,
+diagonal approximation of the likelihood surface under a flat prior, enough to rank
+models with LOO, not a full Bayesian posterior. Bootstrap refits would be closer to
+frequentist uncertainty but cost one training run per draw.
+
+**Which objective sets the curvature.** The negative log-likelihood above, computed with
+:class:`~pyro.infer.TraceEnum_ELBO` (for a guide that samples per-point latents, such as the
+GMVAE's z, that is a one-sample estimate of the negative ELBO). A model fitted by another
+criterion names the objective itself with ``laplace_loss(x, seed=...)``: the energy mixture,
+whose non-normalized log-likelihood :math:`\log \sum_k \exp(\theta_k^\top f(x) + c_k)` is
+convex in :math:`(\theta, c)` and has no maximum, gives its NCE loss (eq. 4 of Matsuda and
+Hyvärinen 2019), at whose optimum it was fitted. The curvature is computed with every module
+in evaluation mode (each module's mode is restored afterwards), so that a module whose forward
+pass depends on the mode (the neural mixture's batch-normalized scores) is differentiated
+through the same likelihood the draws evaluate, and no running statistics change.
+
+**What the posterior shows.** A model that defines ``summary_quantities()`` names its globals in
+their constrained space (mixing weights, means, scales or covariances instead of logits and
+log-scales); one whose ``summary_quantities`` takes an argument is given the data ``x``, for
+quantities defined through them (the linear energy mixture's weights, its mean responsibilities,
+as its :math:`Z(\theta_k)` has no closed form). Such a model speaks for
+the pair: the guide's raw parameters (amortized encoders) are then left out unless the guide
+names its own quantities. Under the Laplace approximation the quantities are computed for
+every parameter draw, so :func:`arviz.summary` reports their spread and HDI. Network weights
+are perturbed in the draws (they move the log-likelihood) but are not summarized.
+
+**ArviZ versions.** All groups are built as plain arrays and handed to
+:func:`mixzoo.analysis.arviz_adapter.to_arviz`; that module is the one place that knows whether
+the installed ArviZ uses ``InferenceData`` (0.x) or ``xarray.DataTree`` (1.x), and it
+also reads and writes the netCDF files (:func:`save_summary`) and computes LOO.
+"""
+
+from __future__ import annotations
+
+import inspect
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyro.poutine as poutine
+import torch
+from pyro.infer import Predictive, TraceEnum_ELBO
+
+from ..contract import in_data_plate
+from ..errors import MixzooInputError
+from ..param_store import StateDict, isolated_param_store, modules_of
+from .arviz_adapter import ArvizData, save, to_arviz
+from .posterior import as_input, cluster_proba, log_likelihood
+
+__all__ = ["summarize", "laplace_diagonal", "save_summary", "ArvizData"]
+
+
+def save_summary(data: ArvizData, path: str | Path) -> Path:
+    """Write ArviZ data (either version) to a netCDF file and return its path."""
+    return save(data, path)
+
+
+def _curvature_loss(model: Callable[..., Any], guide: Callable[..., Any], x: torch.Tensor, seed: int) -> torch.Tensor:
+    """The objective whose Hessian diagonal sets the Laplace approximation: the model's own ``laplace_loss``
+    where it names one, else :math:`-\\sum_n \\log p(x_n)` by enumeration (see the module docstring)."""
+    if _names_laplace_loss(model):
+        return getattr(model, "__self__", model).laplace_loss(x, seed=seed)
+    return TraceEnum_ELBO(max_plate_nesting=1).differentiable_loss(model, guide, x)
+
+
+def _names_laplace_loss(model: Callable[..., Any]) -> bool:
+    return callable(getattr(getattr(model, "__self__", model), "laplace_loss", None))
+
+
+@contextmanager
+def _evaluation_mode(modules: list[torch.nn.Module]) -> Iterator[None]:
+    """Every submodule in evaluation mode for the block; each one's own mode restored after it."""
+    modes = [(sub, sub.training) for m in modules for sub in m.modules()]
+    try:
+        for m in modules:
+            m.eval()
+        yield
+    finally:
+        for sub, mode in modes:
+            sub.training = mode
+
+
+def laplace_diagonal(
+    model: Callable[..., Any],
+    guide: Callable[..., Any],
+    x: torch.Tensor,
+    *,
+    max_exact: int = 5000,
+    n_probes: int = 64,
+    max_points: int = 5000,
+    seed: int = 0,
+) -> list[torch.Tensor]:
+    """Diagonal of the Hessian of :math:`-\\sum_n \\log p(x_n)` w.r.t. each module parameter.
+
+    Exact (one Hessian-vector product per entry) for up to ``max_exact`` entries in
+    total, otherwise Hutchinson's estimate :math:`E[v \\odot Hv]` with ``n_probes``
+    Rademacher vectors. With more than ``max_points`` points the Hessian of the sum is
+    estimated from a seeded random subset of ``max_points`` of them, scaled by
+    :math:`N / m` (the sum's Hessian is N times the mean's). A model's own ``laplace_loss``
+    replaces the negative log-likelihood, and the modules are in evaluation mode throughout
+    (see the module docstring). Returns one tensor per parameter of ``modules_of(model, guide)``.
+    """
+    with _evaluation_mode(modules_of(model, guide)):
+        return _hessian_diagonal(
+            model, guide, x, max_exact=max_exact, n_probes=n_probes, max_points=max_points, seed=seed
+        )
+
+
+def _hessian_diagonal(
+    model: Callable[..., Any],
+    guide: Callable[..., Any],
+    x: torch.Tensor,
+    *,
+    max_exact: int,
+    n_probes: int,
+    max_points: int,
+    seed: int,
+) -> list[torch.Tensor]:
+    params = [p for m in modules_of(model, guide) for p in m.parameters() if p.requires_grad]
+    n = x.shape[0]
+    scale = 1.0
+    if n > max_points:
+        pick = torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:max_points].to(x.device)
+        x, scale = x[pick], n / max_points
+    with isolated_param_store():
+        loss = _curvature_loss(model, guide, x, seed) * scale
+        grads = torch.autograd.grad(loss, params, create_graph=True, allow_unused=True)
+    used = [(p, g) for p, g in zip(params, grads, strict=True) if g is not None and g.requires_grad]
+    diag = [torch.zeros_like(p) for p in params]
+    index = {id(p): i for i, p in enumerate(params)}
+    total = sum(p.numel() for p, _ in used)
+    if total <= max_exact:
+        for p, g in used:
+            flat = g.reshape(-1)
+            out = diag[index[id(p)]].reshape(-1)
+            for j in range(flat.numel()):
+                (row,) = torch.autograd.grad(flat[j], p, retain_graph=True, allow_unused=True)
+                if row is not None:
+                    out[j] = row.reshape(-1)[j]
+    else:
+        gen = torch.Generator().manual_seed(seed)
+        for _ in range(n_probes):
+            vs = [torch.randint(0, 2, p.shape, generator=gen).to(p) * 2 - 1 for p, _ in used]
+            hv = torch.autograd.grad(
+                [g for _, g in used], [p for p, _ in used], grad_outputs=vs, retain_graph=True, allow_unused=True
+            )
+            for (p, _), v, h in zip(used, vs, hv, strict=True):
+                if h is not None:
+                    diag[index[id(p)]] += v * h / n_probes
+    return [d.detach() for d in diag]
+
+
+def _laplace_loglik(
+    model: Callable[..., Any],
+    guide: Callable[..., Any],
+    x: torch.Tensor,
+    n_draws: int,
+    seed: int,
+    min_curvature: float,
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Pointwise log-likelihood draws (n_draws, N) and the quantities of each draw, under the diagonal Laplace
+    approximation around the fitted parameters."""
+    params = [p for m in modules_of(model, guide) for p in m.parameters() if p.requires_grad]
+    diag = laplace_diagonal(model, guide, x, seed=seed)
+    bad = sum(int(((d != 0) & (d < min_curvature)).sum()) for d in diag)
+    if bad:
+        objective = "model's laplace_loss" if _names_laplace_loss(model) else "negative log-likelihood"
+        warnings.warn(
+            f"the Hessian diagonal of the {objective} is below {min_curvature} for {bad} parameter "
+            "entries (not at a strict local optimum); floored there. Train longer for a sharper Laplace approximation.",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+    std = [torch.where(d == 0, torch.zeros_like(d), d.clamp(min=min_curvature).rsqrt()) for d in diag]
+    saved = [p.detach().clone() for p in params]
+    gen = torch.Generator().manual_seed(seed)
+    out = np.empty((n_draws, x.shape[0]))
+    draws: list[dict[str, np.ndarray]] = []
+    try:
+        for s in range(n_draws):
+            with torch.no_grad():
+                for p, p0, sd in zip(params, saved, std, strict=True):
+                    p.copy_(p0 + sd * torch.randn(p.shape, generator=gen).to(p))
+                draws.append(_quantities(model, guide, x))
+            out[s] = log_likelihood(model, guide, x).cpu().double().numpy()
+    finally:
+        with torch.no_grad():
+            for p, p0 in zip(params, saved, strict=True):
+                p.copy_(p0)
+    return out, {name: np.stack([d[name] for d in draws])[None] for name in draws[0]}
+
+
+def _guide_global_draws(
+    guide: Callable[..., Any], x: torch.Tensor, n_draws: int, param_state: StateDict | None
+) -> dict[str, torch.Tensor]:
+    """Draws of the guide's sample sites outside the data plate (global latents)."""
+    with torch.no_grad(), isolated_param_store(param_state):
+        tr = poutine.trace(guide).get_trace(x)
+        names = [
+            name
+            for name, site in tr.nodes.items()
+            if site["type"] == "sample"
+            and not site["is_observed"]
+            and not in_data_plate(site)
+        ]
+        if not names:
+            return {}
+        return Predictive(guide, num_samples=n_draws, return_sites=names, parallel=False)(x)
+
+
+def _sampled_loglik(
+    model: Callable[..., Any],
+    guide: Callable[..., Any],
+    x: torch.Tensor,
+    draws: dict[str, torch.Tensor],
+    param_state: StateDict | None,
+) -> np.ndarray:
+    n_draws = next(iter(draws.values())).shape[0]
+    with torch.no_grad(), isolated_param_store(param_state):
+        tr = poutine.trace(guide).get_trace(x)
+    out = np.empty((n_draws, x.shape[0]))
+    for s in range(n_draws):
+        for name, v in draws.items():
+            tr.nodes[name]["value"] = v[s]
+        fixed = poutine.replay(guide, trace=tr)
+        out[s] = log_likelihood(model, fixed, x, param_state=param_state).cpu().double().numpy()
+    return out
+
+
+def _natural_quantities(module: torch.nn.Module, x: torch.Tensor) -> dict[str, np.ndarray] | None:
+    """The module's ``summary_quantities()`` as arrays (given ``x`` where it takes an argument), or ``None``
+    where it names none."""
+    natural = getattr(module, "summary_quantities", None)
+    if not callable(natural):
+        return None
+    with torch.no_grad():
+        values = natural(x) if inspect.signature(natural).parameters else natural()
+    return {name: v.detach().cpu().double().numpy() for name, v in values.items()}
+
+
+def _quantities(model: Callable[..., Any], guide: Callable[..., Any], x: torch.Tensor) -> dict[str, np.ndarray]:
+    """The fitted globals as the posterior group shows them: the model's natural quantities when it names them
+    (``summary_quantities()``: mixing weights, means, scales instead of logits and log-scales), else its raw
+    parameters; the guide's under ``guide.``, its raw parameters only where the model names none."""
+    mods = modules_of(model, guide)
+    out: dict[str, np.ndarray] = {}
+    model_named = False
+    for i, m in enumerate(mods):
+        is_model = i == 0 and m is getattr(model, "__self__", model)
+        prefix = "" if is_model else "guide."
+        natural = _natural_quantities(m, x)
+        if natural is not None:
+            model_named = model_named or is_model
+            out.update({prefix + name: v for name, v in natural.items()})
+        elif not model_named:
+            out.update({prefix + name: p.detach().cpu().double().numpy() for name, p in m.named_parameters()})
+    return out
+
+
+def _param_arrays(model: Callable[..., Any], guide: Callable[..., Any], x: torch.Tensor) -> dict[str, np.ndarray]:
+    return {name: v[None, None] for name, v in _quantities(model, guide, x).items()}
+
+
+def summarize(
+    model: Callable[..., Any],
+    guide: Callable[..., Any],
+    x: Any,
+    *,
+    n_draws: int = 200,
+    seed: int = 0,
+    min_curvature: float = 1e-6,
+    param_state: StateDict | None = None,
+) -> ArvizData:
+    """ArviZ data for a fitted pair on data ``x``; see the module docstring for the groups.
+
+    :param x: data as :func:`mixzoo.fit` takes them (NumPy, pandas, lists or tensors), (N, D).
+    :param n_draws: draws for the pointwise log-likelihood (Laplace draws of module
+        parameters, or guide draws of global latents); ``0`` evaluates the point
+        estimate only (one draw, which :func:`arviz.loo` cannot use).
+    :param seed: seeds the draws.
+    :param min_curvature: floor of the Hessian diagonal in the Laplace approximation.
+    :param param_state: param-store state for parameters declared with bare ``pyro.param``.
+    :raises MixzooInputError: on data :func:`mixzoo.fit` would refuse (not numeric, not 2-D, NaN/inf, or
+        another number of features than the model's).
+    """
+    if not isinstance(n_draws, int) or n_draws < 0:
+        raise MixzooInputError(f"n_draws must be a non-negative integer, got {n_draws!r}.")
+    mods = modules_of(model, guide)
+    device = next((p.device for m in mods for p in m.parameters()), torch.device("cpu"))
+    xt = as_input(x, model, guide).to(device)
+    n, d = xt.shape
+    proba = cluster_proba(model, guide, xt, param_state=param_state).cpu().double().numpy()
+    k = proba.shape[1]
+
+    posterior: dict[str, np.ndarray] = _param_arrays(model, guide, xt)
+    dims: dict[str, list[str]] = {}
+    for name, value in posterior.items():
+        dims[f"posterior/{name}"] = ["chain", "draw"] + [f"{name}_dim_{i}" for i in range(value.ndim - 2)]
+
+    method = "point"
+    global_draws = _guide_global_draws(guide, xt, n_draws, param_state) if n_draws else {}
+    if global_draws:
+        method = "guide"
+        loglik = _sampled_loglik(model, guide, xt, global_draws, param_state)
+        posterior = {name: np.repeat(v, n_draws, axis=1) for name, v in posterior.items()}  # constant across draws
+        for name, v in global_draws.items():
+            arr = v.detach().cpu().double().numpy()[None]
+            posterior[name] = arr
+            dims[f"posterior/{name}"] = ["chain", "draw"] + [f"{name}_dim_{i}" for i in range(arr.ndim - 2)]
+    elif n_draws and any(p.requires_grad for m in mods for p in m.parameters()):
+        method = "laplace"
+        with isolated_param_store(param_state):
+            loglik, posterior = _laplace_loglik(model, guide, xt, n_draws, seed, min_curvature)  # the draws themselves
+    else:
+        loglik = log_likelihood(model, guide, xt, param_state=param_state).cpu().double().numpy()[None]
+
+    if not np.isfinite(loglik).all():
+        warnings.warn(
+            "some pointwise log-likelihood draws are not finite; LOO estimates will be unreliable.",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+    groups = {
+        "posterior": posterior,
+        "cluster_posterior": {"responsibility": proba[None, None]},
+        "log_likelihood": {"x": loglik[None]},
+        "observed_data": {"x": xt.cpu().double().numpy()},
+    }
+    dims.update(
+        {
+            "cluster_posterior/responsibility": ["chain", "draw", "obs", "cluster"],
+            "log_likelihood/x": ["chain", "draw", "obs"],
+            "observed_data/x": ["obs", "feature"],
+        }
+    )
+    coords = {"obs": np.arange(n), "cluster": np.arange(k), "feature": np.arange(d)}
+    attrs = {"mixzoo_loglik_draws": method, "mixzoo_n_draws": int(loglik.shape[0])}
+    return to_arviz(groups, dims, coords, attrs)

@@ -1,0 +1,403 @@
+"""Command-line interface: ``mixzoo models``, ``fit``, ``select``, ``evaluate``, ``predict``; parsing and printing only.
+
+The flags of a model family come from its options dataclass (:mod:`mixzoo.options`):
+``mixzoo fit --model NAME --help`` shows exactly that family's options with their
+defaults. With ``--json`` the last line of stdout is one JSON object. Bad input ends
+with one ``mixzoo: error: ...`` line on stderr and exit code 2; a diverged training run
+exits with 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import shlex
+import signal
+import sys
+import threading
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from .. import __version__
+from ..data import DATASETS
+from ..errors import MixzooInputError, TrainingDivergedError
+from ..models import MODELS, Family, get_family
+from ..options import OptionInfo
+from .config import TRAINING_FIELDS, FitConfig, family_of
+from .transfer import CLASSIFIERS
+
+__all__ = ["main"]
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one ``mixzoo: error:`` line and exit 2, like every other input error."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, allow_abbrev=False, **kwargs)
+
+    def error(self, message: str) -> Any:
+        raise MixzooInputError(f"{message} (see `{self.prog} --help`)")
+
+
+_METRICS = ("acc", "nmi", "ari", "purity", "expected_misclassified", "misclassified", "seconds")
+
+_FIT_EXAMPLES = """examples:
+  mixzoo fit --model gmm --data digits                      # the default recipe of a family
+  mixzoo fit --model gmm --data digits --covariance full    # a family option
+  mixzoo fit --model flow-mixture --guide encoder --data two-circles --labels 32
+  mixzoo fit --model my_model.py:MyMixture --data pinwheel  # your own Pyro model class
+  mixzoo fit --model gmvae --help                           # that family's options
+"""
+
+
+def _option_help(info: OptionInfo) -> str:
+    default = ",".join(map(str, info.default)) if isinstance(info.default, tuple) else info.default
+    where = info.applies_to()
+    return f"{info.doc} (default: {default if default != '' else 'none'}{'; with ' + where if where else ''})"
+
+
+def _add_family_options(parser: argparse.ArgumentParser, family: Family) -> None:
+    infos = family.options.infos()
+    group = parser.add_argument_group(f"options of model {family.name}" + ("" if infos else " (none)"))
+    for info in infos:
+        kwargs: dict[str, Any] = {"dest": f"opt_{info.name}", "default": None, "help": _option_help(info)}
+        if info.kind is bool:
+            group.add_argument(info.flag, action=argparse.BooleanOptionalAction, **kwargs)
+        elif info.kind is tuple:
+            group.add_argument(info.flag, metavar="N,N", **kwargs)
+        else:
+            group.add_argument(info.flag, type=info.kind, choices=info.choices, **kwargs)
+
+
+def _add_data_args(parser: argparse.ArgumentParser, default: str | None = "digits") -> None:
+    g = parser.add_argument_group("data")
+    g.add_argument("--data", default=default, help=f"one of: {', '.join(DATASETS)}" + (f" (default: {default})" if default else " (default: the run's own)"))
+    g.add_argument("--data-dir", default=None, help="directory of MNIST idx files (or set MIXZOO_DATA)")
+    g.add_argument("--label-column", default=None, help="a data table's column of labels (for evaluation only)")
+    g.add_argument("--columns", default=None, help="a data table's feature columns, e.g. a,b,c (default: every numeric one)")
+    if default is None:
+        return
+    g.add_argument("--pca", type=int, default=None, help="reduce the data to D principal components; 0 keeps every feature (default: the model's recipe; gmm, student-t, energy-mixture and flow-mixture take 50 above 100 features)")
+    g.add_argument("--scale", action="store_true", help="standardise each feature")
+    g.add_argument("--dequantize", action="store_true", help="images: (integer level + uniform noise) / levels, in [0, 1)")
+    g.add_argument("--subsample", type=int, default=None, help="use N randomly chosen points")
+
+
+def _add_training_args(parser: argparse.ArgumentParser, family: Family) -> None:
+    recipe = family.training(family.options(), None)
+    g = parser.add_argument_group(f"training (defaults: the {family.name} recipe)")
+    g.add_argument("--guide", default=None, help=f"one of: {', '.join(family.guides)} (default: {family.default_guide})")
+    g.add_argument("--loss", default=None, help=f"one of: {', '.join(family.losses)} (default: {family.default_loss})")
+    g.add_argument("--clusters", type=int, default=None, help="number of clusters K (default: the data's classes)")
+    g.add_argument("--epochs", type=int, default=None, help=f"training epochs (default: {recipe.epochs})")
+    g.add_argument("--batch-size", type=int, default=None, help=f"minibatch size (default: {recipe.batch_size or 'all points'})")
+    g.add_argument("--lr", type=float, default=None, help=f"Adam learning rate (default: {recipe.lr:g})" if recipe.lr else f"Adam learning rate of the gradient losses (the default loss {family.default_loss} takes none)")
+    g.add_argument("--lr-decay", type=float, default=None, help=f"multiply the learning rate by this each epoch (default: {recipe.lr_decay or 'none'})")
+    g.add_argument("--tol", type=float, default=None, help=f"stop when the epoch loss changes by less than this (relative) for 3 epochs (closed-form EM: 1); 0: never (default: {recipe.tol or 0:g})")
+    g.add_argument("--n-init", type=int, default=None, help=f"restarts; the one with {family.restart_rule} is kept (default: {recipe.n_init})")
+    g.add_argument("--labels", type=int, default=None, help="semi-supervised: reveal N labels (balanced, seeded)")
+    g.add_argument("--particles", type=int, default=None, help="samples per step of vimco/trace-enum/trace-graph/trace (vimco: 5)")
+    g.add_argument("--retries", type=int, default=0, help="retry a diverged epoch with half the learning rate N times (default: 0)")
+    g.add_argument("--pretrain-classes", default=None, help="deep transfer: train a classifier on these classes (e.g. 0,1,2,3,4), cluster the others on its features")
+    g.add_argument("--cluster-classes", default=None, help="deep transfer: the held-out classes to cluster, e.g. 5,6 (default: all of them)")
+    g.add_argument("--classifier-epochs", type=int, default=None, help="deep transfer: classifier training epochs (default: 5)")
+    g.add_argument("--classifier", default=None, choices=CLASSIFIERS, help="deep transfer: the classifier giving the features, an MLP or a CNN (conv blocks with max-pooling; images only) (default: cnn for images, mlp otherwise)")
+    g.add_argument("--seed", type=int, default=0, help="seed of everything random (default: 0)")
+    g.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
+    g.add_argument("--threads", type=int, default=None, help="torch threads (default: 1 for small fits, all cores for large ones)")
+
+
+def _fit_parser(prog: str, family: Family) -> argparse.ArgumentParser:
+    p = _Parser(
+        prog=prog, description="Fit a model to a data set and report clustering metrics.",
+        epilog=_FIT_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )  # fmt: skip
+    p.add_argument("--model", default="gmm", help=f"one of: {', '.join(MODELS)}, or FILE.py:CLASS / module:CLASS (default: gmm)")
+    _add_data_args(p)
+    _add_training_args(p, family)
+    o = p.add_argument_group("output")
+    o.add_argument("--out", default=None, help="run directory for checkpoint, config, metrics, summary and plots")
+    o.add_argument("--overwrite", action="store_true", help="replace an existing run in --out")
+    o.add_argument("--checkpoint-every", type=int, default=None, help="write a resumable training state into --out every N epochs (default with --out: 1; it goes when the run ends)")
+    o.add_argument("--resume", default=None, metavar="DIR", help="continue the interrupted run in DIR (its own config)")
+    o.add_argument("--no-progress", action="store_true", help="report no progress (by default: a bar on a terminal, else a line every few seconds)")
+    o.add_argument("--json", action="store_true", help="print the result as one JSON object on the last line")
+    _add_family_options(p, family)
+    return p
+
+
+def _select_parser(prog: str, family: Family) -> argparse.ArgumentParser:
+    p = _Parser(prog=prog, description="Choose the number of clusters by held-out log-likelihood and LOO.")
+    p.add_argument("--model", default="gmm", help=f"one of: {', '.join(MODELS)} (default: gmm)")
+    _add_data_args(p)
+    p.add_argument("--clusters", default="2..12", help="candidate K: a range 2..12 or a list 2,4,8 (default: 2..12)")
+    p.add_argument("--heldout", type=float, default=0.2, help="fraction of points held out (default: 0.2)")
+    p.add_argument("--epochs", type=int, default=None, help="training epochs (default: the family's recipe)")
+    p.add_argument("--no-loo", action="store_true", help="skip the PSIS-LOO column")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default=None, help="directory for selection.json")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing selection in --out")
+    p.add_argument("--json", action="store_true", help="print the table and choice as one JSON object last")
+    _add_family_options(p, family)
+    return p
+
+
+def _evaluate_parser(prog: str) -> argparse.ArgumentParser:
+    p = _Parser(prog=prog, description="Cluster data with a saved run and report metrics.")
+    p.add_argument("--run", required=True, help="run directory written by `mixzoo fit --out`")
+    p.add_argument("--model", default=None, help="for a run of your own model: the same FILE.py:CLASS")
+    _add_data_args(p, default=None)
+    p.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
+    p.add_argument("--json", action="store_true")
+    return p
+
+
+def _table(rows: list[list[str]]) -> str:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=False)).rstrip() for r in rows)
+
+
+def _fmt(v: Any) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return f"{v:.4f}" if abs(v) < 1000 else f"{v:.1f}"
+    return str(v)
+
+
+def _print_record(record: dict[str, Any], as_json: bool) -> None:
+    print(f"{record['model']} ({record['guide']}, {record['loss']}) on {record['data']}: n={record['n']} K={record['clusters']}")
+    print(_table([list(_METRICS), [_fmt(record.get(k)) for k in _METRICS]]))
+    if as_json:
+        print(json.dumps(record))
+
+
+def _cmd_models() -> None:
+    rows = [["model", "paper", "guides", "losses", "options"]]
+    for f in MODELS.values():
+        rows.append([f.name, f.cite, ",".join(f.guides), ",".join(f.losses), " ".join(i.flag for i in f.options.infos())])
+    print(_table(rows))
+    print()
+    for f in MODELS.values():
+        print(f"{f.name}: {f.description}")
+    print("\n`mixzoo fit --model NAME --help` shows a family's options with their defaults.")
+
+
+def _columns(text: str | None) -> list[str] | None:
+    return None if text is None else [c.strip() for c in text.split(",") if c.strip()]
+
+
+def _family_options(a: argparse.Namespace) -> dict[str, Any]:
+    return {k[4:]: v for k, v in vars(a).items() if k.startswith("opt_") and v is not None}
+
+
+def _parse(make: Any, prog: str, args: list[str]) -> tuple[argparse.Namespace, argparse.ArgumentParser]:
+    """Parse with the parser of the family named by ``--model`` (its options become flags)."""
+    pre = _Parser(add_help=False)
+    pre.add_argument("--model", default="gmm")
+    pre.add_argument("--resume", default=None)
+    known, _ = pre.parse_known_args(args)
+    family = family_of(known.model) if known.resume is None else get_family("gmm")
+    parser = make(prog, family)
+    a, extra = parser.parse_known_args(args)
+    if extra:
+        raise MixzooInputError(_unknown_flags(extra, family))
+    return a, parser
+
+
+def _unknown_flags(extra: list[str], family: Family) -> str:
+    flag = next((e.split("=")[0] for e in extra if e.startswith("--")), extra[0])
+    owners = [f.name for f in MODELS.values() if any(i.flag == flag for i in f.options.infos())]
+    if owners:
+        return f"{flag} is an option of model {', '.join(owners)}; it does not apply to model {family.name!r}."
+    return f"unrecognized argument(s): {' '.join(extra)} (see `mixzoo fit --model {family.name} --help`)."
+
+
+_RESUME_KEEPS = {"resume", "json", "no_progress"}
+
+
+def _cmd_fit(args: list[str]) -> None:
+    from ..inference.data_parallel import init_from_env, launched_by_torchrun, leave
+
+    a, parser = _parse(_fit_parser, "mixzoo fit", args)
+    distributed = launched_by_torchrun()
+    if not distributed:
+        return _fit_one(a, parser, distributed=False)
+    init_from_env(a.device)
+    try:
+        _fit_one(a, parser, distributed=True)
+    except BaseException:
+        leave(wait=False)  # the other processes may never get here
+        raise
+    leave()
+
+
+def _fit_one(a: argparse.Namespace, parser: argparse.ArgumentParser, distributed: bool) -> None:
+    from .runs import resume_config, run_fit
+
+    main = not distributed or int(os.environ.get("RANK", "0")) == 0
+    progress = not a.no_progress and main  # a bar on a terminal, a line every few seconds in a log
+    if a.resume is not None:
+        defaults = parser.parse_args([])
+        changed = sorted(k for k, v in vars(a).items() if k not in _RESUME_KEEPS and v != getattr(defaults, k, v))
+        if changed:
+            flags = ", ".join("--" + k.removeprefix("opt_").replace("_", "-") for k in changed)
+            raise MixzooInputError(f"--resume continues the run with its saved config; drop {flags}.")
+        with _resumable(a.resume):
+            record = run_fit(resume_config(a.resume), out=a.resume, resume=True, progress=progress, distributed=distributed)
+    else:
+        settings = {k: getattr(a, k) for k in (*TRAINING_FIELDS, "guide", "loss", "clusters", "labels", "particles", "retries",
+                    "pretrain_classes", "cluster_classes", "classifier_epochs", "classifier", "seed", "device", "checkpoint_every", "threads")}  # fmt: skip
+        if a.out and settings["checkpoint_every"] is None:
+            settings["checkpoint_every"] = 1  # an interrupted run with --out can always be resumed
+        config = FitConfig(model=a.model, data=a.data, data_dir=a.data_dir, pca=a.pca, scale=a.scale, label_column=a.label_column,
+                           columns=_columns(a.columns),
+                           dequantize=a.dequantize, subsample=a.subsample, options=_family_options(a), **settings)  # fmt: skip
+        with _resumable(a.out):
+            record = run_fit(config, out=a.out, overwrite=a.overwrite, progress=progress, distributed=distributed)
+    if main:
+        _print_record(record, a.json)
+
+
+class _Interrupted(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM during a fit, with the run directory it can be resumed from (if any)."""
+
+    def __init__(self, run_dir: str | None) -> None:
+        super().__init__(run_dir)
+        self.run_dir = run_dir
+
+
+@contextlib.contextmanager
+def _resumable(run_dir: str | None) -> Iterator[None]:
+    """Turn SIGTERM into an interrupt, and an interrupt into :class:`_Interrupted` naming ``run_dir``.
+
+    The training state on disk is that of the last finished epoch (written atomically), so
+    nothing needs saving here: the run resumes from it.
+    """
+    def terminate(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, terminate) if threading.current_thread() is threading.main_thread() else None
+    try:
+        yield
+    except KeyboardInterrupt:
+        raise _Interrupted(run_dir) from None
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _interrupted_message(err: KeyboardInterrupt) -> str:
+    from .restarts import BEST_RESTART, TRAIN_STATE
+
+    run_dir = getattr(err, "run_dir", None)
+    if run_dir and any((Path(run_dir) / name).is_file() for name in (TRAIN_STATE, BEST_RESTART)):
+        return f"mixzoo: interrupted; the last finished epoch is saved: continue with `mixzoo fit --resume {shlex.quote(run_dir)}`."
+    if run_dir:
+        return f"mixzoo: interrupted before the first epoch ended; nothing was saved in {run_dir} to resume."
+    return "mixzoo: interrupted. With --out DIR a run saves every epoch and continues with `mixzoo fit --resume DIR`."
+
+
+def _cmd_evaluate(args: list[str]) -> None:
+    from .runs import run_evaluate
+
+    a = _evaluate_parser("mixzoo evaluate").parse_args(args)
+    record = run_evaluate(a.run, data=a.data, data_dir=a.data_dir, device=a.device, model=a.model,
+                          label_column=a.label_column, columns=_columns(a.columns))  # fmt: skip
+    _print_record(record, a.json)
+
+
+def _predict_parser(prog: str) -> argparse.ArgumentParser:
+    p = _Parser(prog=prog, description="Label new points with a fitted run: cluster, confidence, p_0..p_{K-1} per row.")
+    p.add_argument("--run", required=True, help="run directory written by `mixzoo fit --out`")
+    p.add_argument("--data", required=True, help="data file (.csv, .tsv, .npy, .npz, .parquet) with the training columns")
+    p.add_argument("--data-dir", default=None, help="directory of MNIST idx files, for built-in image data")
+    p.add_argument("--out", default=None, help="output file (.csv, .parquet or .npy); CSV on stdout without it")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
+    p.add_argument("--model", default=None, help="for a run of your own model: the same FILE.py:CLASS")
+    p.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
+    return p
+
+
+def _cmd_predict(args: list[str]) -> None:
+    from .predict import check_output, predict_run, write_predictions
+
+    a = _predict_parser("mixzoo predict").parse_args(args)
+    check_output(a.out, a.overwrite)
+    proba = predict_run(a.run, a.data, model=a.model, device=a.device, data_dir=a.data_dir)
+    write_predictions(proba, a.out, overwrite=a.overwrite)
+    if a.out is not None:
+        print(f"wrote {len(proba)} predictions ({proba.shape[1]} clusters) to {a.out}", file=sys.stderr)
+
+
+def _cmd_select(args: list[str]) -> None:
+    from ..data import load_dataset
+    from .run_dir import prepare_run_dir, write_json
+    from .selection import parse_clusters, select_clusters
+
+    a, _ = _parse(_select_parser, "mixzoo select", args)
+    ks = parse_clusters(a.clusters)
+    options = FitConfig(model=a.model, options=_family_options(a), epochs=a.epochs).resolved().options
+    run_dir = prepare_run_dir(a.out, a.overwrite) if a.out else None
+    d = load_dataset(a.data, data_dir=a.data_dir, scale=a.scale, pca=a.pca or None, subsample=a.subsample, seed=a.seed,
+                     dequantize=a.dequantize, label_column=a.label_column, columns=_columns(a.columns))  # fmt: skip
+    sel = select_clusters(d.x, ks, model=a.model, heldout=a.heldout, seed=a.seed, loo=not a.no_loo, epochs=a.epochs, model_options=options)
+    print(f"{a.model} on {a.data}: n_train={sel.n_train} n_heldout={sel.n_heldout} seed={a.seed}")
+    rows = [["K", "train_ll", "heldout_ll", "elpd_loo", "p_loo", "bic", "seconds", ""]]
+    for r in sel.rows:
+        mark = ("<- choice" if r.clusters == sel.choice else "") + (" (loo)" if r.clusters == sel.choice_loo else "")
+        values = (r.clusters, r.train_loglik, r.heldout_loglik, r.elpd_loo, r.p_loo, r.bic, r.seconds)
+        rows.append([_fmt(v) for v in values] + [mark.strip()])
+    print(_table(rows))
+    loo = f"; LOO prefers K={sel.choice_loo}" if sel.choice_loo is not None else ""
+    print(f"choice: K={sel.choice} (best held-out log-likelihood){loo}")
+    record = {"model": a.model, "data": a.data, "seed": a.seed, "clusters": ks, **sel.to_dict()}
+    if run_dir is not None:
+        write_json(run_dir / "selection.json", record)
+    if a.json:
+        print(json.dumps(record))
+
+
+_COMMANDS = {"fit": _cmd_fit, "select": _cmd_select, "evaluate": _cmd_evaluate, "predict": _cmd_predict}
+
+
+def _top_parser() -> argparse.ArgumentParser:
+    p = _Parser(
+        prog="mixzoo", description="Deep mixture models for clustering, as Pyro model/guide pairs.",
+        epilog="`mixzoo COMMAND --help` shows a command's options; `mixzoo` alone runs `mixzoo fit`.",
+    )  # fmt: skip
+    p.add_argument("--version", action="version", version=f"mixzoo {__version__}")
+    p.add_argument("command", nargs="?", choices=("models", *_COMMANDS), help="models, fit, select, evaluate or predict")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``mixzoo`` console script; returns the exit code."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args:
+        args = ["fit"]  # `mixzoo` alone runs the default job
+    try:
+        if args[0] not in ("models", *_COMMANDS):
+            _top_parser().parse_args(args[:1])  # --help, --version, or a clear error about the command
+            return 2
+        if args[0] == "models":
+            _top_parser().parse_args(args)
+            _cmd_models()
+        else:
+            _COMMANDS[args[0]](args[1:])
+    except MixzooInputError as err:
+        print(f"mixzoo: error: {err}", file=sys.stderr)
+        return 2
+    except TrainingDivergedError as err:
+        print(f"mixzoo: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt as err:
+        print("\n" + _interrupted_message(err), file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,211 @@
+"""The configuration of a fit: names, options and training settings, saved as a run's ``config.json``.
+
+:class:`FitConfig` is what ``mixzoo fit`` builds from its flags, what the estimator and
+``select`` build from their arguments, and what ``--resume``, ``evaluate`` and ``predict``
+read back. :meth:`FitConfig.resolved` checks every name and option before any data are
+read; :meth:`FitConfig.for_data` applies the family's recipe once the data's shape is known.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..data.validation import check_device, check_n_clusters
+from ..errors import MixzooInputError
+from ..inference import PARTICLE_LOSSES
+from ..models import get_family
+from ..models.family import DataShape, Family
+from ..options import Options
+from .transfer import CLASSIFIERS
+from .user_model import is_user_model, user_family
+
+__all__ = ["FitConfig", "config_from_json", "family_of", "TRAINING_FIELDS"]
+
+TRAINING_FIELDS = ("epochs", "lr", "lr_decay", "batch_size", "n_init", "tol")
+"""The settings a family's recipe fills when they are not given."""
+
+
+def family_of(model: str) -> Family:
+    """The registered family ``model``, or the user's class for ``FILE.py:CLASS`` / ``module:CLASS``."""
+    return user_family(model) if is_user_model(model) else get_family(model)
+
+
+@dataclass
+class FitConfig:
+    """Everything that defines a fit; saved as the run's ``config.json``.
+
+    ``options`` holds the family options that were given (and those the recipe chose for the
+    data); every other option takes its default. ``None`` for a training setting means the
+    family's recipe.
+    """
+
+    model: str = "gmm"
+    data: str = "digits"
+    guide: str | None = None
+    loss: str | None = None
+    clusters: int | None = None
+    epochs: int | None = None
+    batch_size: int | None = None
+    lr: float | None = None
+    lr_decay: float | None = None
+    pca: int | None = None
+    """Principal components to keep; ``None``: the family's recipe (:attr:`~mixzoo.models.family.Family.reduce`), 0: every feature."""
+    scale: bool = False
+    dequantize: bool = False
+    """Images: integer intensities v become (v + U[0, 1)) / levels, seeded (Li et al. 2020's preprocessing)."""
+    subsample: int | None = None
+    n_init: int | None = None
+    tol: float | None = None
+    """Stop when the relative change of the epoch loss stays below this for 3 epochs (0: never stop early)."""
+    seed: int = 0
+    device: str = "cpu"
+    data_dir: str | None = None
+    label_column: str | None = None
+    """A data table's column of labels, used for evaluation only."""
+    columns: list[str] | None = None
+    """A data table's feature columns (default: every numeric column but the labels)."""
+    options: dict[str, Any] = field(default_factory=dict)
+    pretrain_classes: str | None = None
+    """Deep transfer (Matsuda and Hyvärinen 2019): train a classifier on these classes (e.g. "0,1,2,3,4"),
+    cluster the others on its last hidden layer; with the NCE loss its training data are the noise."""
+    cluster_classes: str | None = None
+    """Deep transfer: the held-out classes to cluster (e.g. "5,6"; default: all not in ``pretrain_classes``)."""
+    classifier_epochs: int | None = None
+    """Training epochs of the transfer classifier (5 when ``pretrain_classes`` is set)."""
+    classifier: str | None = None
+    """Deep transfer: the classifier whose last hidden layer gives the features, ``"mlp"`` or ``"cnn"`` (conv blocks
+    with max-pooling, for images); ``None``: :func:`mixzoo.app.transfer.default_classifier` for the data, and the run
+    records the one it used."""
+    labels: int | None = None
+    """Reveal this many true labels (balanced over classes, seeded) for semi-supervised training."""
+    dim: int | None = None
+    checkpoint_every: int | None = None
+    """Write a resumable training state into the run directory every this many epochs."""
+    retries: int = 0
+    """Retry a diverged epoch with half the learning rate at most this many times."""
+    particles: int | None = None
+    """Samples per step of the sampling losses (vimco, trace-enum, trace-graph, trace); the loss's own default
+    when ``None`` (VIMCO: 5; Li et al. 2020 use 15)."""
+    threads: int | None = None
+    """torch threads while training (``None``: 1 for small work, torch's default above; see :mod:`mixzoo.training.threads`)."""
+    model_file_sha256: str | None = None
+    """For a user's model file: the SHA-256 of the file that made the run."""
+
+    def loss_options(self) -> dict[str, Any]:
+        """Keyword options of :func:`~mixzoo.inference.make_loss` that the config sets."""
+        return {} if self.particles is None else {"num_particles": self.particles}
+
+    @property
+    def family(self) -> Family:
+        return family_of(self.model)
+
+    def family_options(self) -> Options:
+        """The family's options: the given ones over the defaults, checked."""
+        return self.family.make_options(self.options)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def resolved(self) -> FitConfig:
+        """Fill the family's guide and loss, check every name and option, before any data are read."""
+        family = self.family
+        c = FitConfig(**asdict(self))
+        c.guide = c.guide or family.default_guide
+        c.loss = c.loss or family.default_loss
+        if c.guide not in family.guides:
+            raise MixzooInputError(f"model {c.model!r} has no guide {c.guide!r}; choose one of: {', '.join(family.guides)}.")
+        if c.loss not in family.losses:
+            raise MixzooInputError(
+                f"model {c.model!r} cannot be trained with loss {c.loss!r}; use one of: {', '.join(family.losses)}."
+            )
+        _check_particles(c)
+        loss = family.make_loss(c.loss, **c.loss_options())  # too few VIMCO particles fail here
+        if getattr(loss, "gradient_free", False):
+            given = [flag for flag, value in (("--lr", c.lr), ("--lr-decay", c.lr_decay), ("--retries", c.retries)) if value]
+            if given:
+                raise MixzooInputError(
+                    f"{', '.join(given)} cannot apply to loss {c.loss!r} of model {c.model!r}: it sets the parameters "
+                    "in closed form, with no learning rate (use --loss trace-enum for gradient training)."
+                )
+        if c.labels and not getattr(loss, "takes_labels", True):
+            raise MixzooInputError(f"--labels cannot apply to loss {c.loss!r}: it does not observe cluster labels.")
+        options = c.family_options()
+        options.refuse_inapplicable(frozenset(c.options), c.guide, c.loss, before_data=True)
+        c.options = {k: v for k, v in options.to_dict().items() if k in c.options}  # checked values, JSON-ready
+        _check_settings(c)
+        return c
+
+    def for_data(self, shape: DataShape) -> FitConfig:
+        """The family's data-dependent options and recipe for data of this shape (unset settings only)."""
+        family = self.family
+        c = FitConfig(**asdict(self))
+        given = frozenset(c.options)
+        adapted = family.adapt(c.family_options(), given, shape)
+        adapted.refuse_inapplicable(given, c.guide, c.loss)  # the switches the data turned on, or left off
+        defaults = family.options()
+        c.options = {**c.options, **{k: v for k, v in adapted.to_dict().items() if k not in given and v != defaults.to_dict()[k]}}
+        recipe = family.training(adapted, shape, c.loss)
+        for name in TRAINING_FIELDS:
+            if getattr(c, name) is None:
+                setattr(c, name, getattr(recipe, name))
+        c.dim = shape.dim
+        return c
+
+
+def _check_particles(c: FitConfig) -> None:
+    if c.particles is None:
+        return
+    if isinstance(c.particles, bool) or not isinstance(c.particles, int) or c.particles < 1:
+        raise MixzooInputError(f"--particles must be a positive integer, got {c.particles!r}.")
+    if c.loss not in PARTICLE_LOSSES:
+        raise MixzooInputError(
+            f"--particles applies to the losses {', '.join(PARTICLE_LOSSES)}; loss {c.loss!r} draws no particles."
+        )
+
+
+def _positive_int(value: Any, flag: str, low: int = 1) -> None:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < low):
+        raise MixzooInputError(f"{flag} must be an integer of at least {low}, got {value!r}.")
+
+
+def _check_settings(c: FitConfig) -> None:
+    _positive_int(c.retries, "--retries", 0)
+    _positive_int(c.n_init, "--n-init")
+    _positive_int(c.epochs, "--epochs")
+    _positive_int(c.batch_size, "--batch-size")
+    _positive_int(c.checkpoint_every, "--checkpoint-every")
+    _positive_int(c.classifier_epochs, "--classifier-epochs")
+    _positive_int(c.labels, "--labels")
+    _positive_int(c.pca, "--pca", 0)
+    _positive_int(c.threads, "--threads")
+    _positive_int(c.subsample, "--subsample", 2)
+    if c.tol is not None and (isinstance(c.tol, bool) or not isinstance(c.tol, int | float) or not c.tol >= 0):
+        raise MixzooInputError(f"--tol must be a number >= 0, got {c.tol!r}.")
+    if c.lr is not None and not c.lr > 0:
+        raise MixzooInputError(f"--lr must be positive, got {c.lr!r}.")
+    if c.lr_decay is not None and not 0 < c.lr_decay <= 1:
+        raise MixzooInputError(f"--lr-decay must lie in (0, 1], got {c.lr_decay!r}.")
+    if c.cluster_classes is not None and not c.pretrain_classes:
+        raise MixzooInputError("--cluster-classes chooses among the classes the transfer classifier did not see; it needs --pretrain-classes.")
+    if c.classifier is not None and c.classifier not in CLASSIFIERS:
+        raise MixzooInputError(f"--classifier must be one of {', '.join(CLASSIFIERS)}, got {c.classifier!r}.")
+    if c.classifier is not None and not c.pretrain_classes:
+        raise MixzooInputError("--classifier chooses the transfer classifier; it needs --pretrain-classes.")
+    if c.classifier_epochs is not None and not c.pretrain_classes:
+        raise MixzooInputError("--classifier-epochs applies to the transfer classifier; it needs --pretrain-classes.")
+    if c.clusters is not None:
+        check_n_clusters(c.clusters)
+    check_device(c.device)
+
+
+def config_from_json(raw: Any, where: str | Path) -> FitConfig:
+    """A :class:`FitConfig` from a run's ``config.json``; unknown keys are a clear error."""
+    known = set(FitConfig.__dataclass_fields__)
+    if not isinstance(raw, dict) or not set(raw) <= known:
+        extra = sorted(set(raw) - known) if isinstance(raw, dict) else raw
+        raise MixzooInputError(f"{str(where)!r} has a config.json mixzoo cannot read (unknown entries: {extra}).")
+    if raw.get("pretrain_classes") and "classifier" not in raw:
+        raw = {**raw, "classifier": "mlp"}  # written before the CNN classifier existed: its features came from the MLP
+    return FitConfig(**raw)

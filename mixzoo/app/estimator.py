@@ -1,0 +1,224 @@
+"""A scikit-learn style facade over any registered model family.
+
+:class:`MixtureClusterer` builds a model/guide pair through the model registry
+(:data:`mixzoo.models.family.MODELS`), trains it with :func:`mixzoo.fit` and answers the
+usual clustering and density questions (``predict``, ``predict_proba``,
+``score_samples``, ``bic``, ...). It works in :class:`sklearn.pipeline.Pipeline`,
+with :func:`sklearn.base.clone`, grid search and pickling.
+
+>>> from sklearn.pipeline import make_pipeline
+>>> from sklearn.preprocessing import StandardScaler
+>>> pipe = make_pipeline(StandardScaler(), MixtureClusterer(n_clusters=3, random_state=0))  # doctest: +SKIP
+>>> labels = pipe.fit_predict(X)                                                          # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator, ClusterMixin, DensityMixin
+from sklearn.utils import check_random_state
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from ..analysis.posterior import cluster_proba, log_likelihood
+from ..data.validation import check_columns, check_data, check_n_clusters
+from ..errors import MixzooInputError
+from ..models.family import DataShape
+from ..training.threads import choose_threads, torch_threads
+from .config import FitConfig
+from .restarts import fit_restarts
+
+__all__ = ["MixtureClusterer"]
+
+
+class MixtureClusterer(ClusterMixin, DensityMixin, BaseEstimator):
+    """Cluster with a mixzoo model family, scikit-learn style.
+
+    ``None`` for a training option takes the model family's default (see ``mixzoo models``).
+
+    :param model: registered model name, e.g. ``"gmm"`` (``mixzoo models`` lists them), or a user's
+        class as ``"path/to/file.py:ClassName"``.
+    :param n_clusters: number of clusters K (>= 2).
+    :param model_options: the family's options, e.g. ``{"covariance": "full"}`` for ``"gmm"``; checked
+        by the family's options dataclass (``mixzoo fit --model NAME --help`` lists them).
+    :param guide: guide name (default: the model's own).
+    :param loss: loss name (default: the model's own).
+    :param epochs: training epochs.
+    :param lr: Adam learning rate.
+    :param batch_size: minibatch size.
+    :param n_init: restarts; the one with the lowest final loss is kept (the family's ``restart_rule`` where it
+        states one: the neural mixture keeps the most consistent clusters under augmentation).
+    :param random_state: int, :class:`numpy.random.RandomState` or ``None`` (not reproducible).
+    :param device: ``"cpu"`` or ``"cuda"``.
+    :param progress: show a progress bar while training.
+    :param tol: stop when the relative change of the epoch loss stays below ``tol`` for 3 epochs (``None``:
+        the family's recipe, 0: never).
+    :param threads: torch threads while training (``None``: 1 for small data, torch's default for large).
+    :param particles: samples per step of a sampling loss (``vimco``, ``trace-*``); the loss's default when ``None``.
+
+    Fitted attributes: ``model_``, ``guide_``, ``n_features_in_``, ``labels_`` (training
+    clusters), ``history_`` (the :class:`~mixzoo.training.loop.FitResult` of the kept restart),
+    ``final_loss_`` (loss per point), ``n_iter_`` (epochs run) and ``converged_`` (training
+    stopped at ``tol``, or the relative change of the loss over the last epoch was below ``1e-4``).
+    """
+
+    def __init__(
+        self,
+        model: str = "gmm",
+        n_clusters: int = 8,
+        model_options: dict[str, Any] | None = None,
+        guide: str | None = None,
+        loss: str | None = None,
+        epochs: int | None = None,
+        lr: float | None = None,
+        batch_size: int | None = None,
+        n_init: int | None = None,
+        random_state: Any = None,
+        device: str = "cpu",
+        progress: bool = False,
+        particles: int | None = None,
+        threads: int | None = None,
+        tol: float | None = None,
+    ) -> None:
+        self.model = model
+        self.n_clusters = n_clusters
+        self.model_options = model_options
+        self.guide = guide
+        self.loss = loss
+        self.epochs = epochs
+        self.lr = lr
+        self.batch_size = batch_size
+        self.n_init = n_init
+        self.random_state = random_state
+        self.device = device
+        self.progress = progress
+        self.particles = particles
+        self.threads = threads
+        self.tol = tol
+
+    def _config(self) -> FitConfig:
+        if self.model_options is not None and not isinstance(self.model_options, dict):
+            raise MixzooInputError(f"model_options must be a dict of the family's options, got {self.model_options!r}.")
+        config = FitConfig(
+            model=self.model,
+            guide=self.guide,
+            loss=self.loss,
+            clusters=check_n_clusters(self.n_clusters),
+            epochs=self.epochs,
+            lr=self.lr,
+            batch_size=self.batch_size,
+            n_init=self.n_init,
+            device=self.device,
+            options=dict(self.model_options or {}),
+            particles=self.particles,
+            threads=self.threads,
+            tol=self.tol,
+        ).resolved()
+        return config
+
+    def _validate(self, X: Any, reset: bool) -> torch.Tensor:
+        """``X`` (NumPy, pandas, lists or tensors on any device) as a checked float tensor on the CPU.
+
+        scikit-learn's own messages (e.g. for a feature count other than the fitted one) are kept, raised as
+        :class:`~mixzoo.errors.MixzooInputError`.
+        """
+        if isinstance(X, torch.Tensor):  # any device: the estimator computes on its own
+            X = X.detach().cpu().numpy()
+        check_columns(X, name="X")
+        try:
+            arr = validate_data(self, X, reset=reset, dtype=[np.float64, np.float32], ensure_all_finite=False)
+        except ValueError as err:
+            if isinstance(err, MixzooInputError):
+                raise
+            if "could not convert" in str(err):
+                raise MixzooInputError(f"X is not numeric ({err}); pass a 2-D array of numbers.") from None
+            raise MixzooInputError(str(err)) from None
+        return check_data(arr, name="X")
+
+    def fit(self, X: Any, y: Any = None) -> MixtureClusterer:
+        """Train on ``X`` (n_samples, n_features); ``y`` is ignored.
+
+        :raises MixzooInputError: (a ``ValueError``) on bad data or options.
+        """
+        x = self._validate(X, reset=True)
+        if x.shape[0] < 2:
+            raise MixzooInputError(
+                f"n_samples={x.shape[0]} is too few; a mixture needs at least 2 points (and n_clusters of them)."
+            )
+        k = check_n_clusters(self.n_clusters)
+        if x.shape[0] < k:
+            raise MixzooInputError(
+                f"n_samples={x.shape[0]} is fewer than n_clusters={k}; lower n_clusters or pass more data."
+            )
+        c = self._config().for_data(DataShape(int(x.shape[0]), int(x.shape[1])))
+        rng = check_random_state(self.random_state)
+        loss = c.family.make_loss(c.loss, **c.loss_options())  # type: ignore[arg-type]
+        seeds = [int(rng.randint(np.iinfo(np.int32).max)) for _ in range(c.n_init)]  # type: ignore[arg-type]
+        with torch_threads(choose_threads(c.threads, int(x.shape[0]), int(x.shape[1]), int(c.clusters))):  # type: ignore[arg-type]
+            best = fit_restarts(c, x, seeds, loss=loss, progress=self.progress)
+        self.final_loss_, self.model_, self.guide_, self.history_ = best
+        losses = self.history_.losses
+        self.n_iter_ = self.history_.epochs
+        self.converged_ = self.history_.converged or (
+            len(losses) > 1 and abs(losses[-1] - losses[-2]) <= 1e-4 * max(1.0, abs(losses[-1]))
+        )
+        self.labels_ = self._proba(x).argmax(axis=1)
+        return self
+
+    def _device(self) -> torch.device:
+        return next(self.model_.parameters()).device
+
+    def _proba(self, x: torch.Tensor) -> np.ndarray:
+        return cluster_proba(self.model_, self.guide_, x.to(self._device())).cpu().double().numpy()
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        """Cluster probabilities (n_samples, n_clusters): exact posterior, or q(y|x) for amortized guides."""
+        check_is_fitted(self)
+        return self._proba(self._validate(X, reset=False))
+
+    def predict(self, X: Any) -> np.ndarray:
+        """The most probable cluster of each sample."""
+        return self.predict_proba(X).argmax(axis=1)
+
+    def score_samples(self, X: Any) -> np.ndarray:
+        """Per-sample log-likelihood :math:`\\log p(x_n)` with the cluster summed out."""
+        check_is_fitted(self)
+        x = self._validate(X, reset=False).to(self._device())
+        return log_likelihood(self.model_, self.guide_, x).cpu().double().numpy()
+
+    def score(self, X: Any, y: Any = None) -> float:
+        """Mean per-sample log-likelihood of ``X``; ``y`` is ignored."""
+        return float(self.score_samples(X).mean())
+
+    def _n_parameters(self) -> int:
+        if not hasattr(self.model_, "n_parameters"):
+            raise NotImplementedError(
+                f"model {self.model!r} does not report its number of free parameters (n_parameters()); "
+                "BIC/AIC are not defined for it. Compare models with score() on held-out data instead."
+            )
+        return int(self.model_.n_parameters())
+
+    def bic(self, X: Any) -> float:
+        """Bayesian information criterion on ``X`` (lower is better)."""
+        check_is_fitted(self)
+        ll = self.score_samples(X)
+        return float(-2 * ll.sum() + self._n_parameters() * math.log(len(ll)))
+
+    def aic(self, X: Any) -> float:
+        """Akaike information criterion on ``X`` (lower is better)."""
+        check_is_fitted(self)
+        return float(-2 * self.score_samples(X).sum() + 2 * self._n_parameters())
+
+    def sample(self, n_samples: int = 1) -> tuple[np.ndarray, np.ndarray]:
+        """Draw ``n_samples`` points from the fitted model; returns ``(X, clusters)``."""
+        check_is_fitted(self)
+        if not hasattr(self.model_, "sample"):
+            raise NotImplementedError(f"model {self.model!r} has no sample(n) method.")
+        if not isinstance(n_samples, (int, np.integer)) or n_samples < 1:
+            raise MixzooInputError(f"n_samples must be a positive integer, got {n_samples!r}.")
+        gen = torch.Generator().manual_seed(int(check_random_state(self.random_state).randint(2**31 - 1)))
+        x, k = self.model_.sample(int(n_samples), generator=gen)
+        return x.cpu().double().numpy(), k.cpu().numpy()

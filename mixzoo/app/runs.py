@@ -1,0 +1,304 @@
+"""Fit a configuration into a run directory, and use a run directory again.
+
+``mixzoo fit`` is :func:`run_fit`, ``mixzoo evaluate`` is :func:`run_evaluate`, and
+:func:`load_run` rebuilds a run's trained pair. A run directory holds ``config.json``,
+``checkpoint.pt`` (state dicts only, read with ``torch.load(weights_only=True)``),
+``metrics.json``, ``history.json``, ``proba.npy``, ``summary.nc`` and the plots; with
+``checkpoint_every`` it also holds the resumable training state until the run ends.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+import warnings
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..analysis.metrics import clustering_report, clusters_used
+from ..analysis.posterior import cluster_proba, has_exact_likelihood
+from ..data import Dataset, load_dataset, preprocess
+from ..data.labels import oversample_labelled, reveal_labels
+from ..data.transform import PREPROCESSING
+from ..data.validation import check_data, check_device, check_n_clusters
+from ..errors import MixzooInputError
+from ..models.family import DataShape
+from ..training.loop import FitResult
+from ..training.threads import choose_threads, torch_threads
+from .config import FitConfig, config_from_json
+from .restarts import BEST_RESTART, TRAIN_STATE, build_pair, fit_restarts, load_pair
+from .run_dir import CONFIG, load_checkpoint, prepare_run_dir, save_checkpoint, write_json
+from .transfer import transfer_split
+from .user_model import file_digest, is_user_model
+
+__all__ = ["run_fit", "run_evaluate", "load_run", "load_data", "resume_config"]
+
+
+def load_data(config: FitConfig) -> tuple[Dataset, dict[str, Any]]:
+    """The data set of a config and the loss options it implies (the transfer noise)."""
+    data = load_dataset(
+        config.data, data_dir=config.data_dir, scale=config.scale, pca=config.pca or None, subsample=config.subsample,
+        seed=config.seed, dequantize=config.dequantize, label_column=config.label_column, columns=config.columns,
+    )  # fmt: skip
+    if not config.pretrain_classes:
+        return data, {}
+    classes = _classes(config.pretrain_classes, "--pretrain-classes")
+    chosen = None if config.cluster_classes is None else _classes(config.cluster_classes, "--cluster-classes")
+    if data.labels is None:
+        raise MixzooInputError("--pretrain-classes needs a labelled data set to train the classifier on.")
+    epochs = config.classifier_epochs or 5
+    td = transfer_split(
+        data.x, data.labels, classes, epochs=epochs, seed=config.seed, device=config.device, cluster_classes=chosen,
+        classifier=config.classifier, image_shape=data.image_shape,
+    )  # fmt: skip
+    features = Dataset(f"{data.name}-transfer", td.features, td.labels, int(len(np.unique(td.labels))))
+    return features, {"noise": td.noise, "classifier_accuracy": td.classifier_accuracy, "classifier": td.classifier}
+
+
+def _classes(text: str, flag: str) -> list[int]:
+    try:
+        return [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise MixzooInputError(f"{flag} must be comma-separated integers, got {text!r}.") from None
+
+
+def _metrics(model: nn.Module, guide: nn.Module, x: torch.Tensor, labels: np.ndarray | None) -> tuple[np.ndarray, dict[str, Any]]:
+    proba = cluster_proba(model, guide, x).cpu().numpy()
+    if labels is None:
+        keys = ("acc", "nmi", "ari", "purity", "misclassified")
+        return proba, {**dict.fromkeys(keys), "expected_misclassified": float((1 - proba.max(1)).sum()),
+                       "clusters_used": clusters_used(proba)}  # fmt: skip
+    return proba, clustering_report(labels, proba)
+
+
+def resume_config(run_dir: str | Path) -> FitConfig:
+    """The config of an interrupted run in ``run_dir``, checked to be resumable."""
+    d = Path(run_dir)
+    path = d / CONFIG
+    if not path.is_file():
+        if d.is_dir() and not any(d.iterdir()):
+            raise MixzooInputError(
+                f"{str(d)!r} is empty: the run was started without --checkpoint-every, so it kept no state to resume "
+                "from; start it again with --checkpoint-every N."
+            )
+        raise MixzooInputError(f"--resume {str(d)!r} is not a run directory with a {CONFIG}; pass the --out of a fit.")
+    if (d / "metrics.json").is_file():
+        raise MixzooInputError(f"the run in {str(d)!r} already finished; there is nothing to resume.")
+    if not (d / TRAIN_STATE).is_file() and not (d / BEST_RESTART).is_file():
+        raise MixzooInputError(f"{str(d)!r} holds no training state to resume ({TRAIN_STATE}); was it run with --checkpoint-every?")
+    try:
+        return config_from_json(json.loads(path.read_text()), d)
+    except json.JSONDecodeError as err:
+        raise MixzooInputError(f"{str(path)!r} is not valid JSON ({err}).") from None
+
+
+def _reduced(c: FitConfig, data: Dataset, report: bool) -> tuple[FitConfig, Dataset]:
+    """Apply the family's ``reduce`` rule when ``--pca`` was not given: the config then records the components."""
+    if c.pca is not None or data.x.ndim != 2:
+        return c, data
+    shape = DataShape(int(data.x.shape[0]), int(data.x.shape[1]), data.image_shape, data.levels)
+    keep = c.family.reduce(shape, c.family_options())
+    if keep is None:
+        return c, data
+    if report:
+        print(f"mixzoo: {c.model} reduces the {data.x.shape[1]} features to {keep} principal components (its recipe "
+              f"for data of this shape); --pca 0 keeps them all", file=sys.stderr, flush=True)  # fmt: skip
+    c = replace(c, pca=keep)
+    return c, preprocess(data, pca=keep, seed=c.seed)  # what load_data(c) now gives, without reading again
+
+
+def _prepared(config: FitConfig, data: Dataset, x: torch.Tensor) -> FitConfig:
+    c = config
+    if c.clusters is None:
+        if data.n_classes is None:
+            raise MixzooInputError(f"data {c.data!r} has no known number of classes; pass --clusters K.")
+        c.clusters = data.n_classes
+    check_n_clusters(c.clusters, x.shape[0])
+    c = c.for_data(DataShape(int(x.shape[0]), int(x.shape[1]), data.image_shape, data.levels, bool(c.pretrain_classes)))
+    if is_user_model(c.model):
+        c.model_file_sha256 = file_digest(c.model)
+    return c
+
+
+def run_fit(
+    config: FitConfig,
+    *,
+    out: str | None = None,
+    overwrite: bool = False,
+    progress: bool = True,
+    resume: bool = False,
+    distributed: bool = False,
+) -> dict[str, Any]:
+    """Run one fit and return the JSON record (metrics, timing, names).
+
+    :param resume: continue the interrupted run in ``out`` (written with ``checkpoint_every``).
+    :param distributed: data-parallel training over the initialised process group; rank 0 alone
+        writes ``out``.
+    """
+    c = config.resolved()
+    main = not distributed or torch.distributed.get_rank() == 0
+    if c.checkpoint_every is not None and not out:
+        raise MixzooInputError("--checkpoint-every needs --out DIR to keep the training state in.")
+    if resume:
+        resume_config(out or "")
+        run_dir: Path | None = Path(out) if out else None
+    else:
+        run_dir = prepare_run_dir(out, overwrite) if out and main else Path(out) if out else None
+    data, transfer = load_data(c)
+    if transfer:
+        c = replace(c, classifier=transfer["classifier"])  # the run records the classifier it used
+    c, data = _reduced(c, data, report=progress and main)
+    if c.family.dequantizes(c.family_options()) and data.levels is not None and not c.dequantize:  # integer images for a density model
+        c = replace(c, dequantize=True)
+        data = preprocess(data, seed=c.seed, dequantize=True)  # what load_data(c) now gives, without reading again
+    x = check_data(data.x)
+    c = _prepared(c, data, x)
+    noise = {"noise": transfer["noise"]} if "noise" in transfer and c.loss == "nce" else {}
+    loss = c.family.make_loss(c.loss, **noise, **c.loss_options())  # type: ignore[arg-type]
+    x_train, y = x, None
+    if c.labels:
+        x_train, y = oversample_labelled(x, reveal_labels(data.labels, c.labels, c.seed))
+    if run_dir is not None and c.checkpoint_every is not None and main and not resume:
+        write_json(run_dir / CONFIG, c.to_dict())  # what --resume rebuilds the run from
+    start = time.perf_counter()
+    seeds = [c.seed + i for i in range(c.n_init)]  # type: ignore[arg-type]
+    state_dir = run_dir if c.checkpoint_every is not None else None
+    threads = choose_threads(c.threads, int(x.shape[0]), int(x.shape[1]), int(c.clusters))  # type: ignore[arg-type]
+    with torch_threads(threads):
+        describe = None if c.n_init == 1 or data.labels is None else \
+            (lambda m, g: {"acc": _metrics(m, g, x.to(c.device), data.labels)[1]["acc"]})  # fmt: skip
+        final, model, guide, result = fit_restarts(
+            c, x, seeds, loss=loss, x_train=x_train, y=y, progress=progress and main, state_dir=state_dir,
+            resume=resume, distributed=distributed, describe=describe,
+        )  # fmt: skip
+    seconds = time.perf_counter() - start
+    proba, report = _metrics(model, guide, x.to(result.device), data.labels)
+    record = {
+        "model": c.model, "guide": c.guide, "loss": c.loss, "data": c.data, "n": int(x.shape[0]), "dim": c.dim,
+        "clusters": c.clusters, **report, "final_loss": final, "epochs": result.epochs, "converged": result.converged, "seconds": round(seconds, 3),
+        "device": result.device, "threads": threads, "seed": c.seed, "n_init": c.n_init, "pca": c.pca, "labels": c.labels or 0,
+        **({"classifier": transfer["classifier"], "classifier_accuracy": transfer["classifier_accuracy"]} if transfer else {}),
+        **({"restarts": result.restarts} if c.n_init > 1 else {}),
+    }  # fmt: skip
+    if distributed:
+        record["processes"] = torch.distributed.get_world_size()
+    if run_dir is not None and main:
+        _write_run(run_dir, c, record, model, guide, x, proba, result, data, report=progress)
+    return record
+
+
+SUMMARY_ENTRIES = 2_000_000
+"""Largest number of pointwise log-likelihood values (draws x points) a run's ``summary.nc`` keeps."""
+
+
+def _write_run(
+    run_dir: Path, c: FitConfig, record: dict[str, Any], model: nn.Module, guide: nn.Module, x: torch.Tensor,
+    proba: np.ndarray, result: FitResult, data: Dataset, report: bool = False,
+) -> None:  # fmt: skip
+    """Write the finished run: checkpoint, config, metrics, history, probabilities, summary and plots.
+
+    The summary's pointwise log-likelihood holds at most :data:`SUMMARY_ENTRIES` values (200 Laplace
+    draws for up to 10000 points, fewer draws for more). With ``report`` one line says what is written,
+    and a note of the summary (e.g. a flat direction of the Laplace approximation) is one plain line.
+    """
+    from ..analysis.plots import write_fit_plots, write_model_plots
+    from ..analysis.summary import save_summary, summarize
+
+    save_checkpoint(run_dir, {"model": model, "guide": guide}, c.to_dict())
+    write_json(run_dir / "metrics.json", record)
+    write_json(run_dir / "history.json", {"loss": result.losses, "val_loss": result.val_losses, **result.step_history})
+    np.save(run_dir / "proba.npy", proba)
+    if data.preprocessing is not None:
+        data.preprocessing.save(run_dir / PREPROCESSING)
+    xd = x.to(result.device)
+    # Laplace draws need an exact likelihood and a family that asks for them; others keep the point estimate
+    laplace = c.family.laplace_summary and has_exact_likelihood(model, guide, xd)
+    n_draws = min(200, max(20, SUMMARY_ENTRIES // len(xd))) if laplace else 0
+    if report:
+        draws = f"{n_draws} Laplace draws" if n_draws else "the point estimate"
+        print(f"mixzoo: writing {run_dir}: checkpoint, metrics, probabilities, summary.nc ({draws}) and plots", file=sys.stderr, flush=True)
+    with warnings.catch_warnings(record=True) as notes:
+        warnings.simplefilter("always")
+        save_summary(summarize(model, guide, xd, n_draws=n_draws), run_dir / "summary.nc")
+    for note in notes:
+        if report:
+            print(f"mixzoo: note on summary.nc: {note.message}", file=sys.stderr, flush=True)
+    write_fit_plots(run_dir, x=x.cpu().numpy(), proba=proba, losses=result.losses, labels=data.labels, val_losses=result.val_losses)
+    write_model_plots(run_dir, model, guide, xd, data.image_shape)
+    for name in (TRAIN_STATE, BEST_RESTART):  # the finished run's checkpoint supersedes them
+        (run_dir / name).unlink(missing_ok=True)
+
+
+def _check_user_model(config: FitConfig, run_dir: str, model: str | None) -> None:
+    """A run made by a user's model file is rebuilt only when the user names that model again."""
+    if not is_user_model(config.model):
+        if model is not None and model != config.model:
+            raise MixzooInputError(f"the run in {run_dir!r} is a {config.model!r} model, not {model!r}; drop --model.")
+        return
+    if model is None:
+        raise MixzooInputError(
+            f"the run in {run_dir!r} was made by your model {config.model!r}; mixzoo runs a model file only when you "
+            f"name it: pass --model {config.model}."
+        )
+    if model != config.model:
+        raise MixzooInputError(f"the run in {run_dir!r} was made by --model {config.model}, not {model}.")
+    digest = file_digest(model)
+    if config.model_file_sha256 and digest and digest != config.model_file_sha256:
+        raise MixzooInputError(f"{model.rsplit(':', 1)[0]!r} changed since the run in {run_dir!r} was made (its SHA-256 differs).")
+
+
+def load_run(run_dir: str, *, model: str | None = None) -> tuple[nn.Module, nn.Module, FitConfig]:
+    """Rebuild the model and guide of a run directory with their trained parameters.
+
+    :param model: for a run made by a user's model file, the same ``FILE.py:CLASS`` (the file is
+        imported only when named here).
+    """
+    if not Path(run_dir).is_dir():
+        raise MixzooInputError(f"run directory {run_dir!r} does not exist; pass the --out of a fit.")
+    state, raw = load_checkpoint(run_dir)
+    config = config_from_json(raw, run_dir)
+    _check_user_model(config, run_dir, model)
+    config = config.resolved()
+    try:
+        pair = build_pair(config)
+    except (TypeError, AssertionError, KeyError) as err:
+        raise MixzooInputError(f"the config.json of {run_dir!r} cannot rebuild a model ({err}).") from None
+    load_pair(*pair, state, config)
+    return *pair, config
+
+
+def run_evaluate(
+    run_dir: str,
+    *,
+    data: str | None = None,
+    data_dir: str | None = None,
+    device: str = "cpu",
+    model: str | None = None,
+    label_column: str | None = None,
+    columns: list[str] | None = None,
+) -> dict[str, Any]:
+    """Cluster data (the run's own by default) with a saved run and report the metrics."""
+    check_device(device)
+    m, g, c = load_run(run_dir, model=model)
+    if data is not None:
+        c.data = data
+    if data_dir is not None:
+        c.data_dir = data_dir
+    if label_column is not None or columns is not None:
+        c.label_column, c.columns = label_column, columns
+    ds, _ = load_data(c)
+    x = check_data(ds.x, dim=c.dim)
+    m.to(device)
+    g.to(device)
+    start = time.perf_counter()
+    _, report = _metrics(m, g, x.to(device), ds.labels)
+    return {
+        "model": c.model, "guide": c.guide, "loss": c.loss, "data": c.data, "n": int(x.shape[0]), "clusters": c.clusters,
+        **report, "seconds": round(time.perf_counter() - start, 3), "device": device, "seed": c.seed, "run": str(run_dir),
+    }  # fmt: skip

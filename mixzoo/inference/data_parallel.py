@@ -1,0 +1,164 @@
+r"""Data-parallel SVI on :mod:`torch.distributed` (DistributedDataParallel semantics).
+
+Every process holds a full copy of the model and guide and the same seeded order
+of minibatches. Minibatch :math:`B` (global size :math:`|B|`) is cut into one
+shard per process, ``B[rank::world]`` as :class:`torch.utils.data.DistributedSampler`
+does, and each process runs the usual Pyro step on its shard, where the data
+plate scales the shard's log density by :math:`N/|B_r|`. Before the optimizer
+step the gradients are all-reduced with weights :math:`|B_r|/|B|`,
+
+.. math::
+    g = \sum_r \frac{|B_r|}{|B|}\, \nabla \Big(\frac{N}{|B_r|} \sum_{n \in B_r} \ell_n\Big)
+      = \nabla \Big(\frac{N}{|B|} \sum_{n \in B} \ell_n\Big),
+
+which is exactly the gradient a single process computes on the whole minibatch,
+so :math:`k` steps on :math:`P` processes give the parameters of :math:`k` steps of
+one process on the concatenated shards (for enumerated losses to float
+tolerance; Monte Carlo losses draw independent samples on each process, like
+more particles). The parameters are broadcast from rank 0 before the first step,
+buffers after every epoch; only rank 0 shows progress and writes files.
+
+Launch with ``torchrun --nproc_per_node=P -m mixzoo fit ...`` (``gloo`` on CPU,
+``nccl`` on GPU, one GPU per process) or call
+:func:`torch.distributed.init_process_group` yourself and pass
+``distributed=True`` to :func:`mixzoo.fit`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+from pyro import poutine
+from pyro.infer import SVI
+from pyro.infer.util import zero_grads
+from torch._utils import _flatten_dense_tensors, _unflatten_dense_tensors
+
+from ..errors import MixzooInputError
+
+__all__ = ["DistributedContext", "DistributedSVI", "init_from_env", "launched_by_torchrun", "leave"]
+
+
+def launched_by_torchrun() -> bool:
+    """Whether this process was started by ``torchrun`` with more than one process."""
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1 and "RANK" in os.environ
+
+
+def init_from_env(device: str = "cpu") -> None:
+    """Join the process group described by torchrun's environment (``gloo`` on CPU, ``nccl`` on CUDA)."""
+    if dist.is_initialized():
+        return
+    if not launched_by_torchrun():
+        raise MixzooInputError(
+            "distributed training needs a process group: launch with `torchrun --nproc_per_node=N -m mixzoo fit ...` "
+            "or call torch.distributed.init_process_group() before mixzoo.fit(..., distributed=True)."
+        )
+    backend = "nccl" if str(device).startswith("cuda") else "gloo"
+    if backend == "nccl":
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+    dist.init_process_group(backend=backend)
+
+
+def leave(wait: bool = True) -> None:
+    """Leave the process group, by default once every process has got here.
+
+    Without the barrier a process that finishes first (rank 1 does not write the checkpoint) tears down its
+    gloo pair while the other still holds it, and one of them can abort at exit. ``wait=False`` is for a
+    process that failed: the others may never reach the barrier.
+    """
+    if dist.is_available() and dist.is_initialized():
+        if wait:
+            dist.barrier()
+        dist.destroy_process_group()
+
+
+@dataclass(frozen=True)
+class DistributedContext:
+    """Rank and world size of this process; ``world == 1`` outside a process group."""
+
+    rank: int = 0
+    world: int = 1
+
+    @classmethod
+    def current(cls) -> DistributedContext:
+        if not dist.is_available() or not dist.is_initialized():
+            raise MixzooInputError(
+                "distributed=True but no torch.distributed process group is initialised; launch with torchrun "
+                "or call torch.distributed.init_process_group() first."
+            )
+        return cls(dist.get_rank(), dist.get_world_size())
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def device(self, device: torch.device) -> torch.device:
+        """The device of this process: ``cuda:LOCAL_RANK`` for a CUDA run, else ``device``."""
+        if device.type == "cuda" and self.world > 1:
+            return torch.device("cuda", int(os.environ.get("LOCAL_RANK", str(self.rank % torch.cuda.device_count()))))
+        return device
+
+    def shard(self, idx: torch.Tensor) -> torch.Tensor:
+        """This process's share of a global minibatch of indices."""
+        return idx[self.rank :: self.world]
+
+    def sum(self, value: float) -> float:
+        """Sum a float over all processes."""
+        if self.world == 1:
+            return value
+        t = torch.tensor([value], dtype=torch.float64)
+        dist.all_reduce(t)
+        return float(t.item())
+
+    def broadcast(self, tensors: Iterable[torch.Tensor]) -> None:
+        """Copy rank 0's values into ``tensors`` on every process."""
+        ts = [t for t in tensors if t.numel()]
+        if self.world == 1 or not ts:
+            return
+        backend_cpu = dist.get_backend() == "gloo"
+        flat = _flatten_dense_tensors([t.detach().cpu() if backend_cpu else t.detach() for t in ts])
+        dist.broadcast(flat, src=0)
+        with torch.no_grad():
+            for t, v in zip(ts, _unflatten_dense_tensors(flat, ts), strict=True):
+                t.copy_(v)
+
+    def all_reduce_grads(self, params: list[torch.Tensor], weight: float) -> None:
+        """Replace each gradient by :math:`\\sum_r w_r g_r` (zeros stand in for missing gradients)."""
+        grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
+        flat = _flatten_dense_tensors([g.detach() * weight for g in grads])
+        dist.all_reduce(flat)
+        for p, g in zip(params, _unflatten_dense_tensors(flat, grads), strict=True):
+            p.grad = g.to(p.dtype)
+
+    def gather(self, obj: object) -> list[object]:
+        """Every process's ``obj``, in rank order."""
+        out: list[object] = [None] * self.world
+        dist.all_gather_object(out, obj)
+        return out
+
+
+class DistributedSVI(SVI):
+    """:class:`~pyro.infer.SVI` whose step all-reduces the gradients across processes before the update.
+
+    Set :attr:`weight` to :math:`|B_r|/|B|` before each step; the returned loss is
+    the weighted sum over processes, the loss of the global minibatch.
+    """
+
+    def __init__(self, *args, context: DistributedContext, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.context = context
+        self.weight = 1.0 / context.world
+
+    def step(self, *args, **kwargs) -> float:
+        with poutine.trace(param_only=True) as capture:
+            loss = self.loss_and_grads(self.model, self.guide, *args, **kwargs)
+        # the same sites in the same order on every process
+        sites = sorted(capture.trace.nodes.items())
+        params = [site["value"].unconstrained() for _, site in sites]
+        self.context.all_reduce_grads(params, self.weight)
+        self.optim(set(params))
+        zero_grads(set(params))
+        return self.context.sum(float(loss) * self.weight)
