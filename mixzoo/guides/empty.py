@@ -13,5 +13,8 @@ class EmptyGuide(PyroModule):
     """A guide with no sample sites: with TraceEnum_ELBO the loss is then the exact
     negative marginal log-likelihood of the model (maximum likelihood for its parameters)."""
 
+    samples_y = False
+    held_fixed = False
+
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None, subsample: torch.Tensor | None = None) -> None:
         return None
