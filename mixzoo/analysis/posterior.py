@@ -26,7 +26,7 @@ from pyro.poutine.trace_struct import Trace
 from ..contract import CLUSTER_SITE, cluster_site, in_data_plate, latent_sites
 from ..data.validation import check_data
 from ..errors import MixzooInputError
-from ..inference.enumeration import enumerated_log_joint
+from ..inference.enumeration import table_log_joint
 from ..param_store import StateDict, isolated_param_store
 
 __all__ = [
@@ -76,7 +76,7 @@ def cluster_log_joint(
     """The (N, K) log joint :math:`\\log p(x_n, y=k)` by enumerating ``"y"`` in the model."""
     x = as_input(x, model, guide)
     with torch.no_grad(), isolated_param_store(param_state):
-        return _in_chunks(lambda xb: enumerated_log_joint(model, guide, xb), x, batch_size)
+        return _in_chunks(lambda xb: table_log_joint(model, guide, xb), x, batch_size)
 
 
 def cluster_log_proba(
@@ -94,7 +94,7 @@ def cluster_log_proba(
         site = cluster_site(guide_tr)
         if site is not None:
             return torch.log_softmax(site["fn"].logits, dim=-1).reshape(xb.shape[0], -1)
-        return torch.log_softmax(enumerated_log_joint(model, guide, xb), dim=-1)
+        return torch.log_softmax(table_log_joint(model, guide, xb), dim=-1)
 
     x = as_input(x, model, guide)
     with torch.no_grad(), isolated_param_store(param_state):

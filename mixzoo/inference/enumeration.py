@@ -6,8 +6,9 @@ density, giving the (N, K) table from which the exact posterior and the marginal
 .. math:: p(y=k \mid x_n) = \operatorname{softmax}_k \log p(x_n, y=k),
    \qquad \log p(x_n) = \operatorname{logsumexp}_k \log p(x_n, y=k).
 
-A model that states its table (:class:`~mixzoo.contract.StatesLogJoint`, defined by the class that defines its
-``forward``) is asked for it directly under a guide that samples nothing.
+This is always a trace: Pyro sees every parameter the model reads (losses rely on it to find the parameters of a
+pair; :mod:`mixzoo.inference.untraced`). Where only the values matter, :func:`table_log_joint` asks a model that
+states its table directly.
 """
 
 from __future__ import annotations
@@ -21,20 +22,18 @@ import torch
 from ..contract import CLUSTER_SITE, guide_samples_nothing, in_data_plate, site_log_prob
 from .untraced import states
 
-__all__ = ["enumerated_log_joint"]
+__all__ = ["enumerated_log_joint", "table_log_joint"]
 
 
 def enumerated_log_joint(model: Callable[..., Any], guide: Callable[..., Any], x: torch.Tensor) -> torch.Tensor:
     r"""(N, K) :math:`\log p(x_n, y=k)`, differentiable, from one enumerated trace of the model on all of ``x``.
 
     Global latents the guide samples are replayed into the model; the guide's own value of ``"y"`` is not (``y`` is
-    enumerated). Under a guide that samples nothing, a model that states its table gives it without a trace.
+    enumerated).
 
     :raises ValueError: if the model has no enumerated site ``"y"``.
     """
     empty = guide_samples_nothing(guide)
-    if empty and states(model):
-        return getattr(model, "__self__", model).log_joint(x)
     enum_model = poutine.enum(model, first_available_dim=-2)
     if not empty:  # the empty guide has no sites to replay
         guide_tr = poutine.trace(guide).get_trace(x)
@@ -56,3 +55,11 @@ def enumerated_log_joint(model: Callable[..., Any], guide: Callable[..., Any], x
         if site["type"] == "sample" and in_data_plate(site):
             total = total + site_log_prob(site)  # (K, 1) or (K, N) or (N,), broadcast to (K, N)
     return total.t()
+
+
+def table_log_joint(model: Callable[..., Any], guide: Callable[..., Any], x: torch.Tensor) -> torch.Tensor:
+    """The same (N, K) table, from the model's own ``log_joint`` where it states one and the guide samples nothing
+    (no trace: Pyro does not see the parameters), else :func:`enumerated_log_joint`."""
+    if guide_samples_nothing(guide) and states(model):
+        return getattr(model, "__self__", model).log_joint(x)
+    return enumerated_log_joint(model, guide, x)
