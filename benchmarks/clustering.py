@@ -37,9 +37,9 @@ from report import command, machine, table, write_section  # noqa: E402
 from mixzoo.analysis.metrics import clustering_report
 from mixzoo.analysis.posterior import cluster_proba
 from mixzoo.app.config import FitConfig
+from mixzoo.app.planning import plan_for, planned, shape_of
 from mixzoo.app.restarts import fit_restarts
 from mixzoo.data import Dataset, load_dataset
-from mixzoo.models.family import DataShape
 
 WARD_MAX_N = 20000
 """Ward's linkage keeps the condensed distance matrix (n^2/2 doubles): at most 1.6 GB here."""
@@ -154,11 +154,11 @@ def _load(spec: Spec, mode: str, data_dir: str | None, scale: bool) -> Dataset:
     return load_dataset(spec.data, data_dir=data_dir, scale=scale, pca=spec.pca, subsample=sub, seed=0)
 
 
-def _epochs(row: Row, mode: str) -> tuple[int, dict[str, Any]]:
+def _epochs(row: Row, mode: str, d: Dataset) -> tuple[int, dict[str, Any]]:
     """Epochs and options of a row in this mode (GMVAE pretraining shrinks with the epochs)."""
-    c = FitConfig(model=row.model, guide=row.guide, loss=row.loss, options=dict(row.options)).resolved()
+    c = FitConfig(model=row.model, guide=row.guide, loss=row.loss, options=dict(row.options), pca=0).resolved()
     family_options = c.family_options()
-    epochs = row.epochs or c.family.training(family_options, None, c.loss).epochs
+    epochs = row.epochs or planned(c, shape_of(d), d.n_classes)[0].epochs
     options = dict(row.options)
     pretrain = getattr(family_options, "pretrain", None)
     if mode == "quick":
@@ -175,11 +175,11 @@ def _epochs(row: Row, mode: str) -> tuple[int, dict[str, Any]]:
 def fit_mixzoo(row: Row, d: Dataset, seed: int, device: str, epochs: int, options: dict[str, Any]) -> dict[str, Any]:
     """One seeded fit of a mixzoo row (what ``mixzoo fit`` does for a resolved config) and its metrics."""
     c = FitConfig(model=row.model, data=d.name, guide=row.guide, loss=row.loss, epochs=epochs, seed=seed,
-                  device=device, options=options, clusters=d.n_classes).resolved()
+                  device=device, options=options, clusters=d.n_classes, pca=0).resolved()  # the table's own features
+    c, d, plan = plan_for(c, d)
     x = torch.as_tensor(d.x)
-    c = c.for_data(DataShape(int(x.shape[0]), int(x.shape[1]), d.image_shape, d.levels))
     start = time.perf_counter()
-    _, model, guide, result = fit_restarts(c, x, [seed], loss=c.family.make_loss(c.loss))
+    _, model, guide, result = fit_restarts(c, plan, x, [seed], loss=c.algorithm.loss(c.loss_opts()))
     if result.device.startswith("cuda"):
         torch.cuda.synchronize()
     seconds = time.perf_counter() - start
@@ -295,8 +295,8 @@ def main(argv: list[str] | None = None) -> None:
     for row in spec.rows:
         if row.options.get("covariance") == "full" and d.x.shape[1] > FULL_COV_MAX_DIM:
             continue
-        epochs, options = _epochs(row, run_mode)
         dd = data(row.scale)
+        epochs, options = _epochs(row, run_mode, dd)
         runs = []
         for seed in range(n_seeds):
             try:

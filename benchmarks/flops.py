@@ -33,9 +33,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from report import command, machine, table, write_section  # noqa: E402
 from step_speed import em_objective, vimco_step  # noqa: E402
 
-from mixzoo.guides import EStepGuide, GMVAEGuide
+from mixzoo.guides import PosteriorGuide
 from mixzoo.inference import EM, VIMCO
 from mixzoo.models import GMVAE, NeuralMixture
+from mixzoo.models.gmvae import GMVAEGuide
 from mixzoo.nets.mlp import mlp
 from mixzoo.param_store import isolated_param_store
 
@@ -113,11 +114,11 @@ def _gmvae(dev: torch.device) -> tuple[GMVAE, GMVAEGuide]:
     return GMVAE(D, K, latent=L, hidden=(H, H)).to(dev), GMVAEGuide(D, K, latent=L, hidden=(H, H)).to(dev)
 
 
-def _neural(x: torch.Tensor) -> tuple[NeuralMixture, EStepGuide]:
+def _neural(x: torch.Tensor) -> tuple[NeuralMixture, PosteriorGuide]:
     torch.manual_seed(0)
     model = NeuralMixture(D, K, hidden=(H, H)).to(x.device)
     model.initialize(x, seed=0)
-    return model, EStepGuide(model)
+    return model, PosteriorGuide(model)
 
 
 class _MLPRef(torch.nn.Module):

@@ -26,6 +26,7 @@ from mixzoo.analysis.metrics import clustering_report
 from mixzoo.analysis.posterior import cluster_proba
 from mixzoo.inference import make_loss
 from mixzoo.models import get_family
+from mixzoo.models.family import DataShape, Inference
 from mixzoo.training.loop import fit
 
 sys.path.insert(0, __file__.rsplit("/", 1)[0])
@@ -38,12 +39,13 @@ def trajectory(
     """ACC, clusters used and floor after each ``every`` epochs (the first entry: after the initialisation)."""
     spec = get_family("gmvae")
     options = spec.make_options(anneal_every=every, anneal_start=a.anneal_start, pretrain=a.pretrain)
-    recipe = spec.training(options, None, loss)
+    plan = spec.plan(options, DataShape(*x.shape), Inference("qzxy", loss, given=frozenset(options.to_dict())))
+    recipe = plan.training
     k = int(labels.max()) + 1
     t = time.perf_counter()
     torch.manual_seed(seed)
     model, guide = spec.build_pair(x.shape[1], k, "qzxy", options)
-    spec.initialize(model, guide, x, seed, options)
+    plan.start(model, guide, x, seed, None)
     points: list[tuple[int, float, int, float]] = []
 
     def record(epoch: int) -> None:
@@ -51,11 +53,11 @@ def trajectory(
         used = int((np.bincount(p.argmax(1), minlength=k) > 0).sum())
         points.append((epoch, clustering_report(labels, p)["acc"], used, float(model.eps_x)))
 
-    schedules = spec.schedules(model, guide, options)
+    schedules = plan.schedules(model, guide)
     for schedule in schedules:
         schedule(0)
     record(0)
-    particles = {"num_particles": a.particles} if a.particles is not None else {}
+    particles = {"particles": a.particles} if a.particles is not None else {}
     lr_decay = 0.5 ** (1 / a.lr_halve_every) if a.lr_halve_every is not None else None
     fit(model, guide, x, loss=make_loss(loss, **particles), epochs=epochs, batch_size=recipe.batch_size, lr=recipe.lr,
         lr_decay=lr_decay, seed=seed, schedules=schedules, progress=False,
@@ -88,7 +90,7 @@ def main() -> None:
     try:  # bad option values and too few VIMCO particles fail here, before any data are read
         get_family("gmvae").make_options(anneal_start=a.anneal_start)
         for loss in a.losses:
-            make_loss(loss, **({"num_particles": a.particles} if a.particles is not None else {}))
+            make_loss(loss, **({"particles": a.particles} if a.particles is not None else {}))
     except ValueError as err:
         ap.error(str(err))
     warnings.filterwarnings("ignore")

@@ -35,6 +35,7 @@ from mixzoo.analysis.posterior import cluster_proba
 from mixzoo.inference import make_loss
 from mixzoo.inference.vimco import importance_log_likelihood
 from mixzoo.models import get_family
+from mixzoo.models.family import DataShape, Inference
 from mixzoo.training.loop import fit
 
 sys.path.insert(0, __file__.rsplit("/", 1)[0])
@@ -63,7 +64,8 @@ class LabelMixture:
 def run(x: torch.Tensor, labels: np.ndarray, seed: int, start: str, samples: int) -> list[object]:
     spec = get_family("gmvae")
     options = spec.make_options()
-    recipe = spec.training(options, None, spec.default_loss)
+    plan = spec.plan(options, DataShape(*x.shape), Inference(spec.default_guide, spec.default_loss))
+    recipe = plan.training
     k = int(labels.max()) + 1
     loss = make_loss(spec.default_loss)
     t = time.perf_counter()
@@ -72,16 +74,16 @@ def run(x: torch.Tensor, labels: np.ndarray, seed: int, start: str, samples: int
         model, guide = spec.build_pair(x.shape[1], k, spec.default_guide, options)
     if start == "labels":
         with mock.patch("sklearn.mixture.GaussianMixture", LabelMixture(labels)):
-            spec.initialize(model, guide, x, seed, options, loss=loss)
+            plan.start(model, guide, x, seed, loss)
     else:
-        spec.initialize(model, guide, x, seed, options, loss=loss)
+        plan.start(model, guide, x, seed, loss)
 
     def acc() -> float:
         return clustering_report(labels, cluster_proba(model, guide, x).detach().cpu().numpy())["acc"]
 
     first = acc()
     result = fit(model, guide, x, loss=loss, epochs=recipe.epochs, batch_size=recipe.batch_size, lr=recipe.lr, seed=seed,
-                 schedules=spec.schedules(model, guide, options), progress=False)  # fmt: skip
+                 schedules=plan.schedules(model, guide), progress=False)  # fmt: skip
     p = cluster_proba(model, guide, x).detach().cpu().numpy()
     used = int((np.bincount(p.argmax(1), minlength=k) > 0).sum())
     torch.manual_seed(seed)

@@ -27,12 +27,12 @@ from report import machine, table, write_section  # noqa: E402
 import mixzoo  # noqa: E402
 from mixzoo.analysis.metrics import clustering_report
 from mixzoo.data import load_dataset
-from mixzoo.guides import EStepGuide
+from mixzoo.guides import PosteriorGuide
 from mixzoo.inference import EM, two_fold
 from mixzoo.models import NeuralMixture
 
 
-def _evaluate(model: NeuralMixture, guide: EStepGuide, x: torch.Tensor, labels) -> dict:
+def _evaluate(model: NeuralMixture, guide: PosteriorGuide, x: torch.Tensor, labels) -> dict:
     proba = mixzoo.cluster_proba(model, guide, x)
     report = clustering_report(labels, proba.numpy())
     report["used"] = int(len(proba.argmax(1).unique()))
@@ -44,7 +44,7 @@ def _evaluate(model: NeuralMixture, guide: EStepGuide, x: torch.Tensor, labels) 
 
 def _em(x, labels, k, *, epochs, lr, seed, **model_kw) -> tuple[dict, float]:
     model = NeuralMixture(x.shape[1], k, **model_kw)
-    guide = EStepGuide(model)
+    guide = PosteriorGuide(model)
     model.initialize(x, seed=seed)
     result = mixzoo.fit(model, guide, x, loss=EM(), epochs=epochs, batch_size=128, lr=lr, seed=seed, progress=False)
     return _evaluate(model, guide, x, labels), result.seconds
@@ -101,7 +101,7 @@ def digits(args: argparse.Namespace, command: str) -> None:
         for label, net, net_epochs in networks:
             for consistency in (False, True):
                 model = NeuralMixture(64, 10, augment=True, **net)
-                guide = EStepGuide(model)
+                guide = PosteriorGuide(model)
                 model.initialize(x, seed=seed)
                 res = mixzoo.fit(
                     model,
@@ -138,7 +138,7 @@ def mnist(args: argparse.Namespace, command: str) -> None:
     rows, curves = [], []
     for consistency in (False, True):
         model = NeuralMixture(784, 10, arch="cnn", channels=channels, hidden=(32,), augment=True, sobel=args.sobel)
-        guide = EStepGuide(model)
+        guide = PosteriorGuide(model)
         model.initialize(x, seed=0)
         accs: list[str] = []
         eval_seconds = [0.0]

@@ -35,12 +35,13 @@ from report import command, machine, table, write_section  # noqa: E402
 
 import mixzoo  # noqa: E402
 from mixzoo.data import load_dataset
-from mixzoo.guides import ClusterEncoder, EmptyGuide, EStepGuide, GMVAEGuide
+from mixzoo.guides import ClusterEncoder, EmptyGuide, PosteriorGuide
 from mixzoo.inference import EM, NCE, VIMCO, make_loss
 from mixzoo.inference.noise import GaussianNoise
 from mixzoo.inference.optimizer import JointOptim
 from mixzoo.inference.vimco import vimco_objective
 from mixzoo.models import GMVAE, EnergyMixture, FlowMixture, GaussianMixture, NeuralMixture
+from mixzoo.models.gmvae import GMVAEGuide
 from mixzoo.param_store import isolated_param_store
 
 Loss = Callable[[Any, Any, torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
@@ -174,7 +175,7 @@ def _flow(guide: str) -> Callable[[torch.Tensor, int], tuple[Any, Any]]:
 def _neural(x: torch.Tensor, k: int) -> tuple[Any, Any]:
     model = NeuralMixture(x.shape[1], k)
     model.initialize(x, seed=0)
-    return model, EStepGuide(model)
+    return model, PosteriorGuide(model)
 
 
 def _gmvae(x: torch.Tensor, k: int) -> tuple[Any, Any]:

@@ -18,10 +18,10 @@ import torch
 from pyro.infer import SVI
 
 from mixzoo.data import load_dataset
-from mixzoo.guides import GMVAEGuide
 from mixzoo.inference import VIMCO
 from mixzoo.inference.vimco import vimco_objective
 from mixzoo.models import GMVAE
+from mixzoo.models.gmvae import GMVAEGuide
 
 sys.path.insert(0, __file__.rsplit("/", 1)[0])
 from report import machine, table, write_section  # noqa: E402

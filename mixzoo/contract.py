@@ -47,6 +47,7 @@ __all__ = [
     "Unnormalized",
     "GuideTraits",
     "ModelCapabilities",
+    "cluster_draws",
     "guide_samples_nothing",
     "is_subsample",
     "in_data_plate",
@@ -99,9 +100,23 @@ class ClosedFormEM(Protocol):
 
 @runtime_checkable
 class SamplesData(Protocol):
-    """A model that draws points and their clusters: ``sample(n, generator=None) -> (x, y)``."""
+    """A model that draws points and their clusters: ``sample(n, generator=None, clusters=None) -> (x, y)``; with
+    ``clusters`` (n,), the points of those clusters (the plots draw each component's)."""
 
-    def sample(self, n: int, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]: ...
+    def sample(
+        self, n: int, generator: torch.Generator | None = None, clusters: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]: ...
+
+
+def cluster_draws(weights: torch.Tensor, n: int, generator: torch.Generator | None, clusters: Any = None) -> torch.Tensor:
+    """The clusters of ``n`` draws of a mixture, on the CPU: ``clusters`` (checked), or drawn from ``weights``."""
+    k = len(weights)
+    if clusters is None:
+        return torch.multinomial(weights.detach().cpu(), n, replacement=True, generator=generator)
+    c = torch.as_tensor(clusters, dtype=torch.long).cpu()
+    if c.shape != (n,) or bool(((c < 0) | (c >= k)).any()):
+        raise ValueError(f"clusters must be {n} integers in [0, {k}), got shape {tuple(c.shape)}")
+    return c
 
 
 @runtime_checkable

@@ -1,6 +1,6 @@
-"""Typed options of a model family, declared once.
+"""Typed options of a model family, a guide or an inference algorithm, declared once.
 
-A family declares its options as a frozen dataclass deriving from :class:`Options`, one
+Each declares its options as a frozen dataclass deriving from :class:`Options`, one
 :func:`option` per field::
 
     @dataclass(frozen=True)
@@ -9,7 +9,8 @@ A family declares its options as a frozen dataclass deriving from :class:`Option
 
 The field's type, default and one-line doc are all the CLI (``--covariance``, with its
 choices and default in ``--help``), the estimator (``model_options={"covariance": "full"}``)
-and a run's ``config.json`` need. Values are checked on construction: the type
+and a run's ``config.json`` need. The options of a family, a guide and a loss share one namespace of flags,
+so their names differ (a test checks it). Values are checked on construction: the type
 (``int``, ``float``, ``bool``, ``str``, ``Literal[...]`` choices, ``tuple[int, ...]``
 given as ``(64, 64)``, ``[64, 64]`` or ``"64,64"``), the bounds of :func:`option`, and
 the family's own cross-field rules in :meth:`Options.check`. An option that applies only
@@ -111,10 +112,11 @@ def _kind(hint: Any) -> tuple[Any, tuple[Any, ...] | None]:
 
 @dataclass(frozen=True)
 class Options:
-    """Base class of a family's options; subclasses are frozen dataclasses of :func:`option` fields."""
+    """Base class of the options of a model family, a guide or a loss; subclasses are frozen dataclasses of
+    :func:`option` fields."""
 
-    family: typing.ClassVar[str] = "model"
-    """The family's name, for messages."""
+    owner: typing.ClassVar[str] = "model"
+    """Whose options these are, for messages: ``model 'gmm'``, ``guide 'encoder'``, ``loss 'vimco'``."""
 
     @classmethod
     def infos(cls) -> tuple[OptionInfo, ...]:
@@ -141,7 +143,7 @@ class Options:
         if unknown:
             known = ", ".join(names) if names else "none"
             raise MixzooInputError(
-                f"option(s) {', '.join(unknown)} do not apply to model {cls.family!r}; its options are: {known}."
+                f"option(s) {', '.join(unknown)} do not apply to {cls.owner}; its options are: {known}."
             )
         return cls(**values)
 
@@ -151,7 +153,7 @@ class Options:
         self.check()
 
     def _coerce(self, info: OptionInfo, value: Any) -> Any:
-        where = f"{info.flag} (model {self.family!r})"
+        where = f"{info.flag} ({self.owner})"
         if info.kind is tuple:
             if isinstance(value, str):
                 parts = [v.strip() for v in value.split(",") if v.strip()]
@@ -225,6 +227,6 @@ class Options:
                 why = f"{flag_name(requires)} off"
             if why:
                 raise MixzooInputError(
-                    f"{info.flag} applies to model {self.family!r} only with {info.applies_to()}; "
+                    f"{info.flag} applies to {self.owner} only with {info.applies_to()}; "
                     f"it cannot apply with {why}: drop it."
                 )

@@ -16,10 +16,15 @@ def test_fit_help_has_groups_defaults_and_examples(capsys):
     with pytest.raises(SystemExit):
         main(["fit", "--help"])
     out = capsys.readouterr().out
-    for group in ("data:", "training (defaults: the gmm recipe):", "output:", "options of model gmm:"):
+    for group in ("data:", "training (defaults: the gmm plan for the data; shown for a 2-D table of 1000 points):", "output:", "options of model gmm:"):
         assert group in out, group
-    assert "(default: 300)" in out and "(default: 10000)" in out and "loss em takes none" in " ".join(out.split())  # gmm's recipe
+    assert "(default: 300)" in out and "(default: 10000)" in out and "loss em takes none" in " ".join(out.split())  # gmm's plan
     assert "examples:" in out and "mixzoo fit --model my_model.py:MyMixture" in out
+    with pytest.raises(SystemExit):  # the options of the chosen guide and loss join the help
+        main(["fit", "--model", "gmm", "--guide", "encoder", "--loss", "vimco", "--help"])
+    out = capsys.readouterr().out
+    for group in ("options of guide encoder:", "--temperature", "options of loss vimco:", "--particles"):
+        assert group in out, group
 
 
 def test_models_names_papers_by_authors_and_year(capsys):

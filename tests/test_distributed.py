@@ -19,7 +19,7 @@ WORKER = textwrap.dedent(
     """
     import sys, torch, torch.distributed as dist
     import mixzoo, mixzoo.inference.data_parallel
-    from mixzoo.guides import GMVAEGuide
+    from mixzoo.models.gmvae import GMVAEGuide
     from mixzoo.inference import VIMCO
     from mixzoo.models import GMVAE
     family, out = sys.argv[1], sys.argv[2]

@@ -7,7 +7,7 @@ from pyro.infer import TraceEnum_ELBO
 
 import mixzoo
 from mixzoo.errors import MixzooInputError
-from mixzoo.guides import EmptyGuide, EStepGuide
+from mixzoo.guides import EmptyGuide, PosteriorGuide
 from mixzoo.inference import EM, make_loss
 from mixzoo.models import GaussianMixture, NeuralMixture
 from mixzoo.param_store import isolated_param_store
@@ -19,7 +19,7 @@ def pair():
     x = torch.randn(64, 2) * torch.tensor([2.0, 0.5])
     model = NeuralMixture(2, 3, hidden=(8,), gamma=5.0)
     model.initialize(x, seed=0)
-    return model, EStepGuide(model), x
+    return model, PosteriorGuide(model), x
 
 
 def _grads(loss: torch.Tensor, model: torch.nn.Module) -> list[torch.Tensor]:
@@ -50,8 +50,13 @@ def test_em_gradient_equals_eq6_gradient(pair):
     for g, w in zip(got, want, strict=True):
         torch.testing.assert_close(g, w, rtol=1e-4, atol=1e-5)
     assert max(float(w.abs().max()) for w in want) > 1e-3  # a real gradient, not zeros
-    # value: N * eq. (6) plus the constant prior term -sum_n sum_k p log(1/K) = N log K
-    torch.testing.assert_close(float(loss), float(n * _eq6(model, x)) + n * math.log(3), rtol=1e-5, atol=1e-4)
+    # value: N * eq. (6) plus the constant prior term -sum_n sum_k p log(1/K) = N log K, minus the E-step's entropy
+    # (no gradient): the negative ELBO at the E-step
+    with torch.no_grad():
+        a = model.relevance(x)
+        p = F.softmax((a - a.mean(0)) / torch.sqrt(a.var(0, unbiased=False) + model.norm.eps), -1)
+        entropy = float(-(p * p.log()).sum())
+    torch.testing.assert_close(float(loss), float(n * _eq6(model, x)) + n * math.log(3) - entropy, rtol=1e-5, atol=1e-4)
 
 
 def test_em_gradient_on_a_minibatch_is_scaled_by_n_over_b(pair):
@@ -74,7 +79,9 @@ def test_em_gradient_with_augmented_inputs_equals_eq7(pair):
         torch.testing.assert_close(g, w, rtol=1e-4, atol=1e-5)
 
 
-def test_trace_enum_has_the_same_gradient_and_differs_by_the_entropy(pair):
+def test_trace_enum_has_the_same_gradient_and_the_same_value(pair):
+    """With q held fixed, the enumerated ELBO and EM have the same gradient; EM reports the negative ELBO at the
+    E-step, so the values agree too."""
     model, guide, x = pair
     with isolated_param_store():
         em = EM().differentiable_loss(model, guide, x)
@@ -83,18 +90,20 @@ def test_trace_enum_has_the_same_gradient_and_differs_by_the_entropy(pair):
         te_grad = _grads(te, model)
     for g, w in zip(em_grad, te_grad, strict=True):
         torch.testing.assert_close(g, w, rtol=1e-4, atol=1e-5)
-    with torch.no_grad():
-        a = model.relevance(x)
-        p = F.softmax((a - a.mean(0)) / torch.sqrt(a.var(0, unbiased=False) + model.norm.eps), -1)
-        entropy = float(-(p * p.log()).sum())
-    torch.testing.assert_close(float(em) - float(te), entropy, rtol=1e-4, atol=1e-3)
+    torch.testing.assert_close(float(em), float(te), rtol=1e-5, atol=1e-3)
 
 
 def test_em_is_registered_and_refuses_a_guide_without_y(blobs):
     assert isinstance(make_loss("em"), EM)
     x = blobs[0][:200]
-    with pytest.raises(MixzooInputError, match="site .y."):
+    with pytest.raises(MixzooInputError, match="loss 'em' needs the E-step as its guide"):  # the declared traits
         mixzoo.fit(GaussianMixture(2, 3), EmptyGuide(), x, loss=EM(), epochs=1, progress=False)
+
+    def undeclared(x, y=None, subsample=None):  # a guide that declares nothing: its trace is the proof
+        return None
+
+    with pytest.raises(MixzooInputError, match="site 'y'"):
+        mixzoo.fit(GaussianMixture(2, 3), undeclared, x, loss=EM(), epochs=1, progress=False)
 
 
 def test_loss_and_grads_matches_differentiable_loss(pair):
@@ -115,9 +124,15 @@ def test_em_refuses_a_guide_with_parameters_of_its_own(blobs):
     model = FlowMixture(2, 3, hidden=(8,)).initialize(x)
     guide = ClusterEncoder(2, 3, hidden=(8,)).initialize(x)
     before = [p.detach().clone() for p in guide.parameters()]
-    with pytest.raises(MixzooInputError, match=r"guide's own parameters \(net.*would never train"):
+    with pytest.raises(MixzooInputError, match="loss 'em' needs the E-step as its guide"):
         mixzoo.fit(model, guide, x, loss=EM(), epochs=1, progress=False)
     assert all(torch.equal(a, b) for a, b in zip(before, guide.parameters(), strict=True))
+
+    def undeclared(x, y=None, subsample=None):  # the same guide, declaring nothing: its trace is the proof
+        return guide(x, y, subsample)
+
+    with pytest.raises(MixzooInputError, match=r"guide's own parameters \(net.*would never train"):
+        mixzoo.fit(model, undeclared, x, loss=EM(), epochs=1, progress=False)
 
 
 class _ImportanceTraceEM(EM):
@@ -141,7 +156,7 @@ def test_em_loss_and_gradient_equal_those_on_pyros_importance_trace(pair, augmen
     results = []
     for loss in (EM(), _ImportanceTraceEM()):
         model = copy.deepcopy(start)  # each path from the same running statistics
-        guide = EStepGuide(model)
+        guide = PosteriorGuide(model)
         with isolated_param_store():
             value = loss.differentiable_loss(model, guide, x, None, idx, x_aug=x_aug)
             results.append((float(value), _grads(value, model), loss.loss(model, guide, x, None, idx, x_aug=x_aug)))
@@ -164,7 +179,7 @@ def test_svi_steps_with_em_reach_the_parameters_of_the_reference_path(blobs):
     for loss in (EM(), _ImportanceTraceEM()):
         model = NeuralMixture(2, 3, hidden=(8,)).initialize(x, seed=0)
         with isolated_param_store():
-            svi = SVI(model, EStepGuide(model), JointOptim(torch.optim.Adam, {"lr": 1e-2}), loss)
+            svi = SVI(model, PosteriorGuide(model), JointOptim(torch.optim.Adam, {"lr": 1e-2}), loss)
             losses = [svi.step(x, None, idx) for idx in batches]
         runs.append((losses, [t.detach().clone() for t in (*model.parameters(), *model.buffers())]))
     assert runs[0][0] == runs[1][0]

@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import planned, quick_config
 
 import mixzoo.app.runs
 from mixzoo.app.cli import main
 from mixzoo.app.config import FitConfig
 from mixzoo.app.restarts import train_one
 from mixzoo.app.runs import load_data, run_fit
-from mixzoo.data.validation import check_data
+from mixzoo.guides import GUIDES
+from mixzoo.inference import ALGORITHMS
 from mixzoo.models import MODELS
 from mixzoo.options import flag_name
 
@@ -24,7 +26,7 @@ FAMILIES = sorted(MODELS)
 
 
 def _quick(name: str, **more) -> FitConfig:
-    return FitConfig(model=name, **{**MODELS[name].quick, **more})
+    return quick_config(name, **more)
 
 
 @pytest.mark.parametrize("name", FAMILIES)
@@ -40,15 +42,11 @@ class _Interrupt(Exception):
 
 @pytest.mark.parametrize("name", FAMILIES)
 def test_an_interrupted_run_resumes_to_the_same_parameters(name, tmp_path):
-    c = _quick(name, seed=3).resolved()
-    data, _ = load_data(c)
-    x = check_data(data.x)
-    c.clusters = c.clusters or data.n_classes
-    c = c.for_data(mixzoo.models.family.DataShape(*x.shape, data.image_shape, data.levels))
+    c, x, plan = planned(_quick(name, seed=3))
     c.epochs = max(3, c.epochs)
 
     def run(**kwargs):
-        model, guide, result = train_one(c, x, c.seed, loss=c.family.make_loss(c.loss), x_train=x, progress=False, **kwargs)
+        model, guide, result = train_one(c, plan, x, c.seed, loss=c.algorithm.loss(c.loss_opts()), x_train=x, progress=False, **kwargs)
         return {**{f"m.{k}": v for k, v in model.state_dict().items()}, **{f"g.{k}": v for k, v in guide.state_dict().items()}}, result
 
     whole, whole_result = run()
@@ -94,7 +92,6 @@ GENERAL = {  # flag words -> (config attribute, value it must reach)
     "--lr-decay 0.9": ("lr_decay", 0.9),
     "--n-init 2": ("n_init", 2),
     "--labels 10": ("labels", 10),
-    "--particles 3": ("particles", 3),
     "--retries 2": ("retries", 2),
     "--pretrain-classes 0": ("pretrain_classes", "0"),
     "--classifier-epochs 2": ("classifier_epochs", 2),
@@ -117,12 +114,23 @@ def _flag_cases():
         family = MODELS[name]
         for words, (attr, value) in GENERAL.items():
             yield name, words.split(), attr, value
-        yield name, ["--guide", family.guides[-1]], "guide", family.guides[-1]
-        yield name, ["--loss", family.losses[-1]], "loss", family.losses[-1]
+        table = family.inference_table()
+        other = next(((g, loss) for g, row in table.items() for loss, why in row.items()
+                      if why is None and (g, loss) != (family.default_guide, family.default_loss)), None)  # fmt: skip
+        if other is not None:
+            yield name, ["--guide", other[0], "--loss", other[1]], "loss", other[1]
         for other in MODELS.values():
             for info in other.options.infos():
                 words, value = _sample_value(info)
                 yield name, words, ("options", info.name), value
+        for spec in GUIDES.values():
+            for info in spec.options.infos():
+                words, value = _sample_value(info)
+                yield name, words, ("guide_options", info.name), value
+        for algorithm in ALGORITHMS.values():
+            for info in algorithm.options.infos():
+                words, value = _sample_value(info)
+                yield name, words, ("loss_options", info.name), value
 
 
 @pytest.mark.parametrize(
@@ -137,7 +145,7 @@ def test_every_flag_is_honoured_or_refused_before_the_data_are_read(name, words,
         code = main(["fit", "--model", name, "--data", "moons", *words])
     except _DataRead as reached:
         c = reached.config
-        got = c.options.get(attr[1]) if isinstance(attr, tuple) else getattr(c, attr)
+        got = getattr(c, attr[0]).get(attr[1]) if isinstance(attr, tuple) else getattr(c, attr)
         assert got == value, f"{words} did not reach the configuration ({got!r})"
         return
     err = capsys.readouterr().err.strip().splitlines()

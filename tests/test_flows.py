@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 import torch
+from conftest import for_shape
 from pyro.infer import TraceEnum_ELBO
 
 import mixzoo
@@ -213,11 +214,11 @@ def test_high_dimensional_data_get_the_maf_recipe_unless_the_user_chose():
     from mixzoo.app.config import FitConfig
     from mixzoo.models.family import DataShape
 
-    wide = FitConfig(model="flow-mixture").resolved().for_data(DataShape(n=30000, dim=50))
+    wide = for_shape(FitConfig(model="flow-mixture"), DataShape(n=30000, dim=50))
     assert wide.options == {"flow": "maf", "base": "clusters", "hidden": [128, 128]} and wide.epochs == 30
-    chosen = FitConfig(model="flow-mixture", options={"flow": "nsf"}, epochs=5).resolved().for_data(DataShape(n=30000, dim=50))
+    chosen = for_shape(FitConfig(model="flow-mixture", options={"flow": "nsf"}, epochs=5), DataShape(n=30000, dim=50))
     assert chosen.options["flow"] == "nsf" and chosen.options["base"] == "clusters" and chosen.epochs == 5
-    flat = FitConfig(model="flow-mixture").resolved().for_data(DataShape(n=2500, dim=2))
+    flat = for_shape(FitConfig(model="flow-mixture"), DataShape(n=2500, dim=2))
     assert flat.options == {} and flat.epochs == 250
 
 

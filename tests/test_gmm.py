@@ -52,8 +52,14 @@ def test_loss_is_exact_negative_log_likelihood(blobs):
 
 def test_trace_elbo_is_refused_for_enumerated_y(blobs):
     x = blobs[0]
-    with pytest.raises(MixzooInputError, match="cannot sum out the model's enumerated site 'y'"):
+    with pytest.raises(MixzooInputError, match="loss 'trace' draws the cluster from the guide, and guide 'EmptyGuide' samples none"):
         mixzoo.fit(GaussianMixture(2, 3), EmptyGuide(), x, loss=Trace_ELBO(), epochs=1, progress=False)
+
+    def undeclared(x, y=None, subsample=None):  # declares nothing: its trace is the proof
+        return None
+
+    with pytest.raises(MixzooInputError, match="cannot sum out the model's enumerated site 'y'"):
+        mixzoo.fit(GaussianMixture(2, 3), undeclared, x, loss=Trace_ELBO(), epochs=1, progress=False)
 
 
 def test_sample_and_bic_parameter_count():

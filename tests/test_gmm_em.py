@@ -10,8 +10,7 @@ from sklearn.mixture import GaussianMixture as SkGMM
 import mixzoo
 from mixzoo.app.cli import main
 from mixzoo.errors import MixzooInputError
-from mixzoo.inference.closed_form_em import ConjugateEMStep, conjugate_em
-from mixzoo.inference.exact_em import ExactEM
+from mixzoo.inference.em import ClosedFormEMStep
 from mixzoo.models.gmm import GaussianMixture
 
 
@@ -57,7 +56,7 @@ def test_log_joint_matches_the_components(covariance: str) -> None:
 def test_em_never_lowers_the_likelihood_and_recovers_the_mixture() -> None:
     x, labels = _three_blobs()
     model = GaussianMixture(3, 3, covariance="full").initialize(torch.as_tensor(x), seed=0)
-    result = mixzoo.fit(model, mixzoo.guides.EmptyGuide(), x, loss=ExactEM(), step=conjugate_em, epochs=40, progress=False)
+    result = mixzoo.fit(model, "posterior", x, loss="em", epochs=40, progress=False)
     losses = np.array(result.losses)
     assert np.all(np.diff(losses) <= 1e-5), "an EM iteration raised the negative log-likelihood"
     assert losses[-1] < losses[0]
@@ -75,7 +74,7 @@ def test_an_epoch_is_one_iteration_whatever_the_batch_size() -> None:
     trained = []
     for batch_size in (None, 64):
         model = GaussianMixture(3, 3, covariance="full").initialize(torch.as_tensor(x), seed=0)
-        mixzoo.fit(model, mixzoo.guides.EmptyGuide(), x, loss=ExactEM(), step=conjugate_em, epochs=5, batch_size=batch_size, progress=False)
+        mixzoo.fit(model, "posterior", x, loss="em", epochs=5, batch_size=batch_size, progress=False)
         trained.append(model)
     for name in ("loc", "log_scale", "tril", "logits"):
         torch.testing.assert_close(getattr(trained[0], name), getattr(trained[1], name), atol=1e-4, rtol=1e-4)
@@ -84,7 +83,7 @@ def test_an_epoch_is_one_iteration_whatever_the_batch_size() -> None:
 def test_observed_labels_fix_the_responsibilities() -> None:
     x, labels = _three_blobs(n=300, seed=2)
     model = GaussianMixture(3, 3, covariance="diag").initialize(torch.as_tensor(x), seed=0)
-    step = ConjugateEMStep(model)
+    step = ClosedFormEMStep(model)
     y = torch.as_tensor(labels)
     step(torch.as_tensor(x), y, torch.arange(300))
     step.end_epoch()
@@ -94,11 +93,12 @@ def test_observed_labels_fix_the_responsibilities() -> None:
 
 def test_the_step_refuses_a_model_without_closed_form_updates() -> None:
     with pytest.raises(MixzooInputError, match="em_update"):
-        ConjugateEMStep(torch.nn.Linear(2, 2))  # type: ignore[arg-type]
+        ClosedFormEMStep(torch.nn.Linear(2, 2))  # type: ignore[arg-type]
 
 
 def test_em_is_the_default_and_learning_rates_are_refused(capsys: pytest.CaptureFixture[str]) -> None:
     est = mixzoo.MixtureClusterer("gmm", 3, random_state=0).fit(_three_blobs(n=300)[0])
+    assert (est.config_.guide, est.config_.loss) == ("posterior", "em")
     assert est.history_.converged and est.history_.epochs < 50
     for flag in (["--lr", "0.1"], ["--lr-decay", "0.9"], ["--retries", "2"]):
         assert main(["fit", "--model", "gmm", "--data", "moons", *flag]) == 2
@@ -111,9 +111,36 @@ def test_em_stops_at_its_first_quiet_iteration() -> None:
     x, _ = _three_blobs(n=400, seed=3)
     model = GaussianMixture(3, 3, covariance="full").initialize(torch.as_tensor(x), seed=1)
     tol = 1e-4
-    result = mixzoo.fit(model, mixzoo.guides.EmptyGuide(), x, loss=ExactEM(), step=conjugate_em, epochs=300, tol=tol, progress=False)
+    result = mixzoo.fit(model, "posterior", x, loss="em", epochs=300, tol=tol, progress=False)
     changes = np.abs(np.diff(result.losses))
     scale = np.maximum(1.0, np.abs(np.asarray(result.losses[1:])))
     assert result.stopped == "converged"
     assert changes[-1] <= tol * scale[-1]
     assert np.all(changes[:-1] > tol * scale[:-1]), "training went on after a quiet iteration"
+
+
+def test_the_closed_form_is_chosen_by_the_model_not_by_the_loss_object() -> None:
+    """``em`` is one algorithm: the same loss takes the closed form on a model that offers it (one iteration per
+    epoch, no learning rate) and gradient M-steps on one that does not, and with an exact E-step both report the
+    negative log-likelihood."""
+    from mixzoo.guides import PosteriorGuide
+    from mixzoo.inference import EM
+
+    x, _ = _three_blobs(n=300, seed=4)
+    model = GaussianMixture(3, 3, covariance="diag").initialize(torch.as_tensor(x), seed=0)
+    with torch.no_grad():
+        model.loc += 1.0  # away from the optimum, so that an iteration moves far
+    start = -float(torch.logsumexp(model.log_joint(torch.as_tensor(x)), -1).sum()) / len(x)
+    result = mixzoo.fit(model, PosteriorGuide(model), x, loss=EM(), epochs=2, lr=1e-12, progress=False)
+    assert result.losses[0] == pytest.approx(start, rel=1e-5)  # the exact NLL of the parameters it started from
+    assert result.losses[1] < result.losses[0] - 1e-3  # a closed-form iteration moved it, whatever the learning rate
+
+    class NoClosedForm(GaussianMixture):
+        em_statistics = None  # type: ignore[assignment]
+
+    slow = NoClosedForm(3, 3, covariance="diag").initialize(torch.as_tensor(x), seed=0)
+    with torch.no_grad():
+        slow.loc += 1.0
+    result = mixzoo.fit(slow, PosteriorGuide(slow), x, loss=EM(), epochs=2, lr=1e-12, progress=False)
+    assert result.losses[0] == pytest.approx(start, rel=1e-5)  # -ELBO at the exact E-step: the NLL again
+    assert result.losses[1] == pytest.approx(result.losses[0], rel=1e-6)  # gradient steps of 1e-12 move nothing

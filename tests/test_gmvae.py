@@ -1,14 +1,14 @@
 import pyro
 import pytest
 import torch
+from conftest import plan_of, planned
 from pyro.infer import TraceEnum_ELBO, TraceGraph_ELBO
 
 import mixzoo
-from mixzoo.guides import GMVAEGuide
 from mixzoo.inference import VIMCO
 from mixzoo.inference.schedules import StepDecay
 from mixzoo.models import GMVAE, get_family
-from mixzoo.models.gmvae import pretrain_autoencoder, rescale_codes
+from mixzoo.models.gmvae import GMVAEGuide, pretrain_autoencoder, rescale_codes
 from mixzoo.nets.conv import ConvEncoder, DeconvDecoder
 
 
@@ -42,8 +42,7 @@ def test_the_same_pair_trains_under_all_three_losses(blobs8, loss, structured):
 def test_std_floors_are_annealed_by_the_schedule(blobs8):
     x, _ = blobs8
     model, guide = GMVAE(8, 3, latent=2, hidden=(16,)), GMVAEGuide(8, 3, latent=2, hidden=(16,))
-    spec = get_family("gmvae")
-    schedules = spec.schedules(model, guide, spec.make_options(anneal_every=2))
+    schedules = plan_of("gmvae", anneal_every=2).schedules(model, guide)
     seen = []
     mixzoo.fit(
         model,
@@ -56,7 +55,7 @@ def test_std_floors_are_annealed_by_the_schedule(blobs8):
         callback=lambda e, r: seen.append((model.eps_x, guide.eps_z)),
     )
     assert seen == [(1.0, 1.0), (1.0, 1.0), (0.5, 0.5), (0.5, 0.5), (0.25, 0.25)]
-    later = spec.schedules(model, guide, spec.make_options(anneal_every=2, anneal_start=0.25))
+    later = plan_of("gmvae", anneal_every=2, anneal_start=0.25).schedules(model, guide)
     for epoch, want in ((0, 0.25), (2, 0.125), (40, 1e-4)):
         for schedule in later:
             schedule(epoch)
@@ -173,17 +172,17 @@ def test_particles_and_anneal_start_reach_the_loss_and_the_floors_from_the_cli(t
     from mixzoo.app.cli import main
     from mixzoo.app.config import FitConfig
     from mixzoo.inference import make_loss
-    from mixzoo.models.family import Family
+    from mixzoo.inference.registry import Algorithm
 
     built = []
-    family_make_loss = Family.make_loss
+    algorithm_loss = Algorithm.loss
 
-    def recording_make_loss(self, name, **options):
-        loss = family_make_loss(self, name, **options)
+    def recording_loss(self, options=None, context=None):
+        loss = algorithm_loss(self, options, context)
         built.append(loss)
         return loss
 
-    monkeypatch.setattr(Family, "make_loss", recording_make_loss)
+    monkeypatch.setattr(Algorithm, "loss", recording_loss)
 
     run = tmp_path / "run"
     args = ["fit", "--model", "gmvae", "--data", "moons", "--subsample", "200", "--epochs", "2", "--pretrain", "0"]
@@ -192,20 +191,20 @@ def test_particles_and_anneal_start_reach_the_loss_and_the_floors_from_the_cli(t
     assert record["model"] == "gmvae" and record["loss"] == "vimco"
     assert built and all(loss.num_particles == 7 for loss in built)  # the loss that trained had 7 particles
     saved = json.loads((run / "config.json").read_text())
-    assert saved["particles"] == 7 and saved["options"]["anneal_start"] == 0.5
-    config = FitConfig(model="gmvae", particles=7).resolved()
-    assert config.loss_options() == {"num_particles": 7}
-    assert make_loss(config.loss, **config.loss_options()).num_particles == 7
+    assert saved["loss_options"] == {"particles": 7} and saved["options"]["anneal_start"] == 0.5
+    config = FitConfig(model="gmvae", loss_options={"particles": 7}).resolved()
+    assert config.algorithm.loss(config.loss_opts()).num_particles == 7
+    assert make_loss("vimco", particles=7).num_particles == 7
 
 
-def test_the_estimator_takes_particles_and_checks_them_before_training(blobs8):
+def test_the_estimator_takes_loss_options_and_checks_them_before_training(blobs8):
     from mixzoo import MixzooInputError
     from mixzoo.app.config import FitConfig
     from mixzoo.app.estimator import MixtureClusterer
 
     x = blobs8[0].numpy()
-    with pytest.raises(MixzooInputError, match="VIMCO needs num_particles >= 2, got 1"):
-        MixtureClusterer(model="gmvae", n_clusters=3, particles=1, epochs=1).fit(x)
+    with pytest.raises(MixzooInputError, match=r"--particles \(loss 'vimco'\) must be at least 2, got 1"):
+        MixtureClusterer(model="gmvae", n_clusters=3, loss_options={"particles": 1}, epochs=1).fit(x)
     with pytest.raises(MixzooInputError, match=r"--anneal-start \(model 'gmvae'\) takes a finite number, got True"):
         FitConfig(model="gmvae", options={"anneal_start": True}).resolved()
 
@@ -250,21 +249,21 @@ def test_score_estimator_draws_z_without_a_path_gradient_under_vimco_and_nvil_on
 
     x, _ = blobs8
     family = get_family("gmvae")
-    options = family.make_options(z_estimator="score", pretrain=0, latent=2, hidden=(8,))
+    chosen = {"z_estimator": "score", "pretrain": 0, "latent": 2, "hidden": (8,)}
+    options, plan = family.make_options(chosen), plan_of("gmvae", **chosen)
     for loss, score in ((VIMCO(3), True), (NVIL(max_plate_nesting=1), True), (TraceEnum_ELBO(max_plate_nesting=1), False)):
         model, guide = family.build_pair(8, 3, options=options)
-        family.initialize(model, guide, x, 0, options, loss=loss)
+        plan.start(model, guide, x, 0, loss)
         assert guide.score_z is score
         site = pyro.poutine.trace(guide).get_trace(x).nodes["z"]
         assert site["fn"].has_rsample is not score and site["value"].requires_grad is not score
     # NVIL: z takes y's input-dependent baseline, the one C(x) + c of eq. (6)
     model, guide = family.build_pair(8, 3, options=options)
-    family.initialize(model, guide, x, 0, options, loss=NVIL(max_plate_nesting=1))
+    plan.start(model, guide, x, 0, NVIL(max_plate_nesting=1))
     nodes = pyro.poutine.trace(guide).get_trace(x).nodes
     assert nodes["z"]["infer"]["baseline"]["nn_baseline"] is guide.baseline
-    default = family.make_options(pretrain=0)
-    model, guide = family.build_pair(8, 3, options=default)
-    family.initialize(model, guide, x, 0, default, loss=VIMCO(3))
+    model, guide = family.build_pair(8, 3, options={"pretrain": 0})
+    plan_of("gmvae", pretrain=0).start(model, guide, x, 0, VIMCO(3))
     assert not guide.score_z and pyro.poutine.trace(guide).get_trace(x).nodes["z"]["value"].requires_grad
 
 
@@ -305,7 +304,7 @@ def test_arch_conv_builds_convolutional_nets_from_the_data_image_shape_and_refus
     from mixzoo.nets.conv import ConvEncoder, DeconvDecoder
 
     family = get_family("gmvae")
-    options = family.adapt(family.make_options(arch="conv"), frozenset({"arch"}), DataShape(100, 64, (8, 8), 17))
+    options = plan_of("gmvae", DataShape(100, 64, (8, 8), 17), arch="conv").options
     assert options.image == (8, 8)
     model, guide = family.build_pair(64, 10, options=options)
     assert isinstance(model.decoder, DeconvDecoder)
@@ -333,19 +332,12 @@ def test_dequantization_noise_is_fresh_each_epoch_and_repeats_for_the_same_seed(
 def test_dequantize_noise_epoch_trains_on_fresh_noise_and_resumes_exactly(tmp_path):
     from mixzoo.app.config import FitConfig
     from mixzoo.app.restarts import train_one
-    from mixzoo.app.runs import load_data
-    from mixzoo.data.validation import check_data
     from mixzoo.inference import make_loss
-    from mixzoo.models.family import DataShape
     from mixzoo.models.gmvae import DequantizeStep
 
     c = FitConfig(model="gmvae", data="digits", subsample=200, epochs=3, seed=3, options={"pretrain": 1, "dequantize_noise": "epoch"})
-    c = c.resolved()
-    data, _ = load_data(c)
-    x = check_data(data.x)
-    c.clusters = data.n_classes
-    c = c.for_data(DataShape(*x.shape, data.image_shape, data.levels))
-    assert c.options["levels"] == 17
+    c, x, plan = planned(c)
+    assert c.options["levels"] == 17 and not c.dequantize
     seen = []
     original = DequantizeStep.__call__
 
@@ -356,7 +348,7 @@ def test_dequantize_noise_epoch_trains_on_fresh_noise_and_resumes_exactly(tmp_pa
 
     DequantizeStep.__call__ = spy
     try:
-        model, guide, whole = train_one(c, x, c.seed, loss=make_loss(c.loss), x_train=x, progress=False)
+        model, guide, whole = train_one(c, plan, x, c.seed, loss=make_loss(c.loss), x_train=x, progress=False)
     finally:
         DequantizeStep.__call__ = original
     firsts = {e: row for e, row in seen}
@@ -368,8 +360,8 @@ def test_dequantize_noise_epoch_trains_on_fresh_noise_and_resumes_exactly(tmp_pa
 
     state = tmp_path / "state.pt"
     with pytest.raises(KeyboardInterrupt):
-        train_one(c, x, c.seed, loss=make_loss(c.loss), x_train=x, progress=False, checkpoint=state, checkpoint_every=1, callback=stop)
-    m2, g2, resumed = train_one(c, x, c.seed, loss=make_loss(c.loss), x_train=x, progress=False, checkpoint=state, checkpoint_every=1, resume=True)
+        train_one(c, plan, x, c.seed, loss=make_loss(c.loss), x_train=x, progress=False, checkpoint=state, checkpoint_every=1, callback=stop)
+    m2, g2, resumed = train_one(c, plan, x, c.seed, loss=make_loss(c.loss), x_train=x, progress=False, checkpoint=state, checkpoint_every=1, resume=True)
     assert resumed.losses == whole.losses
     for whole_module, resumed_module in ((model, m2), (guide, g2)):
         for k, v in whole_module.state_dict().items():
@@ -377,16 +369,14 @@ def test_dequantize_noise_epoch_trains_on_fresh_noise_and_resumes_exactly(tmp_pa
 
 
 def test_the_recipe_reduces_raw_mnist_and_trains_fewer_epochs_on_many_points():
-    from mixzoo.models import get_family
     from mixzoo.models.family import DataShape
 
-    spec = get_family("gmvae")
-    options = spec.make_options()
     mnist = DataShape(70000, 784, (28, 28), 256)
-    assert spec.reduce(mnist, options) == 50
-    assert spec.reduce(mnist, options.replace(arch="conv")) is None  # the convolutional nets read the image
-    assert spec.reduce(mnist, options.replace(dequantize_noise="epoch")) is None  # fresh noise needs the levels
-    assert spec.reduce(DataShape(1797, 64, (8, 8), 17), options) is None
-    assert spec.training(options, DataShape(70000, 50)).epochs == 30
-    assert spec.training(options, DataShape(35735, 50)).epochs == 100  # MNIST5 after PCA 50
-    assert spec.training(options, DataShape(1797, 64, (8, 8), 17)).epochs == 100
+    assert plan_of("gmvae", mnist).pca == 50
+    assert plan_of("gmvae", mnist, arch="conv").pca is None  # the convolutional nets read the image
+    assert plan_of("gmvae", mnist, dequantize_noise="epoch").pca is None  # fresh noise needs the levels
+    digits = plan_of("gmvae", DataShape(1797, 64, (8, 8), 17))
+    assert digits.pca is None and digits.dequantize  # integer images: dequantized once
+    assert plan_of("gmvae", DataShape(70000, 50)).training.epochs == 30
+    assert plan_of("gmvae", DataShape(35735, 50)).training.epochs == 100  # MNIST5 after PCA 50
+    assert digits.training.epochs == 100

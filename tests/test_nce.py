@@ -4,6 +4,7 @@ import numpy as np
 import pyro.distributions as dist
 import pytest
 import torch
+from conftest import for_shape
 
 import mixzoo
 from mixzoo import EmptyGuide, MixzooInputError
@@ -124,8 +125,15 @@ def test_nce_trains_through_fit_and_clusters():
 
 def test_nce_refuses_a_guide_that_samples_y():
     x = torch.randn(50, 2)
-    with pytest.raises(MixzooInputError, match="NCE needs the empty guide"):
+    with pytest.raises(MixzooInputError, match="loss 'nce' scores the model with y summed out, so it needs the empty guide"):
         mixzoo.fit(EnergyMixture(2, 2), ClusterEncoder(2, 2), x, loss=NCE(), epochs=1, progress=False)
+    encoder = ClusterEncoder(2, 2)
+
+    def undeclared(x, y=None, subsample=None):  # the same guide, declaring nothing: the trace refuses it
+        return encoder(x, y, subsample)
+
+    with pytest.raises(MixzooInputError, match="NCE needs the empty guide"):
+        mixzoo.fit(EnergyMixture(2, 2), undeclared, x, loss=NCE(), epochs=1, progress=False)
 
 
 def test_bad_noise_specs():
@@ -194,8 +202,11 @@ def test_energy_mixture_under_nce_starts_componentwise_from_the_cli_registry():
 
     x, _, _, noise = _deep_feature_problem()
     spec = get_family("energy-mixture")
+    from mixzoo.models.family import DataShape, Inference
+
     model, guide = spec.build_pair(4, 3, options={"features": "linear"})
-    spec.initialize(model, guide, x, 0, spec.make_options(features="linear"), loss=NCE(noise))
+    plan = spec.plan(spec.make_options(features="linear"), DataShape(*x.shape), Inference("empty", "nce"))
+    plan.start(model, guide, x, 0, NCE(noise))
     joint = EnergyMixture(4, 3, "linear").initialize(x, seed=0)
     componentwise = EnergyMixture(4, 3, "linear").initialize(x, seed=0, nce=NCE(noise))
     torch.testing.assert_close(model.theta.detach(), componentwise.theta.detach())
@@ -207,7 +218,7 @@ def test_the_recipe_takes_linear_energies_on_a_classifiers_features_and_gaussian
     from mixzoo.models.family import DataShape
 
     def features(shape, **options):
-        return FitConfig(model="energy-mixture", options=options).resolved().for_data(shape).family_options().features
+        return for_shape(FitConfig(model="energy-mixture", options=options), shape).family_options().features
 
     assert features(DataShape(1000, 2)) == "quadratic"
     assert features(DataShape(1000, 64, learned_features=True)) == "linear"

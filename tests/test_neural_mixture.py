@@ -2,12 +2,13 @@ import json
 
 import pytest
 import torch
+from conftest import for_shape
 
 import mixzoo
 from mixzoo.analysis.metrics import clustering_report
 from mixzoo.app.cli import main
 from mixzoo.errors import MixzooInputError
-from mixzoo.guides import EStepGuide
+from mixzoo.guides import PosteriorGuide
 from mixzoo.inference import EM, two_fold
 from mixzoo.models import NeuralMixture
 from mixzoo.nets.augment import Augment, sobel
@@ -23,7 +24,7 @@ def one_thread():
 
 def _train(x: torch.Tensor, k: int, normalize: bool, epochs: int = 8, seed: int = 0):
     model = NeuralMixture(x.shape[1], k, hidden=(16, 16), normalize=normalize)
-    guide = EStepGuide(model)
+    guide = PosteriorGuide(model)
     model.initialize(x, seed=seed)
     mixzoo.fit(model, guide, x, loss=EM(), epochs=epochs, batch_size=128, lr=3e-3, seed=seed, progress=False)
     return model, guide
@@ -69,7 +70,7 @@ def test_predictions_use_running_statistics_and_do_not_depend_on_batch_size(blob
 def test_guide_posterior_is_softmax_of_normalized_scores(blobs):
     x = blobs[0][:50]
     model = NeuralMixture(2, 3, hidden=(8,)).initialize(x)
-    guide = EStepGuide(model)
+    guide = PosteriorGuide(model)
     with torch.no_grad():
         want = torch.softmax(model.scores(x, batch_stats=False), -1)
     torch.testing.assert_close(mixzoo.cluster_proba(model, guide, x), want)
@@ -116,7 +117,7 @@ def test_two_fold_runs_both_steps_and_differs_from_em_only():
     states = []
     for consistency in (True, False):
         model = NeuralMixture(64, 4, arch="cnn", channels=(4, 8), hidden=(16,), augment=True, sobel=True)
-        guide = EStepGuide(model)
+        guide = PosteriorGuide(model)
         model.initialize(x, seed=0)
         result = mixzoo.fit(model, guide, x, loss=EM(), step=two_fold(consistency=consistency), epochs=2, batch_size=128,
                             lr=1e-3, progress=False)
@@ -135,13 +136,13 @@ def test_bad_options_are_refused():
         NeuralMixture(4, 3, arch="rnn")
     with pytest.raises(MixzooInputError, match="augmentations"):
         model = NeuralMixture(4, 2)
-        mixzoo.fit(model, EStepGuide(model), torch.rand(20, 4), loss=EM(), step=two_fold(), epochs=1, progress=False)
+        mixzoo.fit(model, PosteriorGuide(model), torch.rand(20, 4), loss=EM(), step=two_fold(), epochs=1, progress=False)
 
 
 def test_cli_fit_neural_mixture(capsys):
     assert main(["fit", "--model", "neural-mixture", "--data", "moons", "--epochs", "2", "--json"]) == 0
     record = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert record["model"] == "neural-mixture" and record["loss"] == "em" and record["guide"] == "e-step"
+    assert record["model"] == "neural-mixture" and record["loss"] == "em" and record["guide"] == "posterior"
     assert record["acc"] > 0.8  # 0.85 on this seed; two clusters always score at least 0.5
     code = main(["fit", "--model", "neural-mixture", "--data", "moons", "--epochs", "1", "--gamma", "-1"])
     assert code == 2
@@ -153,20 +154,20 @@ def test_images_get_the_cnn_recipe_with_augmentations_unless_the_user_chose():
     from mixzoo.app.config import FitConfig
     from mixzoo.models.family import DataShape
 
-    digits = FitConfig(model="neural-mixture").resolved().for_data(DataShape(n=1797, dim=64, image_shape=(8, 8), levels=17))
+    digits = for_shape(FitConfig(model="neural-mixture"), DataShape(n=1797, dim=64, image_shape=(8, 8), levels=17))
     assert digits.options["arch"] == "cnn" and digits.options["augment"] is True
     assert digits.options["channels"] == [32, 64] and digits.options["hidden"] == [32] and digits.epochs == 100
-    mnist = FitConfig(model="neural-mixture").resolved().for_data(DataShape(n=70000, dim=784, image_shape=(28, 28), levels=256))
+    mnist = for_shape(FitConfig(model="neural-mixture"), DataShape(n=70000, dim=784, image_shape=(28, 28), levels=256))
     assert mnist.options["channels"] == [16, 32, 64] and mnist.epochs == 5
     assert digits.options["shear"] == mnist.options["shear"] == 0.3  # the copy changes the slant too
-    mlp = FitConfig(model="neural-mixture", options={"arch": "mlp"}).resolved().for_data(DataShape(n=1797, dim=64, image_shape=(8, 8)))
+    mlp = for_shape(FitConfig(model="neural-mixture", options={"arch": "mlp"}), DataShape(n=1797, dim=64, image_shape=(8, 8)))
     assert mlp.options["arch"] == "mlp" and "augment" not in mlp.options and "channels" not in mlp.options
     assert "shear" not in mlp.options
-    plain = FitConfig(model="neural-mixture", options={"augment": False}).resolved().for_data(DataShape(n=1797, dim=64, image_shape=(8, 8)))
+    plain = for_shape(FitConfig(model="neural-mixture", options={"augment": False}), DataShape(n=1797, dim=64, image_shape=(8, 8)))
     assert plain.options["arch"] == "cnn" and "shear" not in plain.options
-    mine = FitConfig(model="neural-mixture", options={"shear": 0.1}).resolved().for_data(DataShape(n=1797, dim=64, image_shape=(8, 8)))
+    mine = for_shape(FitConfig(model="neural-mixture", options={"shear": 0.1}), DataShape(n=1797, dim=64, image_shape=(8, 8)))
     assert mine.options["shear"] == 0.1
-    table = FitConfig(model="neural-mixture").resolved().for_data(DataShape(n=500, dim=4))
+    table = for_shape(FitConfig(model="neural-mixture"), DataShape(n=500, dim=4))
     assert "arch" not in table.options and table.epochs == 100
 
 
@@ -177,9 +178,9 @@ def test_options_the_data_turn_on_are_checked_once_the_data_are_known():
     images = DataShape(n=1797, dim=64, image_shape=(8, 8), levels=17)
     table = DataShape(n=500, dim=4)
     c = FitConfig(model="neural-mixture", options={"sobel": True}).resolved()  # the data may still choose the CNN
-    assert c.for_data(images).options["arch"] == "cnn"
+    assert for_shape(c, images).options["arch"] == "cnn"
     with pytest.raises(MixzooInputError, match="cannot apply with --arch mlp"):
-        c.for_data(table)
+        for_shape(c, table)
     with pytest.raises(MixzooInputError, match="cannot apply with --arch mlp"):  # a switch the user set: before any data
         FitConfig(model="neural-mixture", options={"arch": "mlp", "sobel": True}).resolved()
 
@@ -210,11 +211,11 @@ def test_restarts_keep_the_most_consistent_one_not_the_lowest_loss(monkeypatch):
     from mixzoo.data import load_dataset
 
     x = torch.as_tensor(load_dataset("digits", subsample=200).x, dtype=torch.float32)
-    c = FitConfig(model="neural-mixture", data="digits", epochs=1, threads=1).resolved()
+    from mixzoo.app.planning import planned
     from mixzoo.models.family import DataShape
 
-    c = c.for_data(DataShape(n=200, dim=64, image_shape=(8, 8), levels=17))
-    c.clusters = 10
+    c = FitConfig(model="neural-mixture", data="digits", epochs=1, threads=1).resolved()
+    c, plan = planned(c, DataShape(n=200, dim=64, image_shape=(8, 8), levels=17), 10)
     scores = iter([0.2, 0.9, 0.5])  # agreement of restarts 0, 1, 2
     kept = []
 
@@ -223,6 +224,6 @@ def test_restarts_keep_the_most_consistent_one_not_the_lowest_loss(monkeypatch):
         return next(scores)
 
     monkeypatch.setattr(NeuralMixture, "agreement", agreement)
-    final, model, guide, result = fit_restarts(c, x, [0, 1, 2], loss=EM())
+    final, model, guide, result = fit_restarts(c, plan, x, [0, 1, 2], loss=EM())
     for k, v in model.state_dict().items():
         assert torch.equal(v, kept[1][k])

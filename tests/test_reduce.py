@@ -4,11 +4,11 @@ import json
 
 import numpy as np
 import pytest
+from conftest import plan_of
 
 from mixzoo import MixzooInputError
 from mixzoo.app.config import FitConfig
 from mixzoo.app.runs import run_evaluate, run_fit
-from mixzoo.models import get_family
 from mixzoo.models.family import DataShape
 
 
@@ -26,12 +26,10 @@ def wide(tmp_path):
 
 
 def test_the_rule_follows_the_number_of_features():
-    gmm, neural = get_family("gmm"), get_family("neural-mixture")
-    o = gmm.make_options()
-    assert gmm.reduce(DataShape(70000, 784, (28, 28), 256), o) == 50
-    assert gmm.reduce(DataShape(1797, 64, (8, 8), 17), o) is None  # digits keep their pixels
-    assert gmm.reduce(DataShape(40, 784), o) is None  # fewer points than components: nothing to gain
-    assert neural.reduce(DataShape(70000, 784, (28, 28), 256), neural.make_options()) is None  # a deep family reads the image itself
+    assert plan_of("gmm", DataShape(70000, 784, (28, 28), 256)).pca == 50
+    assert plan_of("gmm", DataShape(1797, 64, (8, 8), 17)).pca is None  # digits keep their pixels
+    assert plan_of("gmm", DataShape(40, 784)).pca is None  # fewer points than components: nothing to gain
+    assert plan_of("neural-mixture", DataShape(70000, 784, (28, 28), 256)).pca is None  # a deep family reads the image itself
 
 
 def test_gmm_reduces_wide_data_by_default_and_the_run_reloads(wide, tmp_path, capsys):

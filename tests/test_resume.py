@@ -8,9 +8,9 @@ import torch
 
 import mixzoo
 from mixzoo import EmptyGuide, GaussianMixture, MixzooInputError, TrainingDivergedError
-from mixzoo.guides import GMVAEGuide
 from mixzoo.inference import VIMCO
 from mixzoo.models import GMVAE
+from mixzoo.models.gmvae import GMVAEGuide
 from mixzoo.training.persistence import safe_load
 
 

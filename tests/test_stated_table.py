@@ -11,7 +11,7 @@ from pyro.infer import TraceEnum_ELBO
 
 import mixzoo
 from mixzoo import EmptyGuide, GaussianMixture
-from mixzoo.guides import ClusterEncoder, EStepGuide
+from mixzoo.guides import ClusterEncoder, PosteriorGuide
 from mixzoo.inference import EM, NCE, TableEnum_ELBO
 from mixzoo.models import EnergyMixture, FlowMixture, NeuralMixture
 from mixzoo.models.student_t import StudentTMixture
@@ -116,7 +116,7 @@ def test_trace_enum_with_the_e_step_guide_equals_the_traced_elbo():
     def pair():
         model = NeuralMixture(64, 4, hidden=(16,), augment=True)
         model.initialize(x, seed=0)
-        return model, EStepGuide(model)
+        return model, PosteriorGuide(model)
 
     _compare(pair, TableEnum_ELBO, lambda: TraceEnum_ELBO(max_plate_nesting=1), x, torch.arange(0, 200, 2))
 
@@ -141,7 +141,7 @@ def test_em_from_the_tables_equals_the_traced_em(augment):
     def pair():
         model = NeuralMixture(64, 4, hidden=(16,), augment=augment)
         model.initialize(x, seed=0)
-        return model, EStepGuide(model)
+        return model, PosteriorGuide(model)
 
     _compare(pair, EM, _traced(EM), x, idx)
 

@@ -19,7 +19,6 @@ import mixzoo
 from mixzoo.analysis.summary import summarize
 from mixzoo.guides import EmptyGuide
 from mixzoo.inference.nce import NCE
-from mixzoo.models import get_family
 from mixzoo.models.energy_mixture import EnergyMixture
 
 N_DRAWS = 20
@@ -34,20 +33,20 @@ def _blobs(n: int = 90, seed: int = 0) -> np.ndarray:
 
 
 def _fit(
-    name: str, x: np.ndarray, options: dict, *, guide: str | None = None, loss: str | None = None, epochs: int = 10
+    name: str, x: np.ndarray, options: dict, *, guide: str | None = None, loss: str | None = None, epochs: int = 10,
+    guide_options: dict | None = None,
 ):
     """A small pair of family ``name``, built, started and trained as the command line does."""
-    family = get_family(name)
-    o = family.make_options(options)
-    torch.manual_seed(0)
-    model, q = family.build_pair(x.shape[1], 3, guide, o)
-    loss = family.make_loss(loss or family.default_loss)
+    from mixzoo.app.config import FitConfig
+    from mixzoo.app.planning import planned
+    from mixzoo.app.restarts import train_one
+    from mixzoo.data.shape import DataShape
+
+    config = FitConfig(model=name, guide=guide, loss=loss, options=options, guide_options=guide_options or {}, clusters=3,
+                       epochs=epochs, lr=1e-2, batch_size=45)  # fmt: skip
+    c, plan = planned(config.resolved(), DataShape(*x.shape))
     xt = torch.as_tensor(x)
-    family.initialize(model, q, xt, 0, o, loss=loss)
-    mixzoo.fit(
-        model, q, xt, loss=loss, epochs=epochs, lr=1e-2, batch_size=45, progress=False,
-        step=family.step(o), schedules=family.schedules(model, q, o),
-    )  # fmt: skip
+    model, q, _ = train_one(c, plan, xt, 0, loss=c.algorithm.loss(c.loss_opts()), x_train=xt, progress=False)
     return model, q
 
 
@@ -130,8 +129,8 @@ def test_energy_mixture_laplace_loss_is_the_nce_loss():
 @pytest.mark.parametrize("guide", ["empty", "encoder"])
 def test_flow_mixture_shows_its_weights_and_no_network(guide):
     x = _blobs()
-    options = {"flow": "maf", "transforms": 1, "hidden": (4,), "encoder_hidden": (4,)}
-    model, q = _fit("flow-mixture", x, options, guide=guide, epochs=5)
+    options = {"flow": "maf", "transforms": 1, "hidden": (4,)}
+    model, q = _fit("flow-mixture", x, options, guide=guide, epochs=5, guide_options={"encoder_hidden": (4,)} if guide == "encoder" else {})
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # five epochs leave some flat directions in the flows
         data = summarize(model, q, x, n_draws=N_DRAWS)

@@ -99,7 +99,8 @@ def test_a_module_path_names_a_class_too(model_file, capsys, monkeypatch):
         (":WrongSignature", "must be constructed as WrongSignature(dim=D, n_clusters=K)"),
         (":NoClusterSite", "the model has no sample site 'y'"),
         (":MyMixture --covariance full", "--covariance is an option of model gmm"),
-        (":MyMixture --loss em", "loss EM cannot sum out the model's enumerated site 'y'"),
+        (":MyMixture --loss em", "loss 'em' needs the E-step as its guide (--guide posterior"),
+        (":MyMixture --guide qzxy", "guide 'qzxy' is the gmvae family's own guide"),
     ],
 )
 def test_a_broken_model_file_is_one_error_line(model_file, suffix, message, capsys):

@@ -11,6 +11,7 @@ per row missing) raises :class:`~mixzoo.errors.MixzooInputError` (a ``ValueError
 
 from __future__ import annotations
 
+import inspect
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -288,7 +289,7 @@ def plot_component_densities(model: Any, x: Any, path: PathLike, *, n: int = 150
     if not callable(getattr(model, "component_log_prob", None)):
         raise TypeError(
             f"{type(model).__name__} has no component_log_prob(x); component densities are drawn for mixtures "
-            "that state them (e.g. the Student-t and flow mixtures)."
+            "that state them (e.g. the Gaussian, Student-t and flow mixtures)."
         )
     xt = as_input(x, model)
     if xt.shape[1] != 2:
@@ -304,24 +305,33 @@ def plot_component_densities(model: Any, x: Any, path: PathLike, *, n: int = 150
     for j in range(k):
         ax = fig.add_subplot(rows, cols, j + 1)
         ax.contourf(xx, yy, dens[:, j].reshape(xx.shape), levels=12, cmap="viridis")
-        if hasattr(model, "flows"):
-            s = model.flows.sample(n_samples, j, g).cpu() * model.scale.cpu() + model.shift.cpu()
+        if _samples_components(model):
+            with torch.no_grad():
+                s = model.sample(n_samples, generator=g, clusters=torch.full((n_samples,), j))[0].cpu()
             ax.scatter(s[:, 0], s[:, 1], s=2, c="white", alpha=0.6)
         ax.set(title=f"component {j}", xticks=[], yticks=[], xlim=(xx.min(), xx.max()), ylim=(yy.min(), yy.max()))
     return _save(fig, path)
 
 
+def _samples_components(model: Any) -> bool:
+    """Whether the model draws the points of given clusters (:class:`~mixzoo.contract.SamplesData` with ``clusters``)."""
+    sample = getattr(model, "sample", None)
+    return callable(sample) and "clusters" in inspect.signature(sample).parameters
+
+
 def plot_component_samples(model: Any, image_shape: Sequence[int], path: PathLike, *, per_component: int = 8) -> Path:
-    """A grid of images: one row of samples per component (flow mixtures: models with ``flows``)."""
+    """A grid of images: one row of samples per component, of a model that draws the points of given clusters, on
+    one grey scale from the 1st to the 99th percentile of all the samples' pixels (whatever the data's units)."""
     k = model.n_clusters
     g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        rows = [model.sample(per_component, generator=g, clusters=torch.full((per_component,), j))[0].cpu() for j in range(k)]
+    low, high = np.percentile(torch.cat(rows).numpy(), [1, 99])
     fig = Figure(figsize=(per_component, k))
-    for j in range(k):
-        with torch.no_grad():
-            s = model.flows.sample(per_component, j, g).cpu() * model.scale.cpu() + model.shift.cpu()
+    for j, s in enumerate(rows):
         for i in range(per_component):
             ax = fig.add_subplot(k, per_component, j * per_component + i + 1)
-            ax.imshow(s[i].reshape(tuple(image_shape)).clamp(0, 1).numpy(), cmap="gray")
+            ax.imshow(s[i].reshape(tuple(image_shape)).numpy(), cmap="gray", vmin=low, vmax=max(high, low + 1e-12))
             ax.axis("off")
     return _save(fig, path)
 
@@ -337,6 +347,6 @@ def write_model_plots(
         paths.append(plot_decision_regions(model, guide, xs, d / "regions.png"))
         if hasattr(model, "component_log_prob"):
             paths.append(plot_component_densities(model, xs, d / "densities.png"))
-    elif image_shape is not None and hasattr(model, "flows"):
+    elif image_shape is not None and _samples_components(model):
         paths.append(plot_component_samples(model, image_shape, d / "samples.png"))
     return paths

@@ -26,6 +26,7 @@ from pyro.poutine.trace_struct import Trace
 from ..contract import CLUSTER_SITE, cluster_site, in_data_plate, latent_sites
 from ..data.validation import check_data
 from ..errors import MixzooInputError
+from ..guides.empty import EmptyGuide
 from ..inference.enumeration import table_log_joint
 from ..param_store import StateDict, isolated_param_store
 
@@ -61,6 +62,13 @@ def _guide_trace(guide: Callable[..., Any], x: torch.Tensor) -> Trace:
     return poutine.trace(guide).get_trace(x)
 
 
+def _of_globals(guide: Callable[..., Any]) -> Callable[..., Any]:
+    """The guide whose global latents the model is replayed against: a guide held fixed at the model's posterior (the
+    E-step) has none of its own, only a function of the model, so the empty guide stands for it."""
+    held = getattr(type(getattr(guide, "__self__", guide)), "held_fixed", False)
+    return EmptyGuide() if held else guide
+
+
 def _in_chunks(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, batch_size: int) -> torch.Tensor:
     return torch.cat([fn(x[i : i + batch_size]) for i in range(0, x.shape[0], batch_size)])
 
@@ -75,8 +83,9 @@ def cluster_log_joint(
 ) -> torch.Tensor:
     """The (N, K) log joint :math:`\\log p(x_n, y=k)` by enumerating ``"y"`` in the model."""
     x = as_input(x, model, guide)
+    source = _of_globals(guide)
     with torch.no_grad(), isolated_param_store(param_state):
-        return _in_chunks(lambda xb: table_log_joint(model, guide, xb), x, batch_size)
+        return _in_chunks(lambda xb: table_log_joint(model, source, xb), x, batch_size)
 
 
 def cluster_log_proba(
@@ -124,7 +133,7 @@ def has_exact_likelihood(model: Callable[..., Any], guide: Callable[..., Any], x
     is exact (given the guide's values of any global latents)."""
     x = as_input(x, model, guide)
     with torch.no_grad(), isolated_param_store():
-        guide_tr = _guide_trace(guide, x[:2])
+        guide_tr = _guide_trace(_of_globals(guide), x[:2])
         guide_tr.nodes.pop(CLUSTER_SITE, None)
         tr = poutine.trace(poutine.replay(model, trace=guide_tr)).get_trace(x[:2])
     for name, site in latent_sites(tr):

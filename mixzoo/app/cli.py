@@ -23,9 +23,13 @@ from typing import Any
 
 from .. import __version__
 from ..data import DATASETS
+from ..data.shape import DataShape
 from ..errors import MixzooInputError, TrainingDivergedError
+from ..guides.registry import GUIDES, GuideSpec, get_guide
+from ..inference.registry import ALGORITHMS, Algorithm, get_algorithm
 from ..models import MODELS, Family, get_family
-from ..options import OptionInfo
+from ..models.family import Inference
+from ..options import OptionInfo, Options
 from .config import TRAINING_FIELDS, FitConfig, family_of
 from .transfer import CLASSIFIERS
 
@@ -58,17 +62,27 @@ def _option_help(info: OptionInfo) -> str:
     return f"{info.doc} (default: {default if default != '' else 'none'}{'; with ' + where if where else ''})"
 
 
-def _add_family_options(parser: argparse.ArgumentParser, family: Family) -> None:
-    infos = family.options.infos()
-    group = parser.add_argument_group(f"options of model {family.name}" + ("" if infos else " (none)"))
+def _add_options(parser: argparse.ArgumentParser, title: str, options: type[Options], prefix: str) -> None:
+    infos = options.infos()
+    group = parser.add_argument_group(title + ("" if infos else " (none)"))
     for info in infos:
-        kwargs: dict[str, Any] = {"dest": f"opt_{info.name}", "default": None, "help": _option_help(info)}
+        kwargs: dict[str, Any] = {"dest": f"{prefix}_{info.name}", "default": None, "help": _option_help(info)}
         if info.kind is bool:
             group.add_argument(info.flag, action=argparse.BooleanOptionalAction, **kwargs)
         elif info.kind is tuple:
             group.add_argument(info.flag, metavar="N,N", **kwargs)
         else:
-            group.add_argument(info.flag, type=info.kind, choices=info.choices, **kwargs)
+            metavar = None if info.choices else {int: "N", float: "F"}.get(info.kind, "TEXT")
+            group.add_argument(info.flag, type=info.kind, choices=info.choices, metavar=metavar, **kwargs)
+
+
+def _add_family_options(parser: argparse.ArgumentParser, family: Family) -> None:
+    _add_options(parser, f"options of model {family.name}", family.options, "opt")
+
+
+def _add_inference_options(parser: argparse.ArgumentParser, guide: GuideSpec, loss: Algorithm) -> None:
+    _add_options(parser, f"options of guide {guide.name}", guide.options, "gopt")
+    _add_options(parser, f"options of loss {loss.name}", loss.options, "lopt")
 
 
 def _add_data_args(parser: argparse.ArgumentParser, default: str | None = "digits") -> None:
@@ -79,26 +93,28 @@ def _add_data_args(parser: argparse.ArgumentParser, default: str | None = "digit
     g.add_argument("--columns", default=None, help="a data table's feature columns, e.g. a,b,c (default: every numeric one)")
     if default is None:
         return
-    g.add_argument("--pca", type=int, default=None, help="reduce the data to D principal components; 0 keeps every feature (default: the model's recipe; gmm, student-t, energy-mixture and flow-mixture take 50 above 100 features)")
+    g.add_argument("--pca", type=int, default=None, help="reduce the data to D principal components; 0 keeps every feature (default: the model's plan for the data: the density families take 50 above 100 features)")
     g.add_argument("--scale", action="store_true", help="standardise each feature")
     g.add_argument("--dequantize", action="store_true", help="images: (integer level + uniform noise) / levels, in [0, 1)")
     g.add_argument("--subsample", type=int, default=None, help="use N randomly chosen points")
 
 
-def _add_training_args(parser: argparse.ArgumentParser, family: Family) -> None:
-    recipe = family.training(family.options(), None)
-    g = parser.add_argument_group(f"training (defaults: the {family.name} recipe)")
-    g.add_argument("--guide", default=None, help=f"one of: {', '.join(family.guides)} (default: {family.default_guide})")
-    g.add_argument("--loss", default=None, help=f"one of: {', '.join(family.losses)} (default: {family.default_loss})")
+def _add_training_args(parser: argparse.ArgumentParser, family: Family, guide: GuideSpec, loss: Algorithm) -> None:
+    small = DataShape(1000, 2)
+    plan = family.plan(family.options(), small, Inference(guide.name, loss.name, loss.closed_form(family.capabilities)))
+    recipe = plan.training
+    g = parser.add_argument_group(f"training (defaults: the {family.name} plan for the data; shown for a 2-D table of 1000 points)")
+    guides = ", ".join(family.guides())
+    g.add_argument("--guide", default=None, help=f"one of: {guides} (default: {family.default_guide}); `mixzoo models` shows which losses each serves")
+    g.add_argument("--loss", default=None, help=f"one of: {', '.join(ALGORITHMS)} where the guide allows (default: {family.default_loss})")
     g.add_argument("--clusters", type=int, default=None, help="number of clusters K (default: the data's classes)")
     g.add_argument("--epochs", type=int, default=None, help=f"training epochs (default: {recipe.epochs})")
     g.add_argument("--batch-size", type=int, default=None, help=f"minibatch size (default: {recipe.batch_size or 'all points'})")
     g.add_argument("--lr", type=float, default=None, help=f"Adam learning rate (default: {recipe.lr:g})" if recipe.lr else f"Adam learning rate of the gradient losses (the default loss {family.default_loss} takes none)")
     g.add_argument("--lr-decay", type=float, default=None, help=f"multiply the learning rate by this each epoch (default: {recipe.lr_decay or 'none'})")
     g.add_argument("--tol", type=float, default=None, help=f"stop when the epoch loss changes by less than this (relative) for 3 epochs (closed-form EM: 1); 0: never (default: {recipe.tol or 0:g})")
-    g.add_argument("--n-init", type=int, default=None, help=f"restarts; the one with {family.restart_rule} is kept (default: {recipe.n_init})")
+    g.add_argument("--n-init", type=int, default=None, help=f"restarts; the one with {plan.restart_rule} is kept (default: {recipe.n_init})")
     g.add_argument("--labels", type=int, default=None, help="semi-supervised: reveal N labels (balanced, seeded)")
-    g.add_argument("--particles", type=int, default=None, help="samples per step of vimco/trace-enum/trace-graph/trace (vimco: 5)")
     g.add_argument("--retries", type=int, default=0, help="retry a diverged epoch with half the learning rate N times (default: 0)")
     g.add_argument("--pretrain-classes", default=None, help="deep transfer: train a classifier on these classes (e.g. 0,1,2,3,4), cluster the others on its features")
     g.add_argument("--cluster-classes", default=None, help="deep transfer: the held-out classes to cluster, e.g. 5,6 (default: all of them)")
@@ -109,14 +125,14 @@ def _add_training_args(parser: argparse.ArgumentParser, family: Family) -> None:
     g.add_argument("--threads", type=int, default=None, help="torch threads (default: 1 for small fits, all cores for large ones)")
 
 
-def _fit_parser(prog: str, family: Family) -> argparse.ArgumentParser:
+def _fit_parser(prog: str, family: Family, guide: GuideSpec, loss: Algorithm) -> argparse.ArgumentParser:
     p = _Parser(
         prog=prog, description="Fit a model to a data set and report clustering metrics.",
         epilog=_FIT_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter,
     )  # fmt: skip
     p.add_argument("--model", default="gmm", help=f"one of: {', '.join(MODELS)}, or FILE.py:CLASS / module:CLASS (default: gmm)")
     _add_data_args(p)
-    _add_training_args(p, family)
+    _add_training_args(p, family, guide, loss)
     o = p.add_argument_group("output")
     o.add_argument("--out", default=None, help="run directory for checkpoint, config, metrics, summary and plots")
     o.add_argument("--overwrite", action="store_true", help="replace an existing run in --out")
@@ -125,10 +141,11 @@ def _fit_parser(prog: str, family: Family) -> argparse.ArgumentParser:
     o.add_argument("--no-progress", action="store_true", help="report no progress (by default: a bar on a terminal, else a line every few seconds)")
     o.add_argument("--json", action="store_true", help="print the result as one JSON object on the last line")
     _add_family_options(p, family)
+    _add_inference_options(p, guide, loss)
     return p
 
 
-def _select_parser(prog: str, family: Family) -> argparse.ArgumentParser:
+def _select_parser(prog: str, family: Family, guide: GuideSpec, loss: Algorithm) -> argparse.ArgumentParser:
     p = _Parser(prog=prog, description="Choose the number of clusters by held-out log-likelihood and LOO.")
     p.add_argument("--model", default="gmm", help=f"one of: {', '.join(MODELS)} (default: gmm)")
     _add_data_args(p)
@@ -174,44 +191,92 @@ def _print_record(record: dict[str, Any], as_json: bool) -> None:
         print(json.dumps(record))
 
 
-def _cmd_models() -> None:
-    rows = [["model", "paper", "guides", "losses", "options"]]
+def _models_record() -> dict[str, Any]:
+    """Families with their capabilities, options and valid guide x loss table; guides and losses with theirs."""
+    families = {}
     for f in MODELS.values():
-        rows.append([f.name, f.cite, ",".join(f.guides), ",".join(f.losses), " ".join(i.flag for i in f.options.infos())])
+        table = f.inference_table()
+        families[f.name] = {
+            "description": f.description,
+            "cite": f.cite,
+            "capabilities": f.capabilities.names(),
+            "default": {"guide": f.default_guide, "loss": f.default_loss},
+            "options": [i.name for i in f.options.infos()],
+            "valid": {g: [loss for loss, why in row.items() if why is None] for g, row in table.items() if any(w is None for w in row.values())},
+            "refused": {g: {loss: why for loss, why in row.items() if why is not None} for g, row in table.items()},
+        }
+    guides = {g.name: {"description": g.description, "options": [i.name for i in g.options.infos()], "family": g.family} for g in GUIDES.values()}
+    losses = {a.name: {"description": a.description, "cite": a.cite, "options": [i.name for i in a.options.infos()]} for a in ALGORITHMS.values()}
+    return {"models": families, "guides": guides, "losses": losses}
+
+
+def _cmd_models(as_json: bool) -> None:
+    record = _models_record()
+    if as_json:
+        print(json.dumps(record))
+        return
+    rows = [["model", "paper", "default", "options"]]
+    for f in MODELS.values():
+        rows.append([f.name, f.cite, f"{f.default_guide}/{f.default_loss}", " ".join(i.flag for i in f.options.infos())])
     print(_table(rows))
     print()
     for f in MODELS.values():
         print(f"{f.name}: {f.description}")
-    print("\n`mixzoo fit --model NAME --help` shows a family's options with their defaults.")
+    losses = list(ALGORITHMS)
+    print("\nWhich guide trains each model under which loss (+ serves, . refused; `mixzoo models --json` says why):")
+    for f in MODELS.values():
+        table = f.inference_table()
+        rows = [[f.name, *losses]]
+        rows += [[f"  {g}", *("+" if row[loss] is None else "." for loss in losses)]
+                 for g, row in table.items() if any(why is None for why in row.values())]
+        print(_table(rows))
+    print()
+    print(_table([["guide", "what it is"], *([g.name, g.description] for g in GUIDES.values())]))
+    print()
+    print(_table([["loss", "what it is"], *([a.name, a.description] for a in ALGORITHMS.values())]))
+    print("\n`mixzoo fit --model NAME [--guide G] [--loss L] --help` shows the options of a model, a guide and a loss.")
 
 
 def _columns(text: str | None) -> list[str] | None:
     return None if text is None else [c.strip() for c in text.split(",") if c.strip()]
 
 
-def _family_options(a: argparse.Namespace) -> dict[str, Any]:
-    return {k[4:]: v for k, v in vars(a).items() if k.startswith("opt_") and v is not None}
+def _options(a: argparse.Namespace, prefix: str) -> dict[str, Any]:
+    start = len(prefix) + 1
+    return {k[start:]: v for k, v in vars(a).items() if k.startswith(prefix + "_") and v is not None}
 
 
 def _parse(make: Any, prog: str, args: list[str]) -> tuple[argparse.Namespace, argparse.ArgumentParser]:
-    """Parse with the parser of the family named by ``--model`` (its options become flags)."""
+    """Parse with the parser of the family named by ``--model``, the guide of ``--guide`` and the loss of ``--loss``
+    (their options become flags)."""
     pre = _Parser(add_help=False)
     pre.add_argument("--model", default="gmm")
+    pre.add_argument("--guide", default=None)
+    pre.add_argument("--loss", default=None)
     pre.add_argument("--resume", default=None)
     known, _ = pre.parse_known_args(args)
     family = family_of(known.model) if known.resume is None else get_family("gmm")
-    parser = make(prog, family)
+    guide = get_guide(known.guide or family.default_guide)
+    loss = get_algorithm(known.loss or family.default_loss)
+    parser = make(prog, family, guide, loss)
     a, extra = parser.parse_known_args(args)
     if extra:
-        raise MixzooInputError(_unknown_flags(extra, family))
+        raise MixzooInputError(_unknown_flags(extra, family, guide, loss))
     return a, parser
 
 
-def _unknown_flags(extra: list[str], family: Family) -> str:
+def _unknown_flags(extra: list[str], family: Family, guide: GuideSpec, loss: Algorithm) -> str:
     flag = next((e.split("=")[0] for e in extra if e.startswith("--")), extra[0])
-    owners = [f.name for f in MODELS.values() if any(i.flag == flag for i in f.options.infos())]
+    owners = [
+        (kind, o.name, current)
+        for kind, registry, current in (("model", MODELS, family.name), ("guide", GUIDES, guide.name), ("loss", ALGORITHMS, loss.name))
+        for o in registry.values()
+        if any(i.flag == flag or "--no-" + i.flag[2:] == flag for i in o.options.infos())
+    ]  # fmt: skip
     if owners:
-        return f"{flag} is an option of model {', '.join(owners)}; it does not apply to model {family.name!r}."
+        kind, _, current = owners[0]
+        names = ", ".join(name for k, name, _ in owners if k == kind)
+        return f"{flag} is an option of {kind} {names}; it does not apply to {kind} {current!r}."
     return f"unrecognized argument(s): {' '.join(extra)} (see `mixzoo fit --model {family.name} --help`)."
 
 
@@ -248,13 +313,14 @@ def _fit_one(a: argparse.Namespace, parser: argparse.ArgumentParser, distributed
         with _resumable(a.resume):
             record = run_fit(resume_config(a.resume), out=a.resume, resume=True, progress=progress, distributed=distributed)
     else:
-        settings = {k: getattr(a, k) for k in (*TRAINING_FIELDS, "guide", "loss", "clusters", "labels", "particles", "retries",
+        settings = {k: getattr(a, k) for k in (*TRAINING_FIELDS, "guide", "loss", "clusters", "labels", "retries",
                     "pretrain_classes", "cluster_classes", "classifier_epochs", "classifier", "seed", "device", "checkpoint_every", "threads")}  # fmt: skip
         if a.out and settings["checkpoint_every"] is None:
             settings["checkpoint_every"] = 1  # an interrupted run with --out can always be resumed
         config = FitConfig(model=a.model, data=a.data, data_dir=a.data_dir, pca=a.pca, scale=a.scale, label_column=a.label_column,
                            columns=_columns(a.columns),
-                           dequantize=a.dequantize, subsample=a.subsample, options=_family_options(a), **settings)  # fmt: skip
+                           dequantize=a.dequantize, subsample=a.subsample, options=_options(a, "opt"),
+                           guide_options=_options(a, "gopt"), loss_options=_options(a, "lopt"), **settings)  # fmt: skip
         with _resumable(a.out):
             record = run_fit(config, out=a.out, overwrite=a.overwrite, progress=progress, distributed=distributed)
     if main:
@@ -339,7 +405,7 @@ def _cmd_select(args: list[str]) -> None:
 
     a, _ = _parse(_select_parser, "mixzoo select", args)
     ks = parse_clusters(a.clusters)
-    options = FitConfig(model=a.model, options=_family_options(a), epochs=a.epochs).resolved().options
+    options = FitConfig(model=a.model, options=_options(a, "opt"), epochs=a.epochs).resolved().options
     run_dir = prepare_run_dir(a.out, a.overwrite) if a.out else None
     d = load_dataset(a.data, data_dir=a.data_dir, scale=a.scale, pca=a.pca or None, subsample=a.subsample, seed=a.seed,
                      dequantize=a.dequantize, label_column=a.label_column, columns=_columns(a.columns))  # fmt: skip
@@ -383,8 +449,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             _top_parser().parse_args(args[:1])  # --help, --version, or a clear error about the command
             return 2
         if args[0] == "models":
-            _top_parser().parse_args(args)
-            _cmd_models()
+            m = _Parser(prog="mixzoo models", description="Families, guides and losses, and which train which.")
+            m.add_argument("--json", action="store_true", help="print everything as one JSON object")
+            _cmd_models(m.parse_args(args[1:]).json)
         else:
             _COMMANDS[args[0]](args[1:])
     except MixzooInputError as err:

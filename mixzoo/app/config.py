@@ -1,9 +1,9 @@
 """The configuration of a fit: names, options and training settings, saved as a run's ``config.json``.
 
-:class:`FitConfig` is what ``mixzoo fit`` builds from its flags, what the estimator and
-``select`` build from their arguments, and what ``--resume``, ``evaluate`` and ``predict``
-read back. :meth:`FitConfig.resolved` checks every name and option before any data are
-read; :meth:`FitConfig.for_data` applies the family's recipe once the data's shape is known.
+:class:`FitConfig` is what ``mixzoo fit`` builds from its flags, what the estimator and ``select`` build from their
+arguments, and what ``--resume``, ``evaluate`` and ``predict`` read back. :meth:`FitConfig.resolved` checks every
+name and option, and that the guide and loss can train the model, before any data are read;
+:func:`mixzoo.app.planning.plan_for` applies the family's plan once the data are known.
 """
 
 from __future__ import annotations
@@ -12,11 +12,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..data.shape import DataShape
 from ..data.validation import check_device, check_n_clusters
 from ..errors import MixzooInputError
-from ..inference import PARTICLE_LOSSES
+from ..guides.registry import GuideSpec, get_guide
+from ..inference.registry import Algorithm, get_algorithm
 from ..models import get_family
-from ..models.family import DataShape, Family
+from ..models.family import Family, Inference
 from ..options import Options
 from .transfer import CLASSIFIERS
 from .user_model import is_user_model, user_family
@@ -24,11 +26,13 @@ from .user_model import is_user_model, user_family
 __all__ = ["FitConfig", "config_from_json", "family_of", "TRAINING_FIELDS"]
 
 TRAINING_FIELDS = ("epochs", "lr", "lr_decay", "batch_size", "n_init", "tol")
-"""The settings a family's recipe fills when they are not given."""
+"""The settings a family's plan fills when they are not given."""
 
 
-def family_of(model: str) -> Family:
-    """The registered family ``model``, or the user's class for ``FILE.py:CLASS`` / ``module:CLASS``."""
+def family_of(model: str | type) -> Family:
+    """The registered family ``model``, or the user's class (``FILE.py:CLASS``, ``module:CLASS`` or the class)."""
+    if isinstance(model, type):
+        return user_family(model)
     return user_family(model) if is_user_model(model) else get_family(model)
 
 
@@ -36,12 +40,13 @@ def family_of(model: str) -> Family:
 class FitConfig:
     """Everything that defines a fit; saved as the run's ``config.json``.
 
-    ``options`` holds the family options that were given (and those the recipe chose for the
-    data); every other option takes its default. ``None`` for a training setting means the
-    family's recipe.
+    ``options``, ``guide_options`` and ``loss_options`` hold the options of the family, the guide and the loss that
+    were given (and the family's that its plan chose for the data); every other option takes its default. ``None``
+    for a training setting means the family's plan.
     """
 
-    model: str = "gmm"
+    model: str | type = "gmm"
+    """A registered family, ``FILE.py:CLASS`` or ``module:CLASS``; in Python also a model class."""
     data: str = "digits"
     guide: str | None = None
     loss: str | None = None
@@ -51,7 +56,7 @@ class FitConfig:
     lr: float | None = None
     lr_decay: float | None = None
     pca: int | None = None
-    """Principal components to keep; ``None``: the family's recipe (:attr:`~mixzoo.models.family.Family.reduce`), 0: every feature."""
+    """Principal components to keep; ``None``: the family's plan, 0: every feature."""
     scale: bool = False
     dequantize: bool = False
     """Images: integer intensities v become (v + U[0, 1)) / levels, seeded (Li et al. 2020's preprocessing)."""
@@ -67,6 +72,8 @@ class FitConfig:
     columns: list[str] | None = None
     """A data table's feature columns (default: every numeric column but the labels)."""
     options: dict[str, Any] = field(default_factory=dict)
+    guide_options: dict[str, Any] = field(default_factory=dict)
+    loss_options: dict[str, Any] = field(default_factory=dict)
     pretrain_classes: str | None = None
     """Deep transfer (Matsuda and Hyvärinen 2019): train a classifier on these classes (e.g. "0,1,2,3,4"),
     cluster the others on its last hidden layer; with the NCE loss its training data are the noise."""
@@ -81,88 +88,92 @@ class FitConfig:
     labels: int | None = None
     """Reveal this many true labels (balanced over classes, seeded) for semi-supervised training."""
     dim: int | None = None
+    """Features of the data the model trains on (recorded by the plan)."""
+    n: int | None = None
+    """Points of the data the model trains on (recorded by the plan)."""
+    image_shape: list[int] | None = None
+    """Image shape of the data the model trains on, ``None`` when they are not an image (recorded by the plan)."""
     checkpoint_every: int | None = None
     """Write a resumable training state into the run directory every this many epochs."""
     retries: int = 0
     """Retry a diverged epoch with half the learning rate at most this many times."""
-    particles: int | None = None
-    """Samples per step of the sampling losses (vimco, trace-enum, trace-graph, trace); the loss's own default
-    when ``None`` (VIMCO: 5; Li et al. 2020 use 15)."""
     threads: int | None = None
     """torch threads while training (``None``: 1 for small work, torch's default above; see :mod:`mixzoo.training.threads`)."""
     model_file_sha256: str | None = None
     """For a user's model file: the SHA-256 of the file that made the run."""
 
-    def loss_options(self) -> dict[str, Any]:
-        """Keyword options of :func:`~mixzoo.inference.make_loss` that the config sets."""
-        return {} if self.particles is None else {"num_particles": self.particles}
-
     @property
     def family(self) -> Family:
         return family_of(self.model)
+
+    @property
+    def guide_spec(self) -> GuideSpec:
+        return get_guide(self.guide or self.family.default_guide)
+
+    @property
+    def algorithm(self) -> Algorithm:
+        return get_algorithm(self.loss or self.family.default_loss)
 
     def family_options(self) -> Options:
         """The family's options: the given ones over the defaults, checked."""
         return self.family.make_options(self.options)
 
+    def guide_opts(self) -> Options:
+        """The guide's options: the given ones over the defaults, checked."""
+        return self.guide_spec.make_options(self.guide_options)
+
+    def loss_opts(self) -> Options:
+        """The loss's options: the given ones over the defaults, checked."""
+        return self.algorithm.options.from_dict(self.loss_options)
+
+    def inference(self) -> Inference:
+        """What the family's plan may know of the chosen inference."""
+        return Inference(
+            guide=self.guide or self.family.default_guide,
+            loss=self.loss or self.family.default_loss,
+            closed_form=self.algorithm.closed_form(self.family.capabilities),
+            given=frozenset(self.options),
+        )
+
+    def data_shape(self) -> DataShape:
+        """The shape the plan recorded (for rebuilding a run's pair)."""
+        assert self.dim is not None
+        return DataShape(self.n or 0, self.dim, None if self.image_shape is None else tuple(self.image_shape))
+
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """JSON-ready values (a model class given in Python is named ``module:Class``)."""
+        d = asdict(self)
+        if isinstance(self.model, type):
+            d["model"] = f"{self.model.__module__}:{self.model.__qualname__}"
+        return d
 
     def resolved(self) -> FitConfig:
-        """Fill the family's guide and loss, check every name and option, before any data are read."""
+        """Fill the family's guide and loss, check every name and option, and that the guide and loss can train the
+        model, before any data are read."""
         family = self.family
         c = FitConfig(**asdict(self))
         c.guide = c.guide or family.default_guide
         c.loss = c.loss or family.default_loss
-        if c.guide not in family.guides:
-            raise MixzooInputError(f"model {c.model!r} has no guide {c.guide!r}; choose one of: {', '.join(family.guides)}.")
-        if c.loss not in family.losses:
-            raise MixzooInputError(
-                f"model {c.model!r} cannot be trained with loss {c.loss!r}; use one of: {', '.join(family.losses)}."
-            )
-        _check_particles(c)
-        loss = family.make_loss(c.loss, **c.loss_options())  # too few VIMCO particles fail here
-        if getattr(loss, "gradient_free", False):
+        family.check(c.guide, c.loss)  # names, and the capabilities the guide and the loss need
+        algorithm = c.algorithm
+        if algorithm.closed_form(family.capabilities):
             given = [flag for flag, value in (("--lr", c.lr), ("--lr-decay", c.lr_decay), ("--retries", c.retries)) if value]
             if given:
                 raise MixzooInputError(
                     f"{', '.join(given)} cannot apply to loss {c.loss!r} of model {c.model!r}: it sets the parameters "
                     "in closed form, with no learning rate (use --loss trace-enum for gradient training)."
                 )
-        if c.labels and not getattr(loss, "takes_labels", True):
+        if c.labels and not algorithm.takes_labels:
             raise MixzooInputError(f"--labels cannot apply to loss {c.loss!r}: it does not observe cluster labels.")
         options = c.family_options()
         options.refuse_inapplicable(frozenset(c.options), c.guide, c.loss, before_data=True)
         c.options = {k: v for k, v in options.to_dict().items() if k in c.options}  # checked values, JSON-ready
+        guide_options = c.guide_opts()
+        c.guide_options = {k: v for k, v in guide_options.to_dict().items() if k in c.guide_options}
+        loss_options = c.loss_opts()
+        c.loss_options = {k: v for k, v in loss_options.to_dict().items() if k in c.loss_options}
         _check_settings(c)
         return c
-
-    def for_data(self, shape: DataShape) -> FitConfig:
-        """The family's data-dependent options and recipe for data of this shape (unset settings only)."""
-        family = self.family
-        c = FitConfig(**asdict(self))
-        given = frozenset(c.options)
-        adapted = family.adapt(c.family_options(), given, shape)
-        adapted.refuse_inapplicable(given, c.guide, c.loss)  # the switches the data turned on, or left off
-        defaults = family.options()
-        c.options = {**c.options, **{k: v for k, v in adapted.to_dict().items() if k not in given and v != defaults.to_dict()[k]}}
-        recipe = family.training(adapted, shape, c.loss)
-        for name in TRAINING_FIELDS:
-            if getattr(c, name) is None:
-                setattr(c, name, getattr(recipe, name))
-        c.dim = shape.dim
-        return c
-
-
-def _check_particles(c: FitConfig) -> None:
-    if c.particles is None:
-        return
-    if isinstance(c.particles, bool) or not isinstance(c.particles, int) or c.particles < 1:
-        raise MixzooInputError(f"--particles must be a positive integer, got {c.particles!r}.")
-    if c.loss not in PARTICLE_LOSSES:
-        raise MixzooInputError(
-            f"--particles applies to the losses {', '.join(PARTICLE_LOSSES)}; loss {c.loss!r} draws no particles."
-        )
 
 
 def _positive_int(value: Any, flag: str, low: int = 1) -> None:
@@ -200,12 +211,35 @@ def _check_settings(c: FitConfig) -> None:
     check_device(c.device)
 
 
+_MOVED_TO_ENCODER = ("encoder_hidden", "temperature", "temperature_decay")
+"""Flow-mixture options that became the encoder guide's."""
+
+
+def _migrated(raw: dict[str, Any]) -> dict[str, Any]:
+    """A config.json written before guides and losses had options of their own, in today's terms."""
+    raw = dict(raw)
+    if raw.get("pretrain_classes") and "classifier" not in raw:
+        raw["classifier"] = "mlp"  # written before the CNN classifier existed: its features came from the MLP
+    particles = raw.pop("particles", None)
+    if particles is not None:
+        raw["loss_options"] = {**raw.get("loss_options", {}), "particles": particles}
+    if raw.get("guide") == "e-step":
+        raw["guide"] = "posterior"
+    if raw.get("model") == "gmm" and raw.get("guide") == "empty" and raw.get("loss") == "em":
+        raw["guide"] = "posterior"
+    options = dict(raw.get("options", {}))
+    moved = {k: options.pop(k) for k in _MOVED_TO_ENCODER if k in options}
+    if moved:
+        raw["options"], raw["guide_options"] = options, {**raw.get("guide_options", {}), **moved}
+    return raw
+
+
 def config_from_json(raw: Any, where: str | Path) -> FitConfig:
-    """A :class:`FitConfig` from a run's ``config.json``; unknown keys are a clear error."""
+    """A :class:`FitConfig` from a run's ``config.json`` (older runs' entries translated); unknown keys are a clear
+    error."""
     known = set(FitConfig.__dataclass_fields__)
+    raw = _migrated(raw) if isinstance(raw, dict) else raw
     if not isinstance(raw, dict) or not set(raw) <= known:
         extra = sorted(set(raw) - known) if isinstance(raw, dict) else raw
         raise MixzooInputError(f"{str(where)!r} has a config.json mixzoo cannot read (unknown entries: {extra}).")
-    if raw.get("pretrain_classes") and "classifier" not in raw:
-        raw = {**raw, "classifier": "mlp"}  # written before the CNN classifier existed: its features came from the MLP
     return FitConfig(**raw)

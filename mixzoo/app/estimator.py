@@ -24,11 +24,12 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ..analysis.posterior import cluster_proba, log_likelihood
+from ..data import Dataset
 from ..data.validation import check_columns, check_data, check_n_clusters
 from ..errors import MixzooInputError
-from ..models.family import DataShape
 from ..training.threads import choose_threads, torch_threads
 from .config import FitConfig
+from .planning import plan_for
 from .restarts import fit_restarts
 
 __all__ = ["MixtureClusterer"]
@@ -37,41 +38,47 @@ __all__ = ["MixtureClusterer"]
 class MixtureClusterer(ClusterMixin, DensityMixin, BaseEstimator):
     """Cluster with a mixzoo model family, scikit-learn style.
 
-    ``None`` for a training option takes the model family's default (see ``mixzoo models``).
+    ``None`` for a training option takes the family's plan for the data (``mixzoo fit --model NAME --help`` shows
+    it), the same plan ``mixzoo fit`` applies: on more than 100 features the density families cluster 50 principal
+    components, kept in ``preprocessing_`` and applied to new points.
 
-    :param model: registered model name, e.g. ``"gmm"`` (``mixzoo models`` lists them), or a user's
-        class as ``"path/to/file.py:ClassName"``.
+    :param model: registered model name, e.g. ``"gmm"`` (``mixzoo models`` lists them), a user's class as
+        ``"path/to/file.py:ClassName"``, or the class itself.
     :param n_clusters: number of clusters K (>= 2).
     :param model_options: the family's options, e.g. ``{"covariance": "full"}`` for ``"gmm"``; checked
         by the family's options dataclass (``mixzoo fit --model NAME --help`` lists them).
-    :param guide: guide name (default: the model's own).
-    :param loss: loss name (default: the model's own).
+    :param guide: guide name (default: the family's own), e.g. ``"posterior"`` or ``"encoder"``.
+    :param guide_options: the guide's options, e.g. ``{"temperature": 2.0}`` for ``"encoder"``.
+    :param loss: loss name (default: the family's own), e.g. ``"em"``, ``"vimco"`` or ``"rws"``.
+    :param loss_options: the loss's options, e.g. ``{"particles": 15}`` for ``"vimco"``.
     :param epochs: training epochs.
     :param lr: Adam learning rate.
     :param batch_size: minibatch size.
-    :param n_init: restarts; the one with the lowest final loss is kept (the family's ``restart_rule`` where it
+    :param n_init: restarts; the one with the lowest final loss is kept (the plan's ``restart_rule`` where it
         states one: the neural mixture keeps the most consistent clusters under augmentation).
     :param random_state: int, :class:`numpy.random.RandomState` or ``None`` (not reproducible).
     :param device: ``"cpu"`` or ``"cuda"``.
     :param progress: show a progress bar while training.
     :param tol: stop when the relative change of the epoch loss stays below ``tol`` for 3 epochs (``None``:
-        the family's recipe, 0: never).
+        the family's plan, 0: never).
     :param threads: torch threads while training (``None``: 1 for small data, torch's default for large).
-    :param particles: samples per step of a sampling loss (``vimco``, ``trace-*``); the loss's default when ``None``.
 
-    Fitted attributes: ``model_``, ``guide_``, ``n_features_in_``, ``labels_`` (training
-    clusters), ``history_`` (the :class:`~mixzoo.training.loop.FitResult` of the kept restart),
-    ``final_loss_`` (loss per point), ``n_iter_`` (epochs run) and ``converged_`` (training
-    stopped at ``tol``, or the relative change of the loss over the last epoch was below ``1e-4``).
+    Fitted attributes: ``model_``, ``guide_``, ``config_`` (the planned :class:`~mixzoo.app.config.FitConfig`),
+    ``preprocessing_`` (what the plan did to the features, or ``None``), ``n_features_in_``, ``labels_`` (training
+    clusters), ``history_`` (the :class:`~mixzoo.training.loop.FitResult` of the kept restart), ``final_loss_``
+    (loss per point), ``n_iter_`` (epochs run) and ``converged_`` (training stopped at ``tol``, or the relative change
+    of the loss over the last epoch was below ``1e-4``).
     """
 
     def __init__(
         self,
-        model: str = "gmm",
+        model: str | type = "gmm",
         n_clusters: int = 8,
         model_options: dict[str, Any] | None = None,
         guide: str | None = None,
+        guide_options: dict[str, Any] | None = None,
         loss: str | None = None,
+        loss_options: dict[str, Any] | None = None,
         epochs: int | None = None,
         lr: float | None = None,
         batch_size: int | None = None,
@@ -79,7 +86,6 @@ class MixtureClusterer(ClusterMixin, DensityMixin, BaseEstimator):
         random_state: Any = None,
         device: str = "cpu",
         progress: bool = False,
-        particles: int | None = None,
         threads: int | None = None,
         tol: float | None = None,
     ) -> None:
@@ -87,7 +93,9 @@ class MixtureClusterer(ClusterMixin, DensityMixin, BaseEstimator):
         self.n_clusters = n_clusters
         self.model_options = model_options
         self.guide = guide
+        self.guide_options = guide_options
         self.loss = loss
+        self.loss_options = loss_options
         self.epochs = epochs
         self.lr = lr
         self.batch_size = batch_size
@@ -95,15 +103,17 @@ class MixtureClusterer(ClusterMixin, DensityMixin, BaseEstimator):
         self.random_state = random_state
         self.device = device
         self.progress = progress
-        self.particles = particles
         self.threads = threads
         self.tol = tol
 
     def _config(self) -> FitConfig:
-        if self.model_options is not None and not isinstance(self.model_options, dict):
-            raise MixzooInputError(f"model_options must be a dict of the family's options, got {self.model_options!r}.")
-        config = FitConfig(
+        for name in ("model_options", "guide_options", "loss_options"):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, dict):
+                raise MixzooInputError(f"{name} must be a dict of options, got {value!r}.")
+        return FitConfig(
             model=self.model,
+            data="X",
             guide=self.guide,
             loss=self.loss,
             clusters=check_n_clusters(self.n_clusters),
@@ -113,11 +123,11 @@ class MixtureClusterer(ClusterMixin, DensityMixin, BaseEstimator):
             n_init=self.n_init,
             device=self.device,
             options=dict(self.model_options or {}),
-            particles=self.particles,
+            guide_options=dict(self.guide_options or {}),
+            loss_options=dict(self.loss_options or {}),
             threads=self.threads,
             tol=self.tol,
         ).resolved()
-        return config
 
     def _validate(self, X: Any, reset: bool) -> torch.Tensor:
         """``X`` (NumPy, pandas, lists or tensors on any device) as a checked float tensor on the CPU.
@@ -138,6 +148,13 @@ class MixtureClusterer(ClusterMixin, DensityMixin, BaseEstimator):
             raise MixzooInputError(str(err)) from None
         return check_data(arr, name="X")
 
+    def _inputs(self, X: Any) -> torch.Tensor:
+        """New points as the fitted model sees them (the plan's preprocessing applied)."""
+        x = self._validate(X, reset=False)
+        if self.preprocessing_ is not None:
+            x = torch.as_tensor(self.preprocessing_.apply(x.numpy()))
+        return x
+
     def fit(self, X: Any, y: Any = None) -> MixtureClusterer:
         """Train on ``X`` (n_samples, n_features); ``y`` is ignored.
 
@@ -153,13 +170,15 @@ class MixtureClusterer(ClusterMixin, DensityMixin, BaseEstimator):
             raise MixzooInputError(
                 f"n_samples={x.shape[0]} is fewer than n_clusters={k}; lower n_clusters or pass more data."
             )
-        c = self._config().for_data(DataShape(int(x.shape[0]), int(x.shape[1])))
+        c, data, plan = plan_for(self._config(), Dataset("X", x.numpy(), None, None))
+        x = check_data(data.x, name="X")
         rng = check_random_state(self.random_state)
-        loss = c.family.make_loss(c.loss, **c.loss_options())  # type: ignore[arg-type]
+        loss = c.algorithm.loss(c.loss_opts())
         seeds = [int(rng.randint(np.iinfo(np.int32).max)) for _ in range(c.n_init)]  # type: ignore[arg-type]
         with torch_threads(choose_threads(c.threads, int(x.shape[0]), int(x.shape[1]), int(c.clusters))):  # type: ignore[arg-type]
-            best = fit_restarts(c, x, seeds, loss=loss, progress=self.progress)
+            best = fit_restarts(c, plan, x, seeds, loss=loss, progress=self.progress)
         self.final_loss_, self.model_, self.guide_, self.history_ = best
+        self.config_, self.preprocessing_ = c, data.preprocessing
         losses = self.history_.losses
         self.n_iter_ = self.history_.epochs
         self.converged_ = self.history_.converged or (
@@ -177,7 +196,7 @@ class MixtureClusterer(ClusterMixin, DensityMixin, BaseEstimator):
     def predict_proba(self, X: Any) -> np.ndarray:
         """Cluster probabilities (n_samples, n_clusters): exact posterior, or q(y|x) for amortized guides."""
         check_is_fitted(self)
-        return self._proba(self._validate(X, reset=False))
+        return self._proba(self._inputs(X))
 
     def predict(self, X: Any) -> np.ndarray:
         """The most probable cluster of each sample."""
@@ -186,7 +205,7 @@ class MixtureClusterer(ClusterMixin, DensityMixin, BaseEstimator):
     def score_samples(self, X: Any) -> np.ndarray:
         """Per-sample log-likelihood :math:`\\log p(x_n)` with the cluster summed out."""
         check_is_fitted(self)
-        x = self._validate(X, reset=False).to(self._device())
+        x = self._inputs(X).to(self._device())
         return log_likelihood(self.model_, self.guide_, x).cpu().double().numpy()
 
     def score(self, X: Any, y: Any = None) -> float:

@@ -1,10 +1,10 @@
 """Build, initialise and train a configured pair once per seed, keeping the best restart.
 
-This is what ``mixzoo fit``, the estimator and ``select`` share: the family builds the pair
-under the restart's seed, applies its data-dependent start and schedules, chooses its step
-(SVI, or e.g. the two-fold step), and :func:`mixzoo.fit` trains it. The restart with the
-lowest final loss on all of the data is kept, or the lowest ``restart_score`` of a family
-that states one (the neural mixture: the most consistent clusters under augmentation).
+This is what ``mixzoo fit``, the estimator and ``select`` share: the family builds the model and the guide's
+registration its guide under the restart's seed, the plan (:mod:`mixzoo.app.planning`) gives the data-dependent
+start, schedules and step (one SVI step, closed-form EM, the two-fold step), and :func:`mixzoo.fit` trains it. The
+restart with the lowest final loss on all of the data is kept, or the lowest ``restart_score`` of a plan that states
+one (the neural mixture: the most consistent clusters under augmentation).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from pyro.infer import ELBO
 from torch import nn
 
 from ..errors import MixzooInputError
+from ..models.family import Plan
 from ..param_store import isolated_param_store
 from ..training.loop import FitResult, evaluate_loss, fit
 from ..training.persistence import atomic_save, safe_load
@@ -33,9 +34,13 @@ Best = tuple[float, nn.Module, nn.Module, FitResult]
 
 
 def build_pair(config: FitConfig) -> tuple[nn.Module, nn.Module]:
-    """Build a fresh (model, guide) for a resolved config with known ``dim`` and ``clusters``."""
+    """Build a fresh (model, guide) for a planned config (with known ``dim`` and ``clusters``): the family builds the
+    model, the guide's registration builds the guide for it."""
     assert config.dim is not None and config.clusters is not None and config.guide is not None
-    return config.family.build(config.dim, config.clusters, config.guide, config.family_options())
+    options = config.family_options()
+    model = config.family.build(config.dim, config.clusters, options)
+    guide = config.guide_spec.build(model, config.clusters, config.data_shape(), config.guide_opts(), options)
+    return model, guide
 
 
 def load_pair(model: nn.Module, guide: nn.Module, state: dict[str, Any], c: FitConfig) -> None:
@@ -93,35 +98,40 @@ def _state_restart(path: Path | None) -> int | None:
 
 
 def train_one(
-    c: FitConfig, x: torch.Tensor, seed: int, *, loss: ELBO, x_train: torch.Tensor, y: Any = None, **fit_kwargs: Any
+    c: FitConfig, plan: Plan, x: torch.Tensor, seed: int, *, loss: ELBO, x_train: torch.Tensor, y: Any = None,
+    **fit_kwargs: Any,
 ) -> tuple[nn.Module, nn.Module, FitResult]:
-    """One restart: build the pair under ``seed``, start it on the data, train it."""
-    family, options = c.family, c.family_options()
+    """One restart: build the pair under ``seed``, start it on the data (the plan's start), train it with the plan's
+    and the guide's schedules and the step the plan or the algorithm needs."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model, guide = build_pair(c)
     model.to(c.device)
     guide.to(c.device)
-    family.initialize(model, guide, x.to(c.device), seed, options, loss=loss)
+    plan.start(model, guide, x.to(c.device), seed, loss)
+    c.guide_spec.start(guide, model, x.to(c.device), seed, c.guide_opts())
+    schedules = [*plan.schedules(model, guide), *c.guide_spec.schedules(guide, c.guide_opts())]
+    step = plan.step or c.algorithm.step(c.family.capabilities)
     result = fit(
-        model, guide, x_train, y=y, loss=loss, step=family.step(options), schedules=family.schedules(model, guide, options),
-        epochs=c.epochs, batch_size=c.batch_size, lr=c.lr or 1e-3, lr_decay=c.lr_decay, seed=seed, device=c.device,
-        retries=c.retries, tol=c.tol or None, **fit_kwargs,
+        model, guide, x_train, y=y, loss=loss, step=step, schedules=schedules, epochs=c.epochs, batch_size=c.batch_size,
+        lr=c.lr or 1e-3, guide_lr=c.guide_spec.learning_rate(c.guide_opts(), c.lr or 1e-3), lr_decay=c.lr_decay, seed=seed, device=c.device, retries=c.retries, tol=c.tol or None,
+        **fit_kwargs,
     )  # fmt: skip
     return model, guide, result
 
 
-def _restart_score(c: FitConfig, model: nn.Module, guide: nn.Module, x: torch.Tensor, final: float) -> float:
-    """The family's ``restart_score`` of a finished restart, or its final loss (also when it diverged)."""
-    if c.family.restart_score is None or not math.isfinite(final):
+def _restart_score(plan: Plan, model: nn.Module, guide: nn.Module, x: torch.Tensor, final: float) -> float:
+    """The plan's ``restart_score`` of a finished restart, or its final loss (also when it diverged)."""
+    if plan.restart_score is None or not math.isfinite(final):
         return final
     with torch.no_grad():
-        score = c.family.restart_score(model, guide, x, c.family_options())
+        score = plan.restart_score(model, guide, x)
     return final if score is None else float(score)
 
 
 def fit_restarts(
     c: FitConfig,
+    plan: Plan,
     x: torch.Tensor,
     seeds: Sequence[int],
     *,
@@ -134,8 +144,8 @@ def fit_restarts(
     distributed: bool = False,
     describe: Callable[[nn.Module, nn.Module], dict[str, Any]] | None = None,
 ) -> Best:
-    """Build, initialise and train the pair of a resolved config once per seed; keep the lowest final loss
-    (or the family's ``restart_score``).
+    """Build, initialise and train the pair of a planned config once per seed; keep the lowest final loss
+    (or the plan's ``restart_score``).
 
     Each restart is reproducible from its seed alone. ``x_train``/``y`` (the semi-supervised stream)
     default to ``x`` without labels; the final loss is always measured on ``x``.
@@ -165,11 +175,11 @@ def fit_restarts(
         saving = {"checkpoint": state_file, "checkpoint_every": c.checkpoint_every, "checkpoint_meta": {"restart": i},
                   "resume": resume and _state_restart(state_file) == i} if resumable else {}  # fmt: skip
         model, guide, result = train_one(
-            c, x, seed, loss=loss, x_train=x_train, y=y, progress=progress, distributed=distributed, **saving
+            c, plan, x, seed, loss=loss, x_train=x_train, y=y, progress=progress, distributed=distributed, **saving
         )
         with torch.no_grad(), isolated_param_store():
             final = evaluate_loss(loss, model, guide, x.to(result.device))
-        score = _restart_score(c, model, guide, x.to(result.device), final)
+        score = _restart_score(plan, model, guide, x.to(result.device), final)
         trials.append({"seed": seed, "final_loss": final, "score": score, **(describe(model, guide) if describe else {})})
         if best is None or (math.isfinite(score) and not score >= best_score):
             best, best_score = (final, model, guide, result), score

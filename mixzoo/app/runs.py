@@ -13,7 +13,7 @@ import json
 import sys
 import time
 import warnings
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -23,21 +23,22 @@ from torch import nn
 
 from ..analysis.metrics import clustering_report, clusters_used
 from ..analysis.posterior import cluster_proba, has_exact_likelihood
-from ..data import Dataset, load_dataset, preprocess
+from ..data import Dataset, load_dataset
 from ..data.labels import oversample_labelled, reveal_labels
 from ..data.transform import PREPROCESSING
-from ..data.validation import check_data, check_device, check_n_clusters
+from ..data.validation import check_data, check_device
 from ..errors import MixzooInputError
-from ..models.family import DataShape
+from ..inference.registry import LossContext
 from ..training.loop import FitResult
 from ..training.threads import choose_threads, torch_threads
 from .config import FitConfig, config_from_json
+from .planning import plan_for
 from .restarts import BEST_RESTART, TRAIN_STATE, build_pair, fit_restarts, load_pair
 from .run_dir import CONFIG, load_checkpoint, prepare_run_dir, save_checkpoint, write_json
 from .transfer import transfer_split
 from .user_model import file_digest, is_user_model
 
-__all__ = ["run_fit", "run_evaluate", "load_run", "load_data", "resume_config"]
+__all__ = ["Run", "execute", "run_fit", "run_evaluate", "load_run", "load_data", "resume_config"]
 
 
 def load_data(config: FitConfig) -> tuple[Dataset, dict[str, Any]]:
@@ -98,34 +99,6 @@ def resume_config(run_dir: str | Path) -> FitConfig:
         raise MixzooInputError(f"{str(path)!r} is not valid JSON ({err}).") from None
 
 
-def _reduced(c: FitConfig, data: Dataset, report: bool) -> tuple[FitConfig, Dataset]:
-    """Apply the family's ``reduce`` rule when ``--pca`` was not given: the config then records the components."""
-    if c.pca is not None or data.x.ndim != 2:
-        return c, data
-    shape = DataShape(int(data.x.shape[0]), int(data.x.shape[1]), data.image_shape, data.levels)
-    keep = c.family.reduce(shape, c.family_options())
-    if keep is None:
-        return c, data
-    if report:
-        print(f"mixzoo: {c.model} reduces the {data.x.shape[1]} features to {keep} principal components (its recipe "
-              f"for data of this shape); --pca 0 keeps them all", file=sys.stderr, flush=True)  # fmt: skip
-    c = replace(c, pca=keep)
-    return c, preprocess(data, pca=keep, seed=c.seed)  # what load_data(c) now gives, without reading again
-
-
-def _prepared(config: FitConfig, data: Dataset, x: torch.Tensor) -> FitConfig:
-    c = config
-    if c.clusters is None:
-        if data.n_classes is None:
-            raise MixzooInputError(f"data {c.data!r} has no known number of classes; pass --clusters K.")
-        c.clusters = data.n_classes
-    check_n_clusters(c.clusters, x.shape[0])
-    c = c.for_data(DataShape(int(x.shape[0]), int(x.shape[1]), data.image_shape, data.levels, bool(c.pretrain_classes)))
-    if is_user_model(c.model):
-        c.model_file_sha256 = file_digest(c.model)
-    return c
-
-
 def run_fit(
     config: FitConfig,
     *,
@@ -135,12 +108,53 @@ def run_fit(
     resume: bool = False,
     distributed: bool = False,
 ) -> dict[str, Any]:
-    """Run one fit and return the JSON record (metrics, timing, names).
+    """Run one fit and return the JSON record (metrics, timing, names): ``mixzoo fit``.
 
     :param resume: continue the interrupted run in ``out`` (written with ``checkpoint_every``).
     :param distributed: data-parallel training over the initialised process group; rank 0 alone
         writes ``out``.
     """
+    return execute(config, out=out, overwrite=overwrite, progress=progress, resume=resume, distributed=distributed).record
+
+
+@dataclass
+class Run:
+    """A finished fit: what :func:`mixzoo.run` returns.
+
+    :param record: the JSON record ``mixzoo fit --json`` prints (metrics, timing, names).
+    :param config: the configuration with everything the family's plan chose, as ``config.json`` holds it.
+    :param model: the trained model.
+    :param guide: the trained guide.
+    :param data: the data the model was trained on (after the plan's preprocessing), with their labels.
+    :param proba: (N, K) cluster probabilities of ``data``.
+    :param history: the training history of the kept restart.
+    """
+
+    record: dict[str, Any]
+    config: FitConfig
+    model: nn.Module
+    guide: nn.Module
+    data: Dataset
+    proba: np.ndarray
+    history: FitResult
+
+    @property
+    def metrics(self) -> dict[str, Any]:
+        """ACC, NMI, ARI, purity, expected and actual misclassified, clusters used (``None`` without labels)."""
+        keys = ("acc", "nmi", "ari", "purity", "expected_misclassified", "misclassified", "clusters_used")
+        return {k: self.record.get(k) for k in keys}
+
+
+def execute(
+    config: FitConfig,
+    *,
+    out: str | None = None,
+    overwrite: bool = False,
+    progress: bool = True,
+    resume: bool = False,
+    distributed: bool = False,
+) -> Run:
+    """:func:`run_fit`, returning the trained pair, the data and the probabilities with the record."""
     c = config.resolved()
     main = not distributed or torch.distributed.get_rank() == 0
     if c.checkpoint_every is not None and not out:
@@ -153,14 +167,9 @@ def run_fit(
     data, transfer = load_data(c)
     if transfer:
         c = replace(c, classifier=transfer["classifier"])  # the run records the classifier it used
-    c, data = _reduced(c, data, report=progress and main)
-    if c.family.dequantizes(c.family_options()) and data.levels is not None and not c.dequantize:  # integer images for a density model
-        c = replace(c, dequantize=True)
-        data = preprocess(data, seed=c.seed, dequantize=True)  # what load_data(c) now gives, without reading again
+    c, data, plan = plan_for(c, data, report=progress and main)
     x = check_data(data.x)
-    c = _prepared(c, data, x)
-    noise = {"noise": transfer["noise"]} if "noise" in transfer and c.loss == "nce" else {}
-    loss = c.family.make_loss(c.loss, **noise, **c.loss_options())  # type: ignore[arg-type]
+    loss = c.algorithm.loss(c.loss_opts(), LossContext(noise=transfer.get("noise")))
     x_train, y = x, None
     if c.labels:
         x_train, y = oversample_labelled(x, reveal_labels(data.labels, c.labels, c.seed))
@@ -174,13 +183,13 @@ def run_fit(
         describe = None if c.n_init == 1 or data.labels is None else \
             (lambda m, g: {"acc": _metrics(m, g, x.to(c.device), data.labels)[1]["acc"]})  # fmt: skip
         final, model, guide, result = fit_restarts(
-            c, x, seeds, loss=loss, x_train=x_train, y=y, progress=progress and main, state_dir=state_dir,
+            c, plan, x, seeds, loss=loss, x_train=x_train, y=y, progress=progress and main, state_dir=state_dir,
             resume=resume, distributed=distributed, describe=describe,
         )  # fmt: skip
     seconds = time.perf_counter() - start
     proba, report = _metrics(model, guide, x.to(result.device), data.labels)
     record = {
-        "model": c.model, "guide": c.guide, "loss": c.loss, "data": c.data, "n": int(x.shape[0]), "dim": c.dim,
+        "model": c.to_dict()["model"], "guide": c.guide, "loss": c.loss, "data": c.data, "n": int(x.shape[0]), "dim": c.dim,
         "clusters": c.clusters, **report, "final_loss": final, "epochs": result.epochs, "converged": result.converged, "seconds": round(seconds, 3),
         "device": result.device, "threads": threads, "seed": c.seed, "n_init": c.n_init, "pca": c.pca, "labels": c.labels or 0,
         **({"classifier": transfer["classifier"], "classifier_accuracy": transfer["classifier_accuracy"]} if transfer else {}),
@@ -189,8 +198,8 @@ def run_fit(
     if distributed:
         record["processes"] = torch.distributed.get_world_size()
     if run_dir is not None and main:
-        _write_run(run_dir, c, record, model, guide, x, proba, result, data, report=progress)
-    return record
+        _write_run(run_dir, c, record, model, guide, x, proba, result, data, report=progress, laplace=plan.laplace_summary)
+    return Run(record, c, model, guide, data, proba, result)
 
 
 SUMMARY_ENTRIES = 2_000_000
@@ -199,13 +208,14 @@ SUMMARY_ENTRIES = 2_000_000
 
 def _write_run(
     run_dir: Path, c: FitConfig, record: dict[str, Any], model: nn.Module, guide: nn.Module, x: torch.Tensor,
-    proba: np.ndarray, result: FitResult, data: Dataset, report: bool = False,
+    proba: np.ndarray, result: FitResult, data: Dataset, report: bool = False, laplace: bool = True,
 ) -> None:  # fmt: skip
     """Write the finished run: checkpoint, config, metrics, history, probabilities, summary and plots.
 
     The summary's pointwise log-likelihood holds at most :data:`SUMMARY_ENTRIES` values (200 Laplace
     draws for up to 10000 points, fewer draws for more). With ``report`` one line says what is written,
-    and a note of the summary (e.g. a flat direction of the Laplace approximation) is one plain line.
+    and a note of the summary (e.g. a flat direction of the Laplace approximation) is one plain line. ``laplace``: the
+    plan asks for Laplace draws (network families keep the point estimate).
     """
     from ..analysis.plots import write_fit_plots, write_model_plots
     from ..analysis.summary import save_summary, summarize
@@ -218,7 +228,7 @@ def _write_run(
         data.preprocessing.save(run_dir / PREPROCESSING)
     xd = x.to(result.device)
     # Laplace draws need an exact likelihood and a family that asks for them; others keep the point estimate
-    laplace = c.family.laplace_summary and has_exact_likelihood(model, guide, xd)
+    laplace = laplace and has_exact_likelihood(model, guide, xd)
     n_draws = min(200, max(20, SUMMARY_ENTRIES // len(xd))) if laplace else 0
     if report:
         draws = f"{n_draws} Laplace draws" if n_draws else "the point estimate"
@@ -265,6 +275,8 @@ def load_run(run_dir: str, *, model: str | None = None) -> tuple[nn.Module, nn.M
     config = config_from_json(raw, run_dir)
     _check_user_model(config, run_dir, model)
     config = config.resolved()
+    if config.dim is None:
+        raise MixzooInputError(f"the config.json of {run_dir!r} does not say the data's dimension; fit the run again.")
     try:
         pair = build_pair(config)
     except (TypeError, AssertionError, KeyError) as err:

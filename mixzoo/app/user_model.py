@@ -4,7 +4,8 @@ The class is a Pyro model written to the mixzoo contract (:mod:`mixzoo.contract`
 ``ClassName(dim=D, n_clusters=K)``, called as ``model(x, y=None, subsample=None)``, with an
 enumerable cluster site ``"y"`` inside the plate ``"data"``. Its ``initialize(x, seed=...)``
 is called before training when it has one. It trains with the empty guide and
-``TraceEnum_ELBO`` by default; the other losses are offered and checked against the pair
+``trace-enum`` by default, and with every guide and loss its declared capabilities allow
+(:class:`~mixzoo.contract.ModelCapabilities`); the choice is checked against the pair
 before training.
 
 Importing the file runs its code, so mixzoo does it only when the user names the file: a
@@ -26,10 +27,9 @@ from typing import Any
 
 from torch import nn
 
+from ..contract import ModelCapabilities
 from ..errors import MixzooInputError
-from ..guides import EmptyGuide
-from ..inference import LOSSES
-from ..models.family import DataShape, Family, Training
+from ..models.family import DataShape, Family, Inference, Plan, Training
 from ..options import Options
 
 __all__ = ["is_user_model", "user_family", "UserOptions", "file_digest"]
@@ -53,6 +53,7 @@ def file_digest(name: str) -> str | None:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
+@functools.cache
 def _load_class(name: str) -> type:
     where, _, cls_name = str(name).rpartition(":")
     if not where or not cls_name.isidentifier():
@@ -82,6 +83,12 @@ def _load_class(name: str) -> type:
             f"--model {name!r}: {where!r} has no class {cls_name!r}"
             + (f"; its model classes are: {', '.join(found)}." if found else ".")
         )
+    return _checked_class(cls, name)
+
+
+def _checked_class(cls: type, name: str) -> type:
+    """``cls``, once it is a module constructed as ``cls(dim=D, n_clusters=K)`` with ``forward(x, y, subsample)``."""
+    cls_name = cls.__name__
     if not issubclass(cls, nn.Module):
         raise MixzooInputError(f"--model {name!r}: {cls_name} is not a torch/Pyro module (PyroModule).")
     params = inspect.signature(cls).parameters
@@ -100,29 +107,42 @@ def _load_class(name: str) -> type:
     return cls
 
 
-@functools.cache
-def user_family(name: str) -> Family:
-    """A :class:`~mixzoo.models.family.Family` around the user's class named by ``name`` (imports it)."""
-    cls = _load_class(name)
+def _user_plan(options: Any, data: DataShape, inference: Inference) -> Plan:
+    """Full-batch Adam at 0.05 for 200 epochs up to 20000 points, minibatches of 1024 above; 0.01 under NCE, whose
+    logistic loss on a normalized model moves far on a step of 0.05. The data are used as they are (a user's model
+    may be discrete, so integer data are not dequantized for it)."""
+    lr = 0.01 if inference.loss == "nce" else 0.05
+    return Plan(options=options, training=Training(epochs=200, lr=lr, batch_size=None if data.n <= 20000 else 1024))
 
-    def build(dim: int, k: int, guide: str, options: Any) -> tuple[nn.Module, nn.Module]:
+
+def user_family(model: str | type) -> Family:
+    """A :class:`~mixzoo.models.family.Family` around the user's class (named by ``FILE.py:CLASS`` /
+    ``module:CLASS``, which imports it, or given), with every guide and loss its declared capabilities allow."""
+    return _family_of_class(_load_class(model) if isinstance(model, str) else _checked_class(model, model.__name__), _name(model))
+
+
+def _name(model: str | type) -> str:
+    return model if isinstance(model, str) else f"{model.__module__}:{model.__qualname__}"
+
+
+@functools.cache
+def _family_of_class(cls: type, name: str) -> Family:
+    def build(dim: int, k: int, options: Any) -> nn.Module:
         try:
-            model = cls(dim=dim, n_clusters=k)
+            return cls(dim=dim, n_clusters=k)
         except Exception as err:
             raise MixzooInputError(f"--model {name!r}: {cls.__name__}(dim={dim}, n_clusters={k}) failed ({err}).") from None
-        return model, EmptyGuide()
 
-    def recipe(options: Any, data: DataShape | None, loss: str) -> Training:
-        return Training(epochs=200, lr=0.05, batch_size=None if data is None or data.n <= 20000 else 1024)
-
-    options = type("UserOptions", (UserOptions,), {"family": name})  # its own class: messages name this model
+    options = type("UserOptions", (UserOptions,), {"owner": f"model {name!r}"})  # its own class: messages name it
+    caps = ModelCapabilities.of(cls)
     return Family(
         name=name,
         description=(inspect.getdoc(cls) or cls.__name__).splitlines()[0],
         cite="your own model",
         options=options,
+        model=cls,
         build=build,
-        guides=("empty",),
-        losses=tuple(LOSSES),
-        recipe=recipe,
+        default_guide="empty" if caps.enumerable_y else "encoder",
+        default_loss="trace-enum",
+        plan=_user_plan,
     )

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -39,11 +40,12 @@ import torch.nn.functional as F
 from pyro.infer import ELBO
 from pyro.poutine.trace_struct import Trace
 
-from ..contract import CLUSTER_SITE, latent_sites
+from ..contract import CLUSTER_SITE, ModelCapabilities, guide_samples_nothing, latent_sites
 from ..errors import MixzooInputError
-from ..guides import EmptyGuide
+from ..options import Options, option
 from .enumeration import enumerated_log_joint
-from .noise import DistributionNoise, GaussianNoise, NoiseSource
+from .noise import DistributionNoise, MatchedNoise, NoiseSource
+from .registry import Algorithm, GuideFacts, register_algorithm
 from .untraced import StatedTable
 from .validated import ValidatedPairs
 
@@ -62,13 +64,18 @@ def _as_source(obj: Any) -> NoiseSource:
     )
 
 
+def _empty_guide(model: Any, guide: Any) -> bool:
+    return guide_samples_nothing(guide)
+
+
 class NCE(ELBO):
     """Noise-contrastive estimation loss for Pyro models that follow the mixzoo contract.
 
     :param noise: one noise source (a :class:`~mixzoo.inference.noise.NoiseSource` or a torch
         distribution), or a list of ``(source, count)`` pairs for several sources (eq. 22); ``count``
         is the number of noise samples :math:`M_l` (a fixed sample set's size when ``None``).
-        Default: a Gaussian matched to the data's mean and covariance.
+        Default: :class:`~mixzoo.inference.noise.MatchedNoise`, a Gaussian matched to the data's mean and
+        covariance, or for integer-valued data the product of the features' observed frequencies.
     :param nu: noise-to-data ratio :math:`\\nu = M / N` for a single source given without a count.
     """
 
@@ -82,7 +89,7 @@ class NCE(ELBO):
         if not nu > 0:
             raise MixzooInputError(f"noise ratio nu must be positive, got {nu}.")
         if noise is None:
-            noise = GaussianNoise()
+            noise = MatchedNoise()
         if isinstance(noise, (list, tuple)) and noise and isinstance(noise[0], (list, tuple)):
             self.sources = [(_as_source(s), None if m is None else float(m)) for s, m in noise]
             self.nu = None
@@ -93,7 +100,7 @@ class NCE(ELBO):
             if m is None and s.size is None and self.nu is None:
                 raise MixzooInputError("each of several noise distributions needs a sample count M_l.")
         self._validated = ValidatedPairs()
-        self.table = StatedTable(lambda model, guide: isinstance(guide, EmptyGuide))
+        self.table = StatedTable(_empty_guide)
 
     def _counts(self, n_data: int) -> list[float]:
         counts = []
@@ -195,3 +202,33 @@ class NCE(ELBO):
             raise MixzooInputError(
                 f"NCE needs the empty guide (the model sums out {CLUSTER_SITE!r} itself), but the guide samples {sampled}."
             )
+
+
+@dataclass(frozen=True)
+class NCEOptions(Options):
+    """Options of ``nce``."""
+
+    noise_ratio: float = option(1.0, "noise draws per data point (nu = M / N)", low=1e-3, high=1e3)
+
+
+def _requires(model: ModelCapabilities, guide: GuideFacts) -> str | None:
+    if guide.samples_y:
+        return f"scores the model with y summed out, so it needs the empty guide, not {guide.name!r}"
+    if not model.enumerable_y:
+        return f"needs a model whose only per-point latent is y; this one also has {', '.join(model.local_latents)}"
+    return None
+
+
+register_algorithm(
+    Algorithm(
+        name="nce",
+        description="noise-contrastive estimation: logistic regression of data against noise, which also learns "
+        "the normalizers of a model known only up to them",
+        cite="Gutmann and Hyvärinen 2012; mixtures: Matsuda and Hyvärinen 2019",
+        loss_class=NCE,
+        make=lambda o, context: NCE(noise=context.noise, nu=o.noise_ratio),
+        requires=_requires,
+        options=NCEOptions,
+        takes_labels=False,
+    )
+)

@@ -1,10 +1,14 @@
 """Noise distributions for noise-contrastive estimation.
 
 A noise source draws samples and evaluates its log density at any point (NCE
-needs :math:`n(x)` at the data as well as at the noise samples). Three kinds:
+needs :math:`n(x)` at the data as well as at the noise samples). The kinds:
 
+- :class:`MatchedNoise` (the default): fitted to the data on first use; a :class:`GaussianNoise` for continuous
+  data, a :class:`MarginalNoise` for integer-valued data.
 - :class:`GaussianNoise`: a Gaussian matched to the data's mean and covariance
   (Matsuda and Hyvärinen's (2019) default suggestion), fitted on first use unless given.
+- :class:`MarginalNoise`: each feature drawn independently from its observed values, with their frequencies: a
+  noise on the data's own discrete support.
 - :class:`DistributionNoise`: any torch distribution with event shape (D,).
 - :class:`SampleNoise`: a fixed sample set with a known log density function,
   e.g. a classifier's own training data with the density of the paper's eq. (28).
@@ -19,7 +23,7 @@ from torch.distributions import Distribution, MultivariateNormal
 
 from ..errors import MixzooInputError
 
-__all__ = ["NoiseSource", "GaussianNoise", "DistributionNoise", "SampleNoise"]
+__all__ = ["NoiseSource", "GaussianNoise", "MarginalNoise", "MatchedNoise", "DistributionNoise", "SampleNoise"]
 
 
 class NoiseSource:
@@ -106,3 +110,69 @@ class SampleNoise(NoiseSource):
 
     def log_prob(self, u: torch.Tensor) -> torch.Tensor:
         return self.log_prob_fn(u)
+
+
+class MarginalNoise(NoiseSource):
+    """The product of the features' observed distributions: feature d takes the values seen in the data with their
+    frequencies, independently of the others.
+
+    For integer-valued data (counts, pixel levels) this is a noise on the data's own support. NCE needs the noise to
+    put mass wherever the data do, and a continuous noise has no density on a discrete support: a Binomial model
+    against a Gaussian noise compares a probability with a density, and evaluating it at non-integer noise draws
+    leaves its support.
+    """
+
+    def __init__(self) -> None:
+        self.values: list[torch.Tensor] = []
+        self.log_freq: list[torch.Tensor] = []
+
+    def fit(self, x: torch.Tensor) -> None:
+        if self.values:
+            return
+        for column in x.detach().T:
+            values, counts = torch.unique(column, return_counts=True)
+            self.values.append(values)
+            self.log_freq.append((counts.to(x.dtype) / column.numel()).log())
+
+    def _fitted(self) -> None:
+        if not self.values:
+            raise RuntimeError("MarginalNoise is used before fit(x); the NCE loss fits it on the first batch")
+
+    def sample(self, n: int) -> torch.Tensor:
+        self._fitted()
+        columns = [v[torch.multinomial(f.exp(), n, replacement=True).to(v.device)] for v, f in zip(self.values, self.log_freq, strict=True)]
+        return torch.stack(columns, -1)
+
+    def log_prob(self, u: torch.Tensor) -> torch.Tensor:
+        """:math:`\\sum_d \\log f_d(u_d)`; :math:`-\\infty` where a feature takes a value it never took in the data."""
+        self._fitted()
+        total = u.new_zeros(u.shape[0])
+        for d, (values, log_freq) in enumerate(zip(self.values, self.log_freq, strict=True)):
+            pos = torch.searchsorted(values, u[:, d].contiguous()).clamp(max=len(values) - 1)
+            total = total + torch.where(values[pos] == u[:, d], log_freq[pos], torch.full_like(total, -torch.inf))
+        return total
+
+
+class MatchedNoise(NoiseSource):
+    """The default noise: on first use it becomes a :class:`MarginalNoise` when every value of the data is an
+    integer, else a :class:`GaussianNoise` matched to their mean and covariance."""
+
+    def __init__(self) -> None:
+        self.chosen: NoiseSource | None = None
+
+    def fit(self, x: torch.Tensor) -> None:
+        if self.chosen is None:
+            integer = bool((x == x.round()).all())
+            self.chosen = MarginalNoise() if integer else GaussianNoise()
+        self.chosen.fit(x)
+
+    def _fitted(self) -> NoiseSource:
+        if self.chosen is None:
+            raise RuntimeError("MatchedNoise is used before fit(x); the NCE loss fits it on the first batch")
+        return self.chosen
+
+    def sample(self, n: int) -> torch.Tensor:
+        return self._fitted().sample(n)
+
+    def log_prob(self, u: torch.Tensor) -> torch.Tensor:
+        return self._fitted().log_prob(u)

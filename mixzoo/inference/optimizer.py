@@ -34,6 +34,8 @@ class JointOptim(PyroOptim):
     :param optim_args: its keyword arguments (one dict for all parameters).
     :param gamma: with a value, an exponential learning-rate decay by ``gamma`` per :meth:`step`
         (per epoch in :func:`mixzoo.fit`), like :class:`pyro.optim.ExponentialLR`.
+    :param lr_of: ``lr_of(parameter) -> learning rate | None``: a learning rate of its own for some parameters
+        (an amortized guide's network), in a parameter group of its own; ``None``: the one of ``optim_args``.
     """
 
     def __init__(
@@ -41,6 +43,7 @@ class JointOptim(PyroOptim):
         optim_constructor: Callable[..., torch.optim.Optimizer] = torch.optim.Adam,
         optim_args: dict[str, Any] | None = None,
         gamma: float | None = None,
+        lr_of: Callable[[torch.Tensor], float | None] | None = None,
     ) -> None:
         if optim_args is not None and not isinstance(optim_args, dict):
             raise TypeError(
@@ -49,6 +52,8 @@ class JointOptim(PyroOptim):
         args = dict(optim_args or {"lr": 1e-3})
         super().__init__(optim_constructor, args)
         self.gamma = gamma
+        self.lr_of = lr_of
+        self._own_factor = 1.0  # halvings (retries) apply to the parameters' own learning rates too
         self.optimizer: torch.optim.Optimizer | None = None
         self.scheduler: torch.optim.lr_scheduler.ExponentialLR | None = None
         self._params: list[torch.Tensor] = []
@@ -74,12 +79,19 @@ class JointOptim(PyroOptim):
     def _add(self, new: list[torch.Tensor]) -> None:
         store = pyro.get_param_store()
         new.sort(key=store.param_name)  # a fixed order, whatever the order of the trace
-        if self.optimizer is None:
-            self.optimizer = self.pt_optim_constructor(new, **self.pt_optim_args)
-            if self.gamma is not None:
-                self.scheduler = torch.optim.lr_scheduler.ExponentialLR(self.optimizer, self.gamma)
-        else:
-            self._new_group(new, dict(self.pt_optim_args), float(self.pt_optim_args["lr"]))
+        by_lr: dict[float, list[torch.Tensor]] = {}
+        for p in new:
+            own = None if self.lr_of is None else self.lr_of(p)
+            lr = float(self.pt_optim_args["lr"]) if own is None else float(own) * self._own_factor
+            by_lr.setdefault(lr, []).append(p)
+        for lr, params in by_lr.items():
+            hyper = {**self.pt_optim_args, "lr": lr}
+            if self.optimizer is None:
+                self.optimizer = self.pt_optim_constructor(params, **hyper)
+                if self.gamma is not None:
+                    self.scheduler = torch.optim.lr_scheduler.ExponentialLR(self.optimizer, self.gamma)
+            else:
+                self._new_group(params, hyper, lr)
         for p in new:
             self.optim_objs[p] = self.optimizer
             self._params.append(p)
@@ -105,6 +117,7 @@ class JointOptim(PyroOptim):
     def scale_lr(self, factor: float) -> None:
         """Multiply the learning rate of all present and future parameters by ``factor``."""
         self.pt_optim_args["lr"] *= factor
+        self._own_factor *= factor
         if self.optimizer is not None:
             for group in self.optimizer.param_groups:
                 group["lr"] *= factor

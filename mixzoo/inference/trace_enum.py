@@ -22,13 +22,16 @@ traced loss has confirmed the pair; every other pair, and every call with labels
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from pyro.infer import TraceEnum_ELBO
 from pyro.util import warn_if_nan
 
-from ..guides import EmptyGuide
+from ..contract import ModelCapabilities, guide_samples_nothing
+from ..options import Options, option
+from .registry import Algorithm, GuideFacts, first, needs_normalized, register_algorithm
 from .untraced import StatedTable, backward_value, states
 
 __all__ = ["TableEnum_ELBO"]
@@ -36,7 +39,7 @@ __all__ = ["TableEnum_ELBO"]
 
 def _guide_ok(model: Any, guide: Any) -> bool:
     """The empty guide (``"y"`` summed out in the model) or one that states its :math:`\\log q(y \\mid x)`."""
-    return isinstance(guide, EmptyGuide) or states(guide, "log_posterior")
+    return guide_samples_nothing(guide) or states(guide, "log_posterior")
 
 
 class TableEnum_ELBO(TraceEnum_ELBO):
@@ -51,7 +54,7 @@ class TableEnum_ELBO(TraceEnum_ELBO):
         self.table = StatedTable(_guide_ok)
 
     def _negative_elbo(self, model: Any, guide: Any, n: int, xb: torch.Tensor) -> torch.Tensor:
-        if isinstance(guide, EmptyGuide):
+        if guide_samples_nothing(guide):
             return -(n / xb.shape[0]) * torch.logsumexp(model.log_joint(xb), -1).sum()
         log_q = guide.log_posterior(xb)  # guide first, as in the trace
         return -(n / xb.shape[0]) * (log_q.exp() * (model.log_joint(xb) - log_q)).sum()
@@ -79,3 +82,29 @@ class TableEnum_ELBO(TraceEnum_ELBO):
         if batch is not None:
             return backward_value(self._negative_elbo(model, guide, *batch))
         return super().loss_and_grads(model, guide, *args, **kwargs)
+
+
+@dataclass(frozen=True)
+class TraceEnumOptions(Options):
+    """Options of ``trace-enum``."""
+
+    particles: int = option(1, "samples per step of the guide's other latents (y itself is summed exactly)", low=1)
+
+
+def _requires(model: ModelCapabilities, guide: GuideFacts) -> str | None:
+    if not guide.samples_y and not model.enumerable_y:
+        return f"sums y out in the model under guide {guide.name!r}, but the model also has {', '.join(model.local_latents)}"
+    return first(needs_normalized(model))
+
+
+register_algorithm(
+    Algorithm(
+        name="trace-enum",
+        description="the ELBO with y summed exactly, in the model (empty guide: the exact log-likelihood) or in the guide",
+        cite="Pyro's TraceEnum_ELBO (Obermeyer et al. 2019); Pires 2020, eq. 4.3",
+        loss_class=TraceEnum_ELBO,
+        make=lambda o, context: TableEnum_ELBO(num_particles=o.particles),
+        requires=_requires,
+        options=TraceEnumOptions,
+    )
+)

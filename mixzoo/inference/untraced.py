@@ -126,6 +126,12 @@ class StatedTable:
             weakref.WeakKeyDictionary()
         )
 
+    def __getstate__(self) -> dict[str, Any]:
+        return {"guide_ok": self.guide_ok}  # the confirmed pairs are live objects: an unpickled loss confirms anew
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["guide_ok"])  # type: ignore[misc]
+
     def _known(self, model: Any, guide: Any) -> tuple[bool, tuple[str, ...] | None]:
         try:
             guides = self._pairs.get(model)

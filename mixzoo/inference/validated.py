@@ -23,6 +23,12 @@ class ValidatedPairs:
     def __init__(self) -> None:
         self._seen: weakref.WeakKeyDictionary[Any, weakref.WeakSet[Any]] = weakref.WeakKeyDictionary()
 
+    def __getstate__(self) -> dict[str, Any]:
+        return {}  # a cache of live objects: a copy (or an unpickled loss) starts with none remembered
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__()  # type: ignore[misc]
+
     def first(self, model: Callable[..., Any], guide: Callable[..., Any]) -> bool:
         """Whether the pair is new; it is remembered from now on."""
         try:

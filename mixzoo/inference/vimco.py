@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import pyro.distributions as dist
@@ -46,8 +47,10 @@ from pyro.infer.enum import get_importance_trace
 from pyro.poutine.messenger import Messenger
 from pyro.poutine.trace_struct import Trace
 
-from ..contract import in_data_plate
 from ..errors import MixzooInputError
+from ..options import Options, option
+from .particles import point_log_weights
+from .registry import Algorithm, first, needs_normalized, needs_sampled_y, register_algorithm
 
 __all__ = ["VIMCO", "vimco_objective", "importance_log_likelihood", "ScoreFunctionSites", "without_rsample"]
 
@@ -142,32 +145,9 @@ class VIMCO(ELBO):
         self, model: Callable[..., Any], guide: Callable[..., Any], args: Any, kwargs: Any
     ) -> tuple[torch.Tensor, torch.Tensor]:
         model_trace, guide_trace = self._get_vectorized_trace(model, guide, args, kwargs)
-        m = self.num_particles
-        log_w: torch.Tensor | float = 0.0
-        log_q_nr: torch.Tensor | float = 0.0
-        scale = None
-        for trace, sign in ((model_trace, 1.0), (guide_trace, -1.0)):
-            for site in trace.nodes.values():
-                if site["type"] != "sample" or "unscaled_log_prob" not in site:
-                    continue
-                lp = site["unscaled_log_prob"]  # the data plate's N/B scale is applied once, to the bound
-                if lp.dim() == 0:
-                    lp = lp.expand(m, 1)
-                elif lp.dim() == 1:
-                    lp = lp[:, None] if lp.shape[0] == m else lp[None, :]
-                log_w = log_w + sign * lp
-                if sign < 0 and not site["fn"].has_rsample:
-                    log_q_nr = log_q_nr + lp
-                if in_data_plate(site):
-                    scale = site["scale"]
-        if not isinstance(log_w, torch.Tensor):
-            raise MixzooInputError("VIMCO found no sample sites to weight.")
-        log_w = log_w.expand(m, log_w.shape[-1]) if log_w.shape[0] == 1 else log_w
-        if not isinstance(log_q_nr, torch.Tensor):
-            log_q_nr = torch.zeros_like(log_w)
-        bound, surrogate = vimco_objective(log_w, log_q_nr.expand_as(log_w))
-        scale = 1.0 if scale is None else scale
-        return -scale * bound.sum(), -scale * surrogate.sum()
+        w = point_log_weights(model_trace, guide_trace, self.num_particles)
+        bound, surrogate = vimco_objective(w.log_w, w.log_q_score)
+        return -w.scale * bound.sum(), -w.scale * surrogate.sum()
 
     def loss(self, model: Callable[..., Any], guide: Callable[..., Any], *args: Any, **kwargs: Any) -> float:
         """The negative multi-sample bound :math:`-\\sum_n \\hat L_n` (an estimate of it)."""
@@ -211,3 +191,23 @@ def importance_log_likelihood(
             )
             out.append(torch.logsumexp(log_w, 0) - math.log(num_samples))
     return torch.cat(out)
+
+
+@dataclass(frozen=True)
+class VIMCOOptions(Options):
+    """Options of ``vimco``."""
+
+    particles: int = option(5, "particles per point (Li et al. 2020 use 15)", low=2)
+
+
+register_algorithm(
+    Algorithm(
+        name="vimco",
+        description="the multi-sample (IWAE) bound with leave-one-out baselines for the score function of y",
+        cite="Mnih and Rezende 2016",
+        loss_class=VIMCO,
+        make=lambda o, context: VIMCO(num_particles=o.particles),
+        requires=lambda model, guide: first(needs_sampled_y(guide), needs_normalized(model)),
+        options=VIMCOOptions,
+    )
+)

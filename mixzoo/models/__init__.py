@@ -21,6 +21,7 @@ from .flow_mixture import FlowMixture  # noqa: E402
 from .gmm import GaussianMixture  # noqa: E402
 from .gmvae import GMVAE, pretrain_autoencoder  # noqa: E402
 from .neural_mixture import NeuralMixture  # noqa: E402
+from .student_t import StudentTMixture  # noqa: E402
 
 
 def get_family(name: str) -> Family:
@@ -38,6 +39,7 @@ __all__ = [
     "FlowMixture",
     "EnergyMixture",
     "NeuralMixture",
+    "StudentTMixture",
     "GMVAE",
     "pretrain_autoencoder",
 ]

@@ -36,11 +36,10 @@ from torch import nn
 
 from ..data.validation import check_data
 from ..errors import MixzooInputError
-from ..guides import EmptyGuide
 from ..nets.kmeans import kmeans
 from ..options import Options, option
 from ..param_store import isolated_param_store
-from .family import DataShape, Family, Training, principal_components, register
+from .family import DataShape, Family, Inference, Plan, Training, principal_components, register
 
 if TYPE_CHECKING:
     from ..inference.nce import NCE
@@ -53,10 +52,15 @@ Features = Literal["quadratic", "linear"]
 class EnergyMixture(PyroModule):
     """Mixture of K exponential-family energies, a Pyro model ``model(x, y=None, subsample=None)``.
 
+    Its components are known only up to their normalizers (``normalized = False``), so only noise-contrastive
+    estimation trains it: every other loss bounds :math:`\\log p(x)`, which it does not define.
+
     :param dim: number of input features D.
     :param n_clusters: number of components K (1 is allowed for plain NCE of one non-normalized model).
     :param features: ``"quadratic"`` (f(x) = (x^2, x)) or ``"linear"`` (f(x) = x).
     """
+
+    normalized = False
 
     def __init__(self, dim: int, n_clusters: int, features: Features = "linear") -> None:
         super().__init__()
@@ -261,31 +265,26 @@ class EnergyMixtureOptions(Options):
     )  # fmt: skip
 
 
-def _adapt(o: EnergyMixtureOptions, given: frozenset[str], data: DataShape) -> EnergyMixtureOptions:
-    """Linear energies on a classifier's features, as in the paper's deep clustering (eq. 26-27).
-
-    Elsewhere diagonal Gaussian energies: on pinwheel (seeds 0-2) they reach ACC 0.975-0.978 where
-    linear ones reach 0.64-0.80, and on dequantized digits 0.722 against 0.562 for linear ones on the raw
-    pixels (section ``defaults`` of docs/benchmarks.md).
-    """
-    if "features" in given or not data.learned_features:
-        return o
-    return o.replace(features="linear")
+def _build(dim: int, k: int, o: EnergyMixtureOptions) -> EnergyMixture:
+    return EnergyMixture(dim, k, features=o.features)
 
 
-def _build(dim: int, k: int, guide: str, o: EnergyMixtureOptions) -> tuple[nn.Module, nn.Module]:
-    return EnergyMixture(dim, k, features=o.features), EmptyGuide()
-
-
-def _initialize(model: nn.Module, guide: nn.Module, x: Any, seed: int, o: EnergyMixtureOptions, loss: Any = None) -> None:
+def _start(model: nn.Module, guide: nn.Module, x: Any, seed: int, loss: Any = None) -> None:
     """Under NCE, start each component at the NCE fit of its k-means cluster against the loss's noise."""
     from ..inference.nce import NCE
 
     model.initialize(x, seed=seed, nce=loss if isinstance(loss, NCE) else None)  # type: ignore[operator]
 
 
-def _recipe(o: EnergyMixtureOptions, data: DataShape | None, loss: str) -> Training:
-    return Training(epochs=30, lr=0.01, batch_size=1024)
+def _plan(o: EnergyMixtureOptions, data: DataShape, inference: Inference) -> Plan:
+    """50 principal components above 100 features; integer images dequantized. Linear energies on a classifier's
+    features, as in the paper's deep clustering (eq. 26-27); elsewhere diagonal Gaussian energies: on pinwheel
+    (seeds 0-2) they reach ACC 0.975-0.978 where linear ones reach 0.64-0.80, and on dequantized digits 0.722
+    against 0.562 for linear ones on the raw pixels (section ``defaults`` of docs/benchmarks.md)."""
+    if data.learned_features and "features" not in inference.given:
+        o = o.replace(features="linear")
+    return Plan(options=o, training=Training(epochs=30, lr=0.01, batch_size=1024), pca=principal_components(data),
+                dequantize=data.levels is not None, start=_start)  # fmt: skip
 
 
 FAMILY = register(
@@ -294,13 +293,10 @@ FAMILY = register(
         description="non-normalized exponential-family mixture estimated by NCE; deep features via --pretrain-classes",
         cite="Matsuda and Hyvärinen 2019",
         options=EnergyMixtureOptions,
+        model=EnergyMixture,
         build=_build,
-        guides=("empty",),
-        losses=("nce",),
-        recipe=_recipe,
-        initialize=_initialize,
-        adapt=_adapt,
-        continuous=True,
-        reduce=principal_components(),
+        default_guide="empty",
+        default_loss="nce",
+        plan=_plan,
     )
 )

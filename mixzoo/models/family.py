@@ -1,21 +1,27 @@
-"""Model families: what a family file registers, and the registry the CLI, the estimator and ``select`` read.
+"""Model families: what a family file registers, the plan that adapts it to data, and how it composes with guides
+and losses.
 
-A family is one file under :mod:`mixzoo.models`. It declares its :class:`~mixzoo.options.Options`
-dataclass and registers one :class:`Family`::
+A family is one file under :mod:`mixzoo.models`. It declares its :class:`~mixzoo.options.Options` dataclass and
+registers one :class:`Family`::
 
     register(Family(
-        name="gmm",
-        description="Gaussian mixture, diag/full covariance, maximum likelihood with y enumerated",
-        cite="the reference",
-        options=GMMOptions,
-        build=build,                    # (dim, n_clusters, guide, options) -> (model, guide)
-        guides=("empty",),
-        losses=("trace-enum",),
-        recipe=recipe,                  # (options, data, loss) -> Training: the default recipe
+        name="student-t",
+        description="Student-t mixture, diagonal scales, learned degrees of freedom",
+        cite="Peel and McLachlan 2000",
+        options=StudentTOptions,
+        model=StudentTMixture,
+        build=build,                    # (dim, n_clusters, options) -> the model
+        default_guide="empty",
+        default_loss="trace-enum",
+        plan=plan,                      # (options, data, inference) -> Plan: everything that depends on the data
     ))
 
-Everything else (the CLI's flags and ``--help``, ``mixzoo models``, the estimator's
-``model_options``, ``select``, summaries and the test matrix) discovers it from the registry.
+Which guides and losses serve the family is derived from what its model class declares
+(:class:`~mixzoo.contract.ModelCapabilities`), the guides' requirements (:mod:`mixzoo.guides.registry`) and the
+algorithms' (:mod:`mixzoo.inference.registry`): :meth:`Family.reason` says why a choice cannot serve it,
+:meth:`Family.inference_table` lists every pair. Everything else (the CLI's flags and ``--help``, ``mixzoo
+models``, the estimator, ``select``, summaries and the test matrix) discovers the family from the registry, and the
+command line, the estimator and ``select`` apply the same plan.
 """
 
 from __future__ import annotations
@@ -25,31 +31,32 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-from pyro.infer import ELBO
 from torch import nn
 
-from ..inference import make_loss
+from ..contract import ModelCapabilities
+from ..data.shape import DataShape
+from ..errors import MixzooInputError
+from ..guides.registry import GUIDES, GuideSpec, Schedule, get_guide
+from ..inference.registry import ALGORITHMS, Algorithm, get_algorithm
+from ..inference.step import StepFactory
 from ..options import Options
 
-__all__ = ["Family", "Training", "DataShape", "register", "principal_components", "MODELS"]
-
-
-@dataclass(frozen=True)
-class DataShape:
-    """What a recipe may know of the data before training: its size, and whether it is an image."""
-
-    n: int
-    dim: int
-    image_shape: tuple[int, ...] | None = None
-    levels: int | None = None
-    """Integer intensity levels (e.g. 256 for raw MNIST), ``None`` for continuous data."""
-    learned_features: bool = False
-    """The data are a trained network's features (deep transfer, ``--pretrain-classes``), not measurements."""
+__all__ = [
+    "Family",
+    "Plan",
+    "Training",
+    "Inference",
+    "DataShape",
+    "register",
+    "principal_components",
+    "MODELS",
+    "default_start",
+]
 
 
 @dataclass(frozen=True)
 class Training:
-    """A family's training defaults (the recipe): what ``mixzoo fit`` uses when no flag says otherwise."""
+    """Training settings: what ``mixzoo fit`` uses when no flag says otherwise."""
 
     epochs: int
     lr: float | None
@@ -61,48 +68,77 @@ class Training:
     """Stop when the relative change of the epoch loss stays below this for 3 epochs (``None``: never)."""
 
 
-Builder = Callable[[int, int, str, Any], tuple[nn.Module, nn.Module]]
-Recipe = Callable[[Any, "DataShape | None", str], Training]
-Adapt = Callable[[Any, frozenset[str], DataShape], Any]
-Schedules = Callable[[nn.Module, nn.Module, Any], list[Callable[[int], None]]]
-Initializer = Callable[..., None]
-StepChoice = Callable[[Any], Callable[..., Any] | None]
+@dataclass(frozen=True)
+class Inference:
+    """What a plan may know of the chosen inference."""
+
+    guide: str
+    loss: str
+    closed_form: bool = False
+    """The loss sets the parameters in closed form (EM on a model that offers it): no learning rate."""
+    given: frozenset[str] = frozenset()
+    """The family options the user gave: a plan keeps them as they are."""
 
 
-def _same(options: Any, given: frozenset[str], data: DataShape) -> Any:
-    return options
+Start = Callable[..., None]
+"""``start(model, guide, x, seed, loss)``: the data-dependent start of a built pair."""
 
 
-def _no_schedules(model: nn.Module, guide: nn.Module, options: Any) -> list[Callable[[int], None]]:
-    return []
+def default_start(model: nn.Module, guide: nn.Module, x: torch.Tensor, seed: int, loss: Any = None) -> None:
+    """Call the model's ``initialize(x, seed=seed)`` where it has one (the guide's start is its registration's)."""
+    if callable(getattr(model, "initialize", None)):
+        model.initialize(x, seed=seed)
 
 
-def _initialize_each(model: nn.Module, guide: nn.Module, x: Any, seed: int, options: Any, loss: Any = None) -> None:
-    for module in (model, guide):
-        if hasattr(module, "initialize"):
-            module.initialize(x, seed=seed)
+@dataclass(frozen=True)
+class Plan:
+    """Everything about a fit that depends on the data: a family's recipe for them.
 
-
-def _svi_step(options: Any) -> None:
-    return None
-
-
-def _keep_features(data: DataShape, options: Any = None) -> int | None:
-    return None
-
-
-def principal_components(above: int = 100, keep: int = 50) -> Callable[..., int | None]:
-    """A ``reduce`` rule: data with more than ``above`` features go to ``keep`` principal components.
-
-    The rule of the density families on images: on raw MNIST (784 pixels) a Gaussian, Student-t, energy or
-    flow mixture is slow and clusters worse than on 50 principal components (the flow mixture's MNIST5 table:
-    0.42 raw against 0.97 on PCA 50), and the flow and energy mixtures do not finish in 25 minutes.
+    :param options: the family's options adapted to the data (the user's own left as given).
+    :param training: the training settings.
+    :param pca: reduce the data to this many principal components first (``None``: keep every feature). The plan
+        of the reduced data is then asked again, so ``options`` and ``training`` are those of the data the model
+        trains on.
+    :param dequantize: turn integer intensities into a continuous density's values first (uniform noise one
+        level wide).
+    :param start: the data-dependent start (:data:`Start`); :func:`default_start` by default.
+    :param schedules: ``schedules(model, guide) -> list``: per-epoch schedules of the model (annealing); the
+        guide's own come from its registration.
+    :param step: the family's own step, in place of the algorithm's (the two-fold step of Tissera et al.).
+    :param restart_score: ``restart_score(model, guide, x) -> float | None``: how ``--n-init`` restarts are
+        compared, lower is better; the final loss on all of the data where it is ``None``.
+    :param restart_rule: what ``restart_score`` keeps, in words, for ``--help``.
+    :param laplace_summary: a run's ``summary.nc`` draws from the Laplace approximation (``False`` for network
+        families: the diagonal curvature of thousands of weights is neither a posterior one can use nor cheap).
+    :param guide_options: ``{guide name: {option: value}}``: the family's recipe for a guide (the flow mixture's
+        annealed encoder of Pires 2020); options the user gave are kept.
     """
 
-    def rule(data: DataShape, options: Any = None) -> int | None:
-        return keep if data.dim > above and min(data.n, data.dim) > keep else None
+    options: Options
+    training: Training
+    pca: int | None = None
+    dequantize: bool = False
+    start: Start = default_start
+    schedules: Callable[[nn.Module, nn.Module], list[Schedule]] = field(default=lambda model, guide: [])
+    step: StepFactory | None = None
+    restart_score: Callable[[nn.Module, nn.Module, torch.Tensor], float | None] | None = None
+    restart_rule: str = "the lowest final loss"
+    laplace_summary: bool = True
+    guide_options: dict[str, dict[str, Any]] = field(default_factory=dict)
 
-    return rule
+
+PlanFunction = Callable[[Any, DataShape, Inference], Plan]
+
+
+def principal_components(data: DataShape, above: int = 100, keep: int = 50) -> int | None:
+    """The reduction of the density families: data with more than ``above`` features go to ``keep`` principal
+    components (``None``: keep every feature).
+
+    On raw MNIST (784 pixels) a Gaussian, Student-t, energy or flow mixture is slow and clusters worse than on 50
+    principal components (the flow mixture's MNIST5 table: 0.42 raw against 0.97 on PCA 50), and the flow and energy
+    mixtures do not finish in 25 minutes.
+    """
+    return keep if data.dim > above and min(data.n, data.dim) > keep else None
 
 
 @dataclass(frozen=True)
@@ -113,87 +149,65 @@ class Family:
     :param description: one line for ``mixzoo models``.
     :param cite: the paper by authors and year (or what the family is, e.g. "the reference").
     :param options: the family's :class:`~mixzoo.options.Options` dataclass.
-    :param build: ``build(dim, n_clusters, guide_name, options) -> (model, guide)``.
-    :param guides: guide names, the default first.
-    :param losses: loss names, the default first.
-    :param recipe: ``recipe(options, data, loss) -> Training``; ``data`` is ``None`` when unknown, ``loss``
-        is the loss's name (a recipe may differ by loss, as the Gaussian mixture's does for ``em``).
-    :param adapt: ``adapt(options, given, data) -> options``: data-dependent option choices for the
-        options the user did not give (``given``), e.g. the image shape of a convolutional network.
-    :param schedules: per-epoch schedules (annealing) of a built pair.
-    :param initialize: ``initialize(model, guide, x, seed, options, loss=None)``: data-dependent start.
-    :param step: ``step(options)``: a step factory for :func:`mixzoo.fit` (``None``: one SVI step).
-    :param continuous: the family models densities of continuous data, so integer-intensity images
-        (digits, MNIST) are dequantized before training, as with ``--dequantize``; a callable
-        ``continuous(options)`` decides by the options (``--dequantize-noise epoch`` wants the integers).
-    :param reduce: ``reduce(data, options) -> D``: the principal components the recipe reduces the data to when
-        ``--pca`` is not given (``None``: every feature is kept); see :func:`principal_components`.
-    :param laplace_summary: a run's ``summary.nc`` draws from the Laplace approximation (mixtures of
-        Gaussians, Student-t's, energies). ``False`` for network families: the diagonal curvature of thousands
-        of weights is neither a posterior one can use (the neural mixture's draws scatter its cluster shares by
-        about 0.25) nor cheap (a minute or more on a CPU), so their runs keep the point estimate;
-        :func:`~mixzoo.analysis.summary.summarize` still draws when asked.
-    :param loss_makers: losses the family builds itself, by name, over the shared ones of
-        :data:`mixzoo.inference.LOSSES` (the Gaussian mixture's ``"em"`` is closed-form EM).
-    :param restart_score: ``restart_score(model, guide, x, options) -> float | None``: how ``--n-init``
-        restarts are compared, lower is better; without it, or where it returns ``None``, the final loss on
-        all of the data.
-    :param restart_rule: what ``restart_score`` keeps, in words, for ``--help``.
-    :param quick: a small configuration that trains in a second or two (:class:`~mixzoo.app.config.FitConfig`
-        keywords such as ``data``, ``epochs``, ``subsample``, ``options``): the test matrix runs every
-        family with it (determinism, resume, bad input).
+    :param model: the model class, whose declared capabilities decide which guides and losses serve it.
+    :param build: ``build(dim, n_clusters, options) -> model``.
+    :param default_guide: the guide of the default recipe.
+    :param default_loss: the loss of the default recipe.
+    :param plan: ``plan(options, data, inference) -> Plan``.
     """
 
     name: str
     description: str
     cite: str
     options: type[Options]
-    build: Builder
-    guides: tuple[str, ...]
-    losses: tuple[str, ...]
-    recipe: Recipe
-    adapt: Adapt = _same
-    schedules: Schedules = _no_schedules
-    initialize: Initializer = _initialize_each
-    step: StepChoice = _svi_step
-    loss_makers: dict[str, Callable[..., ELBO]] = field(default_factory=dict)
-    continuous: bool | Callable[[Any], bool] = False
-    reduce: Callable[[DataShape, Any], int | None] = _keep_features
-    laplace_summary: bool = True
-    restart_score: Callable[[nn.Module, nn.Module, torch.Tensor, Any], float | None] | None = None
-    restart_rule: str = "the lowest final loss"
-    quick: dict[str, Any] = field(default_factory=lambda: {"data": "moons", "epochs": 3, "subsample": 300})
+    model: type[nn.Module]
+    build: Callable[[int, int, Any], nn.Module]
+    default_guide: str
+    default_loss: str
+    plan: PlanFunction
 
     @property
-    def default_guide(self) -> str:
-        return self.guides[0]
-
-    @property
-    def default_loss(self) -> str:
-        return self.losses[0]
-
-    def training(self, options: Any, data: DataShape | None, loss: str | None = None) -> Training:
-        """The recipe for these options, data and loss (the family's default loss when ``None``)."""
-        return self.recipe(options, data, loss or self.default_loss)
-
-    def dequantizes(self, options: Any) -> bool:
-        """Whether integer-intensity images are dequantized before training under these options."""
-        return self.continuous(options) if callable(self.continuous) else bool(self.continuous)
-
-    def make_loss(self, name: str, **options: Any) -> ELBO:
-        """The loss ``name`` as this family trains with it."""
-        if name in self.loss_makers:
-            return self.loss_makers[name](**options)
-        return make_loss(name, **options)
+    def capabilities(self) -> ModelCapabilities:
+        """What the family's model class declares."""
+        return ModelCapabilities.of(self.model)
 
     def make_options(self, values: dict[str, Any] | None = None, **more: Any) -> Options:
         """The family's options from a mapping (and keywords), checked; the defaults for the rest."""
         return self.options.from_dict({**(values or {}), **more})
 
-    def build_pair(self, dim: int, n_clusters: int, guide: str | None = None, options: Any = None) -> tuple[nn.Module, nn.Module]:
-        """A fresh (model, guide); ``options`` may be an :class:`Options` or a mapping."""
+    def reason(self, guide: str | GuideSpec, loss: str | Algorithm) -> str | None:
+        """Why ``guide`` and ``loss`` cannot train this family's model (one line), or ``None`` where they can."""
+        spec = get_guide(guide) if isinstance(guide, str) else guide
+        algorithm = get_algorithm(loss) if isinstance(loss, str) else loss
+        caps = self.capabilities
+        why = spec.reason(caps, self.name)
+        if why is not None:
+            return f"guide {spec.name!r} {why}"
+        why = algorithm.reason(caps, spec.facts)
+        return None if why is None else f"loss {algorithm.name!r} {why}"
+
+    def check(self, guide: str, loss: str) -> None:
+        """Refuse a guide and loss that cannot train this family, with the reason."""
+        why = self.reason(guide, loss)
+        if why is not None:
+            raise MixzooInputError(f"model {self.name!r} cannot be trained this way: {why}.")
+
+    def guides(self) -> list[str]:
+        """The guides that serve the family's model under at least one loss."""
+        return [g for g in GUIDES if any(self.reason(g, a) is None for a in ALGORITHMS)]
+
+    def inference_table(self) -> dict[str, dict[str, str | None]]:
+        """``table[guide][loss]``: ``None`` where the pair serves the family, else the reason."""
+        return {g: {a: self.reason(g, a) for a in ALGORITHMS} for g in GUIDES}
+
+    def build_pair(self, dim: int, n_clusters: int, guide: str | None = None, options: Any = None,
+                   guide_options: Any = None, data: DataShape | None = None) -> tuple[nn.Module, nn.Module]:  # fmt: skip
+        """A fresh (model, guide); options may be :class:`Options` or mappings."""
         opts = options if isinstance(options, Options) else self.make_options(options)
-        return self.build(dim, n_clusters, guide or self.default_guide, opts)
+        spec = get_guide(guide or self.default_guide)
+        gopts = guide_options if isinstance(guide_options, Options) else spec.make_options(guide_options)
+        model = self.build(dim, n_clusters, opts)
+        return model, spec.build(model, n_clusters, data or DataShape(0, dim), gopts, opts)
 
 
 MODELS: dict[str, Family] = {}
@@ -201,11 +215,14 @@ MODELS: dict[str, Family] = {}
 
 
 def register(family: Family) -> Family:
-    """Add a family to :data:`MODELS`; its options class learns the family's name for messages."""
+    """Add a family to :data:`MODELS` and check its defaults compose; its options class learns its name."""
     if family.name in MODELS and MODELS[family.name] is not family:
         raise ValueError(f"a model family named {family.name!r} is already registered")
     if not issubclass(family.options, Options):
         raise TypeError(f"{family.name}: options must derive from mixzoo.options.Options")
-    family.options.family = family.name
+    family.options.owner = f"model {family.name!r}"
+    why = family.reason(family.default_guide, family.default_loss)
+    if why is not None:
+        raise ValueError(f"{family.name}: its default guide and loss do not compose: {why}")
     MODELS[family.name] = family
     return family

@@ -24,7 +24,7 @@ log-Jacobian of that scaling is added, so densities are in the data's own units.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Literal
 
@@ -36,14 +36,13 @@ from pyro.nn import PyroModule
 from pyro.ops.indexing import Vindex
 from torch import nn
 
+from ..contract import cluster_draws
 from ..data.labels import label_logits
 from ..data.validation import check_data, check_n_clusters
-from ..guides import ClusterEncoder, EmptyGuide
-from ..inference.schedules import ExponentialDecay
 from ..nets.flows import BaseKind, ComponentFlows, FlowKind
 from ..nets.kmeans import kmeans
 from ..options import Options, option
-from .family import DataShape, Family, Training, principal_components, register
+from .family import DataShape, Family, Inference, Plan, Training, principal_components, register
 
 __all__ = ["FlowMixture"]
 
@@ -154,9 +153,12 @@ class FlowMixture(PyroModule):
         return self
 
     @torch.no_grad()
-    def sample(self, n: int, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Draw ``n`` points and their components."""
-        k = torch.multinomial(self.weights.cpu(), n, replacement=True, generator=generator)
+    def sample(
+        self, n: int, generator: torch.Generator | None = None, clusters: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Draw ``n`` points and their components (the given ``clusters``, or drawn from the weights), in the data's
+        units."""
+        k = cluster_draws(self.weights, n, generator, clusters)
         x = torch.empty(n, self.dim, device=self.shift.device)
         for j in k.unique().tolist():
             sel = k == j
@@ -171,30 +173,22 @@ class FlowMixtureOptions(Options):
     transforms: int = option(3, "flow layers per component", low=1)
     hidden: tuple[int, ...] = option((32, 32), "hidden sizes of each flow layer's network (128,128 on data of 10 or more features)", low=1)
     base: Literal["kmeans", "clusters", "paper", "normal"] = option("kmeans", "base distribution of each component (clusters on data of 10 or more features)")
-    encoder_hidden: tuple[int, ...] = option((64, 64), "hidden sizes of the encoder q(y|x)", low=1, guides=("encoder",))
-    temperature: float = option(5.0, "initial softmax temperature of the encoder", low=1e-3, guides=("encoder",))
-    temperature_decay: float = option(
-        0.98, "per-epoch factor of the temperature (down to 1)", low=1e-3, high=1.0, guides=("encoder",)
-    )
 
 
-def _build(dim: int, k: int, guide: str, o: FlowMixtureOptions) -> tuple[nn.Module, nn.Module]:
+def _build(dim: int, k: int, o: FlowMixtureOptions) -> FlowMixture:
     # the "paper" base means are random: draw their seed from the restart's seeded generator
     seed = int(torch.randint(2**31 - 1, (1,))) if o.base == "paper" else 0
-    model = FlowMixture(
+    return FlowMixture(
         dim, k, kind=o.flow, transforms=o.transforms, hidden=o.hidden, independent=o.flow != "realnvp", base=o.base,
         seed=seed,
     )  # fmt: skip
-    if guide == "empty":
-        return model, EmptyGuide()
-    return model, ClusterEncoder(dim, k, hidden=o.encoder_hidden, temperature=o.temperature)
 
 
-def _schedules(model: nn.Module, guide: nn.Module, o: FlowMixtureOptions) -> list[Callable[[int], None]]:
-    if not isinstance(guide, ClusterEncoder):
-        return []
-    return [ExponentialDecay(guide, "temperature", o.temperature, o.temperature_decay, 1.0)]
-
+PIRES_ENCODER = {"temperature": 5.0, "temperature_decay": 0.98, "encoder_start": "none"}
+"""The variational mixture of flows' encoder (Pires 2020, section 5): untrained, its softmax at temperature 5 decaying
+by 0.98 per epoch to 1, so that early on every component sees all data. Taught the k-means partition's posterior
+first (the encoder's own default start), it keeps that partition's straight boundary, which two circles do not have
+(section ``encoder-start`` of docs/benchmarks.md)."""
 
 HIGH_DIM = 10
 """From this many features on, the defaults are those for high-dimensional data (MNIST5 after PCA 50)."""
@@ -202,39 +196,31 @@ HIGH_DIM = 10
 _HIGH_DIM_OPTIONS = {"flow": "maf", "base": "clusters", "hidden": (128, 128)}
 
 
-def _adapt(o: FlowMixtureOptions, given: frozenset[str], data: DataShape) -> FlowMixtureOptions:
-    """High-dimensional data: affine MAF layers from each k-means cluster's diagonal Gaussian, 128x128 networks.
-
-    The 2-D defaults (NSF from k-means centres) do not finish MNIST5 PCA 50 in 25 minutes on a 2-core CPU;
-    this start reaches its clusters in 30 epochs.
-    """
-    if data.dim < HIGH_DIM:
-        return o
-    return replace(o, **{k: v for k, v in _HIGH_DIM_OPTIONS.items() if k not in given})
-
-
-def _recipe(o: FlowMixtureOptions, data: DataShape | None, loss: str) -> Training:
-    if data is not None and data.dim >= HIGH_DIM:
-        return Training(epochs=30, lr=5e-3, lr_decay=0.99, batch_size=500)
-    return Training(epochs=250, lr=5e-3, lr_decay=0.99, batch_size=500)
+def _plan(o: FlowMixtureOptions, data: DataShape, inference: Inference) -> Plan:
+    """50 principal components above 100 features; integer images dequantized (a density on the integer levels
+    themselves is unbounded). Below 10 features NSF layers of 32x32 from k-means centres for 250 epochs; from 10
+    features on affine MAF layers from each k-means cluster's diagonal Gaussian, 128x128 networks, 30 epochs: the
+    2-D defaults do not finish MNIST5 PCA 50 in 25 minutes on a 2-core CPU, this start reaches its clusters in 30
+    epochs."""
+    high = data.dim >= HIGH_DIM
+    if high:
+        o = replace(o, **{k: v for k, v in _HIGH_DIM_OPTIONS.items() if k not in inference.given})
+    training = Training(epochs=30 if high else 250, lr=5e-3, lr_decay=0.99, batch_size=500)
+    return Plan(options=o, training=training, pca=principal_components(data), dequantize=data.levels is not None,
+                laplace_summary=False, guide_options={"encoder": PIRES_ENCODER})  # fmt: skip
 
 
 FAMILY = register(
     Family(
         name="flow-mixture",
-        description="mixture of normalizing flows (NSF/MAF/RealNVP): maximum likelihood with y enumerated, "
-        "or an amortized encoder q(y|x)",
+        description="mixture of normalizing flows (NSF/MAF/RealNVP), maximum likelihood with y enumerated; with the "
+        "encoder guide the variational mixture of flows",
         cite="Ciobanu 2021 (MLE); Pires 2020 (variational, encoder guide)",
         options=FlowMixtureOptions,
+        model=FlowMixture,
         build=_build,
-        guides=("empty", "encoder"),
-        losses=("trace-enum", "trace-graph", "trace"),
-        recipe=_recipe,
-        adapt=_adapt,
-        continuous=True,
-        reduce=principal_components(),
-        schedules=_schedules,
-        quick={"data": "moons", "epochs": 2, "subsample": 300, "guide": "encoder", "options": {"transforms": 1}},
-        laplace_summary=False,
+        default_guide="empty",
+        default_loss="trace-enum",
+        plan=_plan,
     )
 )

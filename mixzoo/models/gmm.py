@@ -27,14 +27,12 @@ import torch.nn.functional as F
 from pyro.nn import PyroModule
 from torch import nn
 
+from ..contract import cluster_draws
 from ..data.validation import check_data, check_n_clusters
-from ..guides import EmptyGuide
-from ..inference.closed_form_em import conjugate_em
-from ..inference.exact_em import ExactEM
 from ..nets.component_scores import ComponentTable
 from ..nets.kmeans import kmeans
 from ..options import Options, option
-from .family import DataShape, Family, Training, principal_components, register
+from .family import DataShape, Family, Inference, Plan, Training, principal_components, register
 
 __all__ = ["GaussianMixture"]
 
@@ -224,9 +222,11 @@ class GaussianMixture(PyroModule):
         return self
 
     @torch.no_grad()
-    def sample(self, n: int, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Draw ``n`` points and their components."""
-        k = torch.multinomial(self.weights.cpu(), n, replacement=True, generator=generator).to(self.loc.device)
+    def sample(
+        self, n: int, generator: torch.Generator | None = None, clusters: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Draw ``n`` points and their components (the given ``clusters``, or drawn from the weights)."""
+        k = cluster_draws(self.weights, n, generator, clusters).to(self.loc.device)
         eps = torch.randn(n, self.dim, generator=generator).to(self.loc.device)
         x = self.loc[k] + (self.scale_tril[k] @ eps[..., None]).squeeze(-1)
         return x, k
@@ -238,35 +238,35 @@ class GMMOptions(Options):
     covariance: Literal["diag", "full"] = option("full", "covariance of each component: diagonal or full (Cholesky)")
 
 
-def _build(dim: int, k: int, guide: str, o: GMMOptions) -> tuple[nn.Module, nn.Module]:
-    return GaussianMixture(dim, k, covariance=o.covariance), EmptyGuide()
+def _build(dim: int, k: int, o: GMMOptions) -> GaussianMixture:
+    return GaussianMixture(dim, k, covariance=o.covariance)
 
 
-def _recipe(o: GMMOptions, data: DataShape | None, loss: str) -> Training:
-    if loss == "em":
+def _plan(o: GMMOptions, data: DataShape, inference: Inference) -> Plan:
+    """50 principal components above 100 features; closed-form EM iterates over chunks of 10000 points, the
+    gradient losses take minibatches of 2048 at a decaying learning rate."""
+    if inference.closed_form:
         # one epoch is one EM iteration over chunks of 10000 points; on digits tol 1e-4 stops after 14-25
         # iterations (full) at the ACC of 300 iterations; on small standardised tables, where the loss per
         # point is near 0, the tolerance is absolute (mixzoo.training.convergence), like scikit-learn's
-        return Training(epochs=300, lr=None, batch_size=10000, tol=1e-4)
-    # tol 1e-4 stops digits after 136 of 300 epochs (diag; full: 112) at the same ACC (0.694 against 0.696)
-    if o.covariance == "full":  # Cholesky factors are badly conditioned for Adam at lr 0.1
-        return Training(epochs=300, lr=0.01, lr_decay=0.99, batch_size=2048, tol=1e-4)
-    return Training(epochs=300, lr=0.1, lr_decay=0.98, batch_size=2048, tol=1e-4)
+        training = Training(epochs=300, lr=None, batch_size=10000, tol=1e-4)
+    elif o.covariance == "full":  # Cholesky factors are badly conditioned for Adam at lr 0.1
+        training = Training(epochs=300, lr=0.01, lr_decay=0.99, batch_size=2048, tol=1e-4)
+    else:  # tol 1e-4 stops digits after 136 of 300 epochs (diag; full: 112) at the same ACC
+        training = Training(epochs=300, lr=0.1, lr_decay=0.98, batch_size=2048, tol=1e-4)
+    return Plan(options=o, training=training, pca=principal_components(data))
 
 
 FAMILY = register(
     Family(
         name="gmm",
-        description="Gaussian mixture, full/diag covariance, maximum likelihood by closed-form EM or SVI with y enumerated",
+        description="Gaussian mixture, full/diag covariance, maximum likelihood by closed-form EM or gradient steps",
         cite="the reference",
         options=GMMOptions,
+        model=GaussianMixture,
         build=_build,
-        guides=("empty",),
-        losses=("em", "trace-enum"),
-        recipe=_recipe,
-        step=lambda options: conjugate_em,
-        loss_makers={"em": ExactEM},
-        reduce=principal_components(),
-        quick={"data": "moons", "epochs": 5},
+        default_guide="posterior",
+        default_loss="em",
+        plan=_plan,
     )
 )

@@ -55,21 +55,26 @@ from pyro.infer import TraceGraph_ELBO
 from pyro.nn import PyroModule
 from torch import nn
 
+from ..contract import cluster_draws
+from ..data.shape import DataShape
 from ..errors import MixzooInputError
-from ..guides import GMVAEGuide
+from ..guides.registry import GuideSpec, register_guide
 from ..inference.schedules import StepDecay
 from ..inference.step import SVIStep
 from ..inference.vimco import VIMCO, ScoreFunctionSites
 from ..nets.conv import ConvEncoder, DeconvDecoder
 from ..nets.mlp import ScalarState, mlp
 from ..options import Options, option
-from .family import DataShape, Family, Training, principal_components, register
+from .family import Family, Inference, Plan, Training, principal_components, register
 
 __all__ = ["GMVAE", "NVISAGuide", "DequantizeStep", "dequantized", "pretrain_autoencoder", "rescale_codes"]
 
 
 class GMVAE(PyroModule):
     """Pyro model ``model(x, y=None, subsample=None)`` of the Gaussian-mixture VAE.
+
+    Its per-point latent ``z`` (``local_latents``) needs a guide that samples it: the family's ``qzxy`` or
+    ``mean-field``.
 
     :param dim: data dimension D.
     :param n_clusters: number of clusters K.
@@ -80,6 +85,8 @@ class GMVAE(PyroModule):
         (Bernoulli logits) outputs, in place of the MLP of ``hidden`` (e.g. a
         :class:`~mixzoo.nets.conv.DeconvDecoder`).
     """
+
+    local_latents = ("z",)
 
     eps_x = ScalarState()
     """Lower bound on the decoder's standard deviation (annealed; saved with the module's state)."""
@@ -144,9 +151,7 @@ class GMVAE(PyroModule):
         if clusters is None:
             k = torch.randint(self.n_clusters, (n,), generator=generator)
         else:
-            k = torch.as_tensor(clusters, dtype=torch.long).cpu()
-            if k.shape != (n,) or bool(((k < 0) | (k >= self.n_clusters)).any()):
-                raise ValueError(f"clusters must be {n} integers in [0, {self.n_clusters}), got shape {tuple(k.shape)}")
+            k = cluster_draws(torch.ones(self.n_clusters), n, generator, clusters)
         eps = torch.randn(n, self.latent, generator=generator)
         k, eps = k.to(dev), eps.to(dev)
         z = self.mu_y[k] + self.prior_scale()[k] * eps
@@ -165,6 +170,71 @@ class GMVAE(PyroModule):
             k = pyro.sample("y", dist.Categorical(probs), obs=None if y is None else y[idx])
             z = pyro.sample("z", dist.Normal(self.mu_y[k], self.prior_scale()[k]).to_event(1))
             pyro.sample("x", self.decode(z), obs=x[idx])
+
+
+class _Baseline(nn.Module):
+    """Input-dependent baseline b(x) of NVIL, one value per point."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.net = mlp([dim, 64, 1])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x).squeeze(-1)
+
+
+class GMVAEGuide(PyroModule):
+    """Guide ``guide(x, y=None, subsample=None)`` for :class:`~mixzoo.models.gmvae.GMVAE`: q(y|x) q(z|x,y)
+    (``structured=True``, the paper's choice) or the mean-field q(y|x) q(z|x).
+
+    ``"y"`` is marked for parallel enumeration (used by ``trace-enum``, the paper's EnumY; other losses sample it)
+    and carries an input-dependent baseline network for ``trace-graph`` (NVIL, Mnih and Gregor 2014). The standard
+    deviation of :math:`q(z \\mid \\cdot)` is bounded below by :math:`\\epsilon_z`, annealed like the decoder's.
+    """
+
+    samples_y = True
+    held_fixed = False
+
+    eps_z = ScalarState()
+    """Lower bound on the standard deviation of q(z | .) (annealed; saved with the module's state)."""
+
+    def __init__(
+        self, dim: int, n_clusters: int, latent: int = 10, hidden: Sequence[int] = (256, 256), structured: bool = True
+    ) -> None:
+        super().__init__()
+        self.n_clusters, self.latent, self.structured = int(n_clusters), int(latent), bool(structured)
+        self.encoder_y = mlp([dim, *hidden, n_clusters])
+        self.encoder_z = mlp([dim + (n_clusters if structured else 0), *hidden, 2 * latent])
+        self.baseline = _Baseline(dim)
+        self.eps_z = 1.0
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, K) logits of q(y | x)."""
+        return self.encoder_y(x)
+
+    def z_params(self, x: torch.Tensor, k: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.structured:
+            onehot = F.one_hot(k, self.n_clusters).to(x.dtype)
+            batch = torch.broadcast_shapes(onehot.shape[:-1], x.shape[:-1])
+            inp = torch.cat([x.expand(batch + x.shape[-1:]), onehot.expand(batch + onehot.shape[-1:])], -1)
+        else:
+            inp = x
+        out = self.encoder_z(inp)
+        return out[..., : self.latent], F.softplus(out[..., self.latent :]) + self.eps_z  # additive floor
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None, subsample: torch.Tensor | None = None) -> None:
+        with pyro.plate("data", x.shape[0], subsample=subsample) as idx:
+            xb = x[idx]
+            infer = {
+                "enumerate": "parallel",
+                "baseline": {"nn_baseline": self.baseline, "nn_baseline_input": xb},
+            }
+            if y is None:
+                k = pyro.sample("y", dist.Categorical(logits=self.logits(xb)), infer=infer)
+            else:
+                k = y[idx]
+            loc, scale = self.z_params(xb, k)
+            pyro.sample("z", dist.Normal(loc, scale).to_event(1))
 
 
 class NVISAGuide(GMVAEGuide):
@@ -363,20 +433,51 @@ def _image_shape(dim: int, image: tuple[int, ...]) -> tuple[int, int, int]:
     return shape  # type: ignore[return-value]
 
 
-def _build(dim: int, k: int, guide: str, o: GMVAEOptions) -> tuple[nn.Module, nn.Module]:
+def _build(dim: int, k: int, o: GMVAEOptions) -> GMVAE:
     shape = _image_shape(dim, o.image) if o.arch == "conv" else None
     per_pixel = 2 if o.likelihood == "gaussian" else 1
     decoder = None if shape is None else DeconvDecoder(o.latent, shape, per_pixel, o.channels, o.hidden)
-    model = GMVAE(dim, k, latent=o.latent, hidden=o.hidden, likelihood=o.likelihood, decoder=decoder)
-    structured = guide == "qzxy"
-    q = NVISAGuide(dim, k, latent=o.latent, hidden=o.hidden, structured=structured)
-    if shape is not None:
-        q.encoder_y = ConvEncoder(shape, k, o.channels, o.hidden)
-        q.encoder_z = ConvEncoder(shape, 2 * o.latent, o.channels, o.hidden, extra=k if structured else 0)
-    return model, q
+    return GMVAE(dim, k, latent=o.latent, hidden=o.hidden, likelihood=o.likelihood, decoder=decoder)
 
 
-def _adapt(o: GMVAEOptions, given: frozenset[str], data: DataShape) -> GMVAEOptions:
+def _guide_builder(structured: bool) -> Callable[..., NVISAGuide]:
+    def build(model: nn.Module, k: int, data: DataShape, options: Any, o: GMVAEOptions) -> NVISAGuide:
+        dim = data.dim
+        q = NVISAGuide(dim, k, latent=o.latent, hidden=o.hidden, structured=structured)
+        if o.arch == "conv":
+            shape = _image_shape(dim, o.image)
+            q.encoder_y = ConvEncoder(shape, k, o.channels, o.hidden)
+            q.encoder_z = ConvEncoder(shape, 2 * o.latent, o.channels, o.hidden, extra=k if structured else 0)
+        return q
+
+    return build
+
+
+register_guide(
+    GuideSpec(
+        name="qzxy",
+        description="the GMVAE's q(y|x) q(z|x,y) (the paper's structured guide)",
+        build=_guide_builder(structured=True),
+        samples_y=True,
+        requires=lambda model: None,  # the family's own guide: the family check is the requirement
+        family="gmvae",
+        samples_local=True,
+    )
+)
+register_guide(
+    GuideSpec(
+        name="mean-field",
+        description="the GMVAE's mean-field q(y|x) q(z|x)",
+        build=_guide_builder(structured=False),
+        samples_y=True,
+        requires=lambda model: None,  # the family's own guide: the family check is the requirement
+        family="gmvae",
+        samples_local=True,
+    )
+)
+
+
+def _data_options(o: GMVAEOptions, given: frozenset[str], data: DataShape) -> GMVAEOptions:
     """The data's image shape for ``--arch conv`` and its intensity levels for ``--dequantize-noise epoch``."""
     changes: dict[str, Any] = {}
     if o.arch == "conv" and "image" not in given:
@@ -396,7 +497,7 @@ def _adapt(o: GMVAEOptions, given: frozenset[str], data: DataShape) -> GMVAEOpti
     return o.replace(**changes) if changes else o
 
 
-def _schedules(model: nn.Module, guide: nn.Module, o: GMVAEOptions) -> list[Callable[[int], None]]:
+def _schedules(model: nn.Module, guide: nn.Module, *, o: GMVAEOptions) -> list[Callable[[int], None]]:
     noise: list[Callable[[int], None]] = [_NoiseEpoch(model)] if o.dequantize_noise == "epoch" else []
     if o.anneal_every <= 0:  # no annealing: the floors stay at their final value
         model.eps_x = guide.eps_z = 1e-4
@@ -416,7 +517,7 @@ def _step(o: GMVAEOptions) -> Callable[..., Any] | None:
     return partial(DequantizeStep, levels=o.levels)
 
 
-def _initialize(model: nn.Module, guide: nn.Module, x: Any, seed: int, o: GMVAEOptions, loss: Any = None) -> None:
+def _start(model: nn.Module, guide: nn.Module, x: Any, seed: int, loss: Any = None, *, o: GMVAEOptions) -> None:
     if isinstance(guide, NVISAGuide):  # eq. (6) applies to the sampling losses; EnumY keeps z reparameterized
         guide.score_z = o.z_estimator == "score" and isinstance(loss, (VIMCO, TraceGraph_ELBO))
     if o.pretrain > 0:
@@ -429,7 +530,7 @@ LARGE = 50_000
 (0.986 in 515 s; section ``defaults`` of docs/benchmarks.md)."""
 
 
-def _reduce(data: DataShape, o: GMVAEOptions) -> int | None:
+def _reduction(data: DataShape, o: GMVAEOptions) -> int | None:
     """50 principal components above 100 features, as the density families, unless the options need the image.
 
     On all of MNIST the raw pixels (dequantized, MLP 256x256, 20 epochs) gave ACC 0.792 in 476 s of training; 50
@@ -438,31 +539,34 @@ def _reduce(data: DataShape, o: GMVAEOptions) -> int | None:
     """
     if o.arch == "conv" or o.dequantize_noise == "epoch":
         return None
-    return principal_components()(data)
+    return principal_components(data)
 
 
-def _recipe(o: GMVAEOptions, data: DataShape | None, loss: str) -> Training:
-    epochs = 30 if data is not None and data.n >= LARGE else 100
-    return Training(epochs=epochs, lr=1e-3, batch_size=128)
+def _plan(o: GMVAEOptions, data: DataShape, inference: Inference) -> Plan:
+    """50 principal components above 100 features unless the options need the image (:func:`_reduction`); integer
+    images dequantized once, unless afresh every epoch (``dequantize_noise="epoch"``); the image shape for
+    ``arch="conv"`` and the levels for fresh noise (:func:`_data_options`); 100 epochs of Adam at 1e-3 on batches of
+    128, 30 from :data:`LARGE` points on; std annealing (:func:`_schedules`) and the autoencoder start."""
+    o = _data_options(o, inference.given, data)
+    epochs = 30 if data.n >= LARGE else 100
+    return Plan(
+        options=o, training=Training(epochs=epochs, lr=1e-3, batch_size=128), pca=_reduction(data, o),
+        dequantize=o.dequantize_noise == "off" and data.levels is not None, start=partial(_start, o=o),
+        schedules=partial(_schedules, o=o), step=_step(o), laplace_summary=False,
+    )  # fmt: skip
 
 
 FAMILY = register(
     Family(
         name="gmvae",
-        description="Gaussian-mixture VAE with q(z|y,x): VIMCO, enumerated y (EnumY) or NVIL; std annealing",
+        description="Gaussian-mixture VAE with q(z|y,x): VIMCO, enumerated y (EnumY), NVIL or reweighted wake-sleep; "
+        "std annealing",
         cite="Li et al. 2020 (NVISA)",
         options=GMVAEOptions,
+        model=GMVAE,
         build=_build,
-        guides=("qzxy", "mean-field"),
-        losses=("vimco", "trace-enum", "trace-graph"),
-        recipe=_recipe,
-        adapt=_adapt,
-        schedules=_schedules,
-        initialize=_initialize,
-        step=_step,
-        continuous=lambda o: o.dequantize_noise == "off",
-        reduce=_reduce,
-        quick={"data": "digits", "epochs": 2, "subsample": 300, "options": {"pretrain": 1}},
-        laplace_summary=False,
+        default_guide="qzxy",
+        default_loss="vimco",
+        plan=_plan,
     )
 )

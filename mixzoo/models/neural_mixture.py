@@ -30,9 +30,9 @@ setting in which the paper shows collapse to one cluster (Fig. 5a, Table 1).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
 import pyro
 import pyro.distributions as dist
@@ -45,11 +45,10 @@ from torch import nn
 from ..data.labels import label_logits
 from ..data.validation import check_data, check_n_clusters
 from ..errors import MixzooInputError
-from ..guides import EStepGuide
 from ..nets.augment import Augment, as_images, sobel
 from ..nets.mlp import mlp
 from ..options import Options, option
-from .family import DataShape, Family, Training, register
+from .family import DataShape, Family, Inference, Plan, Training, register
 
 __all__ = ["NeuralMixture", "RelevanceNorm", "image_shape_for"]
 
@@ -251,6 +250,19 @@ class NeuralMixture(PyroModule):
             raise MixzooInputError(f"x_aug must hold one row per batch point ({xb.shape[0]}), got {x_aug.shape[0]}.")
         return log_h, self.cluster_log_likelihood(self.scores(x_aug, batch_stats=train, update=False))
 
+    def log_posterior(self, x: torch.Tensor) -> torch.Tensor:
+        r"""(B, K) the E-step of Tissera et al. (2022, eq. 5): :math:`\log \operatorname{softmax}_k(a^*_{nk} + \log
+        p(y = k))`, without gradient and without updating the running statistics, with the statistics the model's
+        own pass uses (the batch's while training).
+
+        The paper approximates the posterior of its likelihoods :math:`h_k = \operatorname{sigmoid}(a^*_k / \gamma)`
+        by the softmax of the normalized scores themselves ("considering the ease of numerical optimization"), a
+        sharper distribution than the exact :math:`\operatorname{softmax}_k(\log h_k + \log p(y = k))`; the
+        ``posterior`` guide uses it, so EM here is the paper's."""
+        batch_stats = self.training and torch.is_grad_enabled()
+        with torch.no_grad():
+            return torch.log_softmax(self.scores(x, batch_stats=batch_stats) + self.log_prior, -1)
+
     def log_joint(self, x: torch.Tensor) -> torch.Tensor:
         r"""(B, K) :math:`\log p(y = k) + \log h_k(x_n)` (+ :math:`\log h_k(x^{tr}_n)` for a transformed copy
         while training with augmentation), exactly as :meth:`forward` scores the minibatch ``x``: in training
@@ -320,15 +332,14 @@ class NeuralMixtureOptions(Options):
             raise MixzooInputError("--two-fold needs --augment: its consistency step compares each image with a transformed copy.")
 
 
-def _build(dim: int, k: int, guide: str, o: NeuralMixtureOptions) -> tuple[nn.Module, nn.Module]:
-    model = NeuralMixture(
+def _build(dim: int, k: int, o: NeuralMixtureOptions) -> NeuralMixture:
+    return NeuralMixture(
         dim, k, arch=o.arch, hidden=o.hidden, channels=o.channels, image_shape=o.image or None, gamma=o.gamma,
         normalize=o.normalize, sobel=o.sobel, augment=o.augment, shear=o.shear,
     )  # fmt: skip
-    return model, EStepGuide(model)
 
 
-def _restart_score(model: nn.Module, guide: nn.Module, x: torch.Tensor, o: NeuralMixtureOptions) -> float | None:
+def _restart_score(model: nn.Module, guide: nn.Module, x: torch.Tensor) -> float | None:
     """``--n-init`` keeps the restart whose clusters agree most with a transformed copy of (up to 10000 of)
     the points (:meth:`NeuralMixture.agreement`); without augmentation, the final loss decides.
 
@@ -345,7 +356,7 @@ def _restart_score(model: nn.Module, guide: nn.Module, x: torch.Tensor, o: Neura
     return -model.agreement(probe, g)
 
 
-def _adapt(o: NeuralMixtureOptions, given: frozenset[str], data: DataShape) -> NeuralMixtureOptions:
+def _image_options(o: NeuralMixtureOptions, given: frozenset[str], data: DataShape) -> NeuralMixtureOptions:
     """Images get the paper's image recipe (section 8.2): a CNN of conv blocks with max-pooling, one dense
     layer of 32 before the K scores, and eq. (7) with a transformed copy of each batch. The blocks are
     narrower than the paper's C64-C128-C256 (Table 2) so that a CPU trains them: C32-C64 for small images
@@ -376,19 +387,23 @@ def _adapt(o: NeuralMixtureOptions, given: frozenset[str], data: DataShape) -> N
     return o.replace(**{k: v for k, v in chosen.items() if k not in given})
 
 
-def _step(o: NeuralMixtureOptions) -> Callable[..., Any] | None:
-    if not o.two_fold:
-        return None
-    from ..inference.two_fold import two_fold
+def _plan(o: NeuralMixtureOptions, data: DataShape, inference: Inference) -> Plan:
+    """The network reads the data as they are (no reduction); images get the image recipe
+    (:func:`_image_options`) and, on more than 10000 of them, 5 epochs (all of MNIST: ACC 0.965 after one epoch,
+    0.972 after five of 29 s; section ``neural-mnist-full``); elsewhere 100 epochs of Adam at 1e-3 on batches of 128
+    (the batch size the paper's gamma of 5 is set for)."""
+    o = _image_options(o, inference.given, data)
+    epochs = 5 if o.arch == "cnn" and data.n > 10000 else 100
+    step = None
+    if o.two_fold:
+        from ..inference.two_fold import two_fold
 
-    return two_fold(consistency_lr=o.consistency_lr)
-
-
-def _recipe(o: NeuralMixtureOptions, data: DataShape | None, loss: str) -> Training:
-    if o.arch == "cnn" and data is not None and data.n > 10000:
-        # all of MNIST: ACC 0.965 after one epoch, 0.972 after five of 29 s (section neural-mnist-full)
-        return Training(epochs=5, lr=1e-3, batch_size=128)
-    return Training(epochs=100, lr=1e-3, batch_size=128)
+        step = two_fold(consistency_lr=o.consistency_lr)
+    return Plan(
+        options=o, training=Training(epochs=epochs, lr=1e-3, batch_size=128), step=step, restart_score=_restart_score,
+        restart_rule="the most points in the cluster of their transformed copy (without --augment: the lowest final loss)",
+        laplace_summary=False,
+    )  # fmt: skip
 
 
 FAMILY = register(
@@ -397,15 +412,10 @@ FAMILY = register(
         description="neural mixture: sigmoid of batch-normalized relevance scores, trained by batch-wise EM",
         cite="Tissera et al. 2022",
         options=NeuralMixtureOptions,
+        model=NeuralMixture,
         build=_build,
-        guides=("e-step",),
-        losses=("em", "trace-enum"),
-        recipe=_recipe,
-        adapt=_adapt,
-        step=_step,
-        restart_score=_restart_score,
-        restart_rule="the most points in the cluster of their transformed copy (without --augment: the lowest final loss)",
-        quick={"data": "digits", "epochs": 2, "subsample": 300},
-        laplace_summary=False,
+        default_guide="posterior",
+        default_loss="em",
+        plan=_plan,
     )
 )

@@ -40,12 +40,12 @@ from pyro.nn import PyroModule
 from torch import nn
 from torch.distributions import constraints
 
+from ..contract import cluster_draws
 from ..data.validation import check_data, check_n_clusters
 from ..errors import MixzooInputError
-from ..guides import EmptyGuide
 from ..nets.kmeans import kmeans
 from ..options import Options, option
-from .family import DataShape, Family, Training, principal_components, register
+from .family import DataShape, Family, Inference, Plan, Training, principal_components, register
 
 __all__ = ["StudentTMixture", "DiagonalStudentT"]
 
@@ -247,8 +247,10 @@ class StudentTMixture(PyroModule):
             self.df_logit.fill_(self._df_logit(df0))
 
     @torch.no_grad()
-    def sample(self, n: int, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Draw ``n`` points and their components.
+    def sample(
+        self, n: int, generator: torch.Generator | None = None, clusters: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Draw ``n`` points and their components (the given ``clusters``, or drawn from the weights).
 
         A t draw is :math:`\\mu + \\sigma z / \\sqrt{g / \\nu}` with :math:`z \\sim \\mathcal N(0, 1)` and
         :math:`g \\sim \\chi^2_\\nu`; the chi-square draws come from torch's global generator, reseeded
@@ -256,7 +258,7 @@ class StudentTMixture(PyroModule):
         the same sample and the global state is left alone.
         """
         device = self.loc.device
-        k = torch.multinomial(self.weights.cpu(), n, replacement=True, generator=generator)
+        k = cluster_draws(self.weights, n, generator, clusters)
         z = torch.randn(n, self.dim, generator=generator)
         df = self.df.cpu()[k].unsqueeze(-1).expand(n, self.dim)
         if generator is None:
@@ -282,19 +284,20 @@ class StudentTOptions(Options):
     def check(self) -> None:
         if self.df == 0 and not self.min_df < self.max_df:
             raise MixzooInputError(
-                f"--min-df ({self.min_df:g}) must be below --max-df ({self.max_df:g}) (model {self.family!r})."
+                f"--min-df ({self.min_df:g}) must be below --max-df ({self.max_df:g}) ({self.owner})."
             )
 
 
-def _build(dim: int, k: int, guide: str, o: StudentTOptions) -> tuple[nn.Module, nn.Module]:
-    model = StudentTMixture(dim, k, df=o.df or None, min_df=o.min_df, max_df=o.max_df)
-    return model, EmptyGuide()
+def _build(dim: int, k: int, o: StudentTOptions) -> StudentTMixture:
+    return StudentTMixture(dim, k, df=o.df or None, min_df=o.min_df, max_df=o.max_df)
 
 
-def _recipe(o: StudentTOptions, data: DataShape | None, loss: str) -> Training:
-    # gmm's schedule in half the epochs: by epoch 150 the decayed rate (0.1 * 0.98^150 = 0.005) no longer
-    # moves the clustering (pinwheel, moons and digits reach the same accuracy as with 300)
-    return Training(epochs=150, lr=0.1, lr_decay=0.98, batch_size=2048, tol=1e-4)
+def _plan(o: StudentTOptions, data: DataShape, inference: Inference) -> Plan:
+    """50 principal components above 100 features; the Gaussian mixture's gradient schedule in half the epochs: by
+    epoch 150 the decayed rate (0.1 * 0.98^150 = 0.005) no longer moves the clustering (pinwheel, moons and digits
+    reach the same accuracy as with 300)."""
+    return Plan(options=o, training=Training(epochs=150, lr=0.1, lr_decay=0.98, batch_size=2048, tol=1e-4),
+                pca=principal_components(data))  # fmt: skip
 
 
 FAMILY = register(
@@ -303,11 +306,10 @@ FAMILY = register(
         description="Student-t mixture, diagonal scales, learned degrees of freedom, maximum likelihood with y enumerated",
         cite="Peel and McLachlan 2000",
         options=StudentTOptions,
+        model=StudentTMixture,
         build=_build,
-        guides=("empty",),
-        losses=("trace-enum",),
-        recipe=_recipe,
-        reduce=principal_components(),
-        quick={"data": "moons", "epochs": 5},
+        default_guide="empty",
+        default_loss="trace-enum",
+        plan=_plan,
     )
 )

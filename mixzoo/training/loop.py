@@ -38,12 +38,12 @@ from ..inference.data_parallel import DistributedContext
 from ..inference.optimizer import JointOptim
 from ..inference.pair_check import check_pair
 from ..inference.step import Step, StepFactory, SVIStep
-from ..inference.trace_enum import TableEnum_ELBO
 from ..param_store import StateDict, isolated_param_store, modules_of
 from .convergence import Convergence
 from .divergence import Diverged, DivergenceGuard
 from .early_stopping import EarlyStopping
 from .module_state import restore
+from .named import resolve
 from .persistence import restore_rng
 from .progress import Progress
 from .resumable import TrainingCheckpoint
@@ -79,6 +79,10 @@ class FitResult:
     """Per-epoch records of the step itself (the two-fold step: ``"kl"``, the consistency loss)."""
     restarts: list[dict[str, Any]] = field(default_factory=list)
     """Every restart of :func:`~mixzoo.app.restarts.fit_restarts` (seed, final loss, score, kept), on the kept result."""
+    guide: Any = field(default=None, repr=False)
+    """The guide that was trained (built from its name where :func:`fit` was given a name)."""
+    loss: Any = field(default=None, repr=False)
+    """The loss that trained it."""
 
     @property
     def converged(self) -> bool:
@@ -143,10 +147,13 @@ def fit(
     data: Any,
     *,
     y: Any = None,
-    loss: ELBO | None = None,
+    loss: ELBO | str | None = None,
+    guide_options: dict[str, Any] | None = None,
+    loss_options: dict[str, Any] | None = None,
     epochs: int = 100,
     batch_size: int | None = None,
     lr: float = 1e-2,
+    guide_lr: float | None = None,
     lr_decay: float | None = None,
     optim: PyroOptim | None = None,
     step: StepFactory | None = None,
@@ -170,9 +177,19 @@ def fit(
 
     :param data: array-like (N, D); checked before training (see :func:`~mixzoo.data.validation.check_data`).
     :param y: optional observed cluster labels (N,), ``-1`` for unlabelled points, passed to model and guide.
-    :param loss: any :class:`pyro.infer.ELBO`; defaults to :class:`~mixzoo.inference.TableEnum_ELBO` (Pyro's
-        ``TraceEnum_ELBO``, scored from a model's stated table where it has one).
+    :param guide: a guide (a Pyro program or module), or the name of a registered guide (``"empty"``,
+        ``"posterior"``, ``"encoder"``), built for the model and the data, started on them, with its schedules; the
+        trained guide is :attr:`FitResult.guide`.
+    :param loss: any :class:`pyro.infer.ELBO`, or the name of a registered algorithm (``"trace-enum"``, ``"em"``,
+        ``"vimco"``, ``"rws"``, ...; ``mixzoo models`` lists them); defaults to
+        :class:`~mixzoo.inference.TableEnum_ELBO` (Pyro's ``TraceEnum_ELBO``, scored from a model's stated table where
+        it has one). A registered algorithm brings the step it needs unless ``step`` is given: closed-form EM for
+        ``"em"`` (or an :class:`~mixzoo.inference.EM` object) on a model that offers it.
+    :param guide_options: options of a guide given by name (e.g. ``{"temperature": 2.0}``).
+    :param loss_options: options of a loss given by name (e.g. ``{"particles": 15}``).
     :param batch_size: minibatch size; ``None`` uses the full data set per step.
+    :param guide_lr: Adam's learning rate for the guide's own parameters (an amortized encoder's network);
+        ``None``: ``lr``, or the rate a guide given by name declares.
     :param lr_decay: multiply the learning rate by this factor after every epoch.
     :param optim: a Pyro optimizer to use instead of Adam(lr) (``lr``/``lr_decay`` are then ignored).
     :param step: a step factory ``step(model, guide, optim, loss, context=, seed=)`` (see
@@ -211,7 +228,10 @@ def fit(
     x_val = None if val_data is None else check_data(val_data, name="val_data", dim=x.shape[1]).to(dev)
     saver = None if checkpoint is None else TrainingCheckpoint(checkpoint, checkpoint_every, x, ctx, checkpoint_meta)
     saved = saver.load() if saver is not None and resume else None
-    loss = loss if loss is not None else TableEnum_ELBO(max_plate_nesting=1)
+    named = resolve(model, guide, loss, x, guide_options=guide_options, loss_options=loss_options, seed=seed, lr=lr)
+    guide, loss = named.guide, named.loss
+    step = step or named.step
+    schedules = [*schedules, *named.schedules]
     modules = modules_of(model, guide)
     for m in modules:
         m.to(dev)
@@ -223,12 +243,13 @@ def fit(
     if seed is not None:
         set_seed(seed + ctx.rank)  # independent Monte Carlo draws per process, one minibatch order for all
     generator = torch.Generator().manual_seed(0 if seed is None else seed)
-    result = FitResult(device=str(dev))
+    result = FitResult(device=str(dev), guide=guide, loss=loss)
     start = time.perf_counter()
     with isolated_param_store(param_state) as store_state:
         check_pair(model, guide, loss, x[: min(n, 8)], None if y_t is None else y_t[: min(n, 8)])
         if optim is None:  # one Adam over all parameters: the updates of pyro.optim.Adam, one step() call
-            optim = JointOptim(torch.optim.Adam, {"lr": lr}, gamma=lr_decay)
+            own_lr = guide_lr if guide_lr is not None else named.guide_lr
+            optim = JointOptim(torch.optim.Adam, {"lr": lr}, gamma=lr_decay, lr_of=_guide_rate(model, guide, own_lr))
         if distributed:
             ctx.broadcast(t for m in modules for t in (*m.parameters(), *m.buffers()))
         stepper = (step or SVIStep)(model, guide, optim, loss, context=ctx, seed=seed)
@@ -269,6 +290,14 @@ def fit(
     result.param_state = store_state
     result.seconds = time.perf_counter() - start
     return result
+
+
+def _guide_rate(model: Any, guide: Any, lr: float | None) -> Callable[[torch.Tensor], float | None] | None:
+    """``lr`` for the parameters of the guide that are not the model's, else ``None``."""
+    if lr is None:
+        return None
+    own = {id(p) for m in modules_of(guide) for p in m.parameters()} - {id(p) for m in modules_of(model) for p in m.parameters()}
+    return lambda p: lr if id(p) in own else None
 
 
 def _resume(

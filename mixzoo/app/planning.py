@@ -1,0 +1,90 @@
+"""A family's plan applied to a configuration and its data: the one place where ``mixzoo fit``, the estimator and
+``select`` turn a family's recipe into settings, so their defaults cannot differ.
+
+:func:`planned` asks the family's :attr:`~mixzoo.models.family.Family.plan` for the data's shape, takes the
+preprocessing it asks for (principal components, dequantization) unless the user chose otherwise (``--pca``,
+``--dequantize``), asks again for the reduced data, refuses options the data made inapplicable, and fills the
+settings the user left unset. The configuration then records what was chosen (options, components, the data's
+dimension, size and image shape), so that a run rebuilds and resumes exactly. :func:`plan_for` does the same with
+the data themselves, and applies the preprocessing.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import replace
+
+from ..data import Dataset, preprocess
+from ..data.shape import DataShape
+from ..data.validation import check_n_clusters
+from ..errors import MixzooInputError
+from ..models.family import Plan
+from .config import TRAINING_FIELDS, FitConfig
+from .user_model import file_digest, is_user_model
+
+__all__ = ["plan_for", "planned", "shape_of"]
+
+
+def shape_of(data: Dataset, learned_features: bool = False) -> DataShape:
+    """What a plan may know of a data set."""
+    return DataShape(int(data.x.shape[0]), int(data.x.shape[1]), data.image_shape, data.levels, learned_features)
+
+
+def planned(config: FitConfig, shape: DataShape, n_classes: int | None = None) -> tuple[FitConfig, Plan]:
+    """The family's plan for data of this shape under a resolved ``config``, and the config with everything it
+    chose: ``pca`` or ``dequantize`` where the plan asks for them and the user did not choose, the options the plan
+    adapted (the family's and its recipe for the guide), the training settings left unset, and the shape of the data
+    the model will see.
+
+    :param n_classes: the data's number of classes, the number of clusters when ``config`` gives none.
+    :raises MixzooInputError: where the number of clusters or an option does not fit the data.
+    """
+    c = replace(config)
+    family, options, inference = c.family, c.family_options(), c.inference()
+    plan = family.plan(options, shape, inference)
+    if plan.pca and c.pca is None:
+        c.pca = plan.pca
+        shape = shape.reduced(plan.pca)
+        plan = family.plan(options, shape, inference)
+    elif plan.dequantize and not c.dequantize and shape.levels is not None:
+        c.dequantize = True
+        shape = replace(shape, levels=None)
+    if c.clusters is None:
+        if n_classes is None:
+            raise MixzooInputError(f"data {c.data!r} has no known number of classes; pass --clusters K.")
+        c.clusters = n_classes
+    check_n_clusters(c.clusters, shape.n)
+    given = frozenset(c.options)
+    plan.options.refuse_inapplicable(given, c.guide or family.default_guide, c.loss or family.default_loss)
+    defaults = family.options().to_dict()
+    chosen = {k: v for k, v in plan.options.to_dict().items() if k not in given and v != defaults[k]}
+    c.options = {**c.options, **chosen}
+    recipe = plan.guide_options.get(c.guide or family.default_guide, {})
+    if recipe:
+        options = c.guide_spec.make_options({**recipe, **c.guide_options}).to_dict()  # checked, JSON-ready
+        c.guide_options = {**c.guide_options, **{k: options[k] for k in recipe if k not in c.guide_options}}
+    for name in TRAINING_FIELDS:
+        if getattr(c, name) is None:
+            setattr(c, name, getattr(plan.training, name))
+    c.dim, c.n = shape.dim, shape.n
+    c.image_shape = None if shape.image_shape is None else [int(s) for s in shape.image_shape]
+    if isinstance(c.model, str) and is_user_model(c.model):
+        c.model_file_sha256 = file_digest(c.model)
+    return c, plan
+
+
+def plan_for(config: FitConfig, data: Dataset, *, report: bool = False) -> tuple[FitConfig, Dataset, Plan]:
+    """:func:`planned` for ``data``: the config with everything the plan chose, the data as the model will see them
+    (reduced or dequantized as the plan asks), and the plan.
+
+    :param report: say on stderr when the plan reduces the data.
+    """
+    c, plan = planned(config, shape_of(data, bool(config.pretrain_classes)), data.n_classes)
+    if c.pca and config.pca is None:
+        if report:
+            print(f"mixzoo: {c.family.name} reduces the {data.x.shape[1]} features to {c.pca} principal components "
+                  "(its recipe for data of this shape); --pca 0 keeps them all", file=sys.stderr, flush=True)  # fmt: skip
+        data = preprocess(data, pca=c.pca, seed=c.seed)
+    elif c.dequantize and not config.dequantize:
+        data = preprocess(data, seed=c.seed, dequantize=True)
+    return c, data, plan
