@@ -1,7 +1,8 @@
 """Data sets: scikit-learn digits, MNIST and MNIST5 from idx files, MNIST-1D, 2-D toys, and users' data files."""
 
-from .datasets import DATASETS, Dataset, load_dataset, preprocess, resolve_data_dir
-from .files import is_data_path, load_file
+from .dataset import Dataset
+from .datasets import DATASETS, is_data_path, load_dataset, preprocess, resolve_data_dir
+from .files import load_file
 from .idx import read_idx
 from .toys import moons, pinwheel, two_circles
 

@@ -8,42 +8,31 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 import numpy as np
 
 from ..errors import MixzooInputError
-from .idx import find_idx_file, read_idx
+from .dataset import Dataset
+from .files import SUFFIXES, load_file
+from .idx import read_mnist_dir
 from .toys import moons, pinwheel, two_circles
 from .transform import Preprocessing
 
-__all__ = ["Dataset", "DATASETS", "load_dataset", "resolve_data_dir", "preprocess", "read_mnist_dir"]
+__all__ = ["Dataset", "DATASETS", "load_dataset", "resolve_data_dir", "preprocess", "read_mnist_dir", "is_data_path"]
 
 DATA_ENV = "MIXZOO_DATA"
 
 
-@dataclass(frozen=True)
-class Dataset:
-    """Features ``x`` (N, D) float32, true ``labels`` (N,) or ``None``, and the image shape if any.
+def is_data_path(name: str) -> bool:
+    """Whether ``--data name`` means a file: a supported suffix, or an existing file or folder.
 
-    Images stored as integer intensities also carry ``levels`` (how many, e.g. 256) and ``top``
-    (the value of the highest level in ``x``), which :func:`preprocess` needs to dequantize them.
+    The built-in names (:data:`~mixzoo.data.datasets.DATASETS`) stay names even if a file of
+    that name exists in the working directory.
     """
-
-    name: str
-    x: np.ndarray
-    labels: np.ndarray | None
-    n_classes: int | None
-    image_shape: tuple[int, ...] | None = None
-    levels: int | None = None
-    top: float | None = None
-    features: tuple[str, ...] | None = None
-    """Names of the feature columns (data read from a table)."""
-    preprocessing: Preprocessing | None = None
-    """What :func:`preprocess` applied (to repeat it on new points)."""
-
-    def __len__(self) -> int:
-        return len(self.x)
+    if name in DATASETS:
+        return False
+    return name.lower().endswith(SUFFIXES) or os.path.exists(os.path.expanduser(name))
 
 
 def resolve_data_dir(data_dir: str | None) -> str:
@@ -63,30 +52,6 @@ def _digits(data_dir: str | None, seed: int) -> Dataset:
 
     d = load_digits()
     return Dataset("digits", d.data.astype(np.float32), d.target.astype(np.int64), 10, (8, 8), levels=17, top=16.0)
-
-
-MNIST_IDX_STEMS = (
-    "train-images-idx3-ubyte",
-    "train-labels-idx1-ubyte",
-    "t10k-images-idx3-ubyte",
-    "t10k-labels-idx1-ubyte",
-)
-
-
-def read_mnist_dir(path: str, name: str = "mnist") -> Dataset:
-    """MNIST from the four idx files (:data:`MNIST_IDX_STEMS`, gz or not) in the directory ``path``."""
-    xs, ys = [], []
-    for split in ("train", "t10k"):
-        xs.append(read_idx(find_idx_file(path, f"{split}-images-idx3-ubyte")))
-        ys.append(read_idx(find_idx_file(path, f"{split}-labels-idx1-ubyte")))
-    for images, labels in zip(xs, ys, strict=True):
-        if images.ndim != 3 or images.shape[1:] != (28, 28) or labels.shape != images.shape[:1]:
-            raise MixzooInputError(
-                f"the idx files in {path} hold images of shape {images.shape} and labels of shape {labels.shape}; "
-                "MNIST-format data needs (N, 28, 28) images and N labels."
-            )
-    x = np.concatenate(xs).reshape(-1, 28 * 28).astype(np.float32) / 255.0
-    return Dataset(name, x, np.concatenate(ys).astype(np.int64), 10, (28, 28), levels=256, top=1.0)
 
 
 def _mnist(data_dir: str | None, seed: int) -> Dataset:
@@ -228,7 +193,6 @@ def load_dataset(
     ``data_dir`` applies to the built-in idx data only. Both kinds go through the same
     :func:`preprocess`.
     """
-    from .files import SUFFIXES, is_data_path, load_file
 
     if is_data_path(name):
         d = load_file(name, label_column=label_column, columns=columns)

@@ -2,7 +2,7 @@
 
 :func:`load_file` reads one into a :class:`~mixzoo.data.datasets.Dataset` (features float32,
 labels int64 or ``None``); :func:`~mixzoo.data.datasets.load_dataset` calls it for every ``--data``
-value that :func:`is_data_path` accepts and then preprocesses the result like the built-in data.
+value that :func:`~mixzoo.data.datasets.is_data_path` accepts and then preprocesses the result like the built-in data.
 CSV/TSV are read with the standard library (pandas is not needed); Parquet needs pandas and pyarrow.
 Every problem with the file raises :class:`~mixzoo.errors.MixzooInputError`, naming it and the fix.
 """
@@ -17,27 +17,16 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import MixzooInputError
-from .datasets import DATASETS, MNIST_IDX_STEMS, Dataset, read_mnist_dir
-from .idx import find_idx_file
+from .dataset import Dataset
+from .idx import MNIST_IDX_STEMS, find_idx_file, read_mnist_dir
 
-__all__ = ["SUFFIXES", "is_data_path", "load_file"]
+__all__ = ["SUFFIXES", "load_file"]
 
 SUFFIXES = (".csv", ".tsv", ".npy", ".npz", ".parquet")
 PARQUET_EXTRA = 'pip install "mixzoo[parquet]"'
 # Cells of a CSV/TSV read as missing values (compared after strip() and lower()).
 _MISSING = frozenset({"", "na", "n/a", "nan", "null", "none"})
 _MIN_ROWS = 2
-
-
-def is_data_path(name: str) -> bool:
-    """Whether ``--data name`` means a file: a supported suffix, or an existing file or folder.
-
-    The built-in names (:data:`~mixzoo.data.datasets.DATASETS`) stay names even if a file of
-    that name exists in the working directory.
-    """
-    if name in DATASETS:
-        return False
-    return name.lower().endswith(SUFFIXES) or os.path.exists(os.path.expanduser(name))
 
 
 def load_file(
