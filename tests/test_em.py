@@ -131,7 +131,7 @@ def test_em_refuses_a_guide_with_parameters_of_its_own(blobs):
     def undeclared(x, y=None, subsample=None):  # the same guide, declaring nothing: its trace is the proof
         return guide(x, y, subsample)
 
-    with pytest.raises(MixzooInputError, match=r"guide's own parameters \(net.*would never train"):
+    with pytest.raises(MixzooInputError, match=r"guide's own parameters \(guide\.net.*would never train"):
         mixzoo.fit(model, undeclared, x, loss=EM(), epochs=1, progress=False)
 
 

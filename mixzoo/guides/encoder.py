@@ -33,7 +33,7 @@ from ..inference.schedules import ExponentialDecay
 from ..nets.conv import ConvEncoder
 from ..nets.mlp import ScalarState, mlp
 from ..options import Options, option
-from .registry import GuideSpec, Schedule, register_guide
+from .registry import GUIDE_PARAMS, GuideSpec, Schedule, register_guide
 
 __all__ = ["ClusterEncoder", "EncoderOptions", "teach_posterior"]
 
@@ -66,7 +66,7 @@ class ClusterEncoder(PyroModule):
         image_shape: Sequence[int] | None = None,
         channels: Sequence[int] = (32, 64),
     ) -> None:
-        super().__init__()
+        super().__init__(name=GUIDE_PARAMS)  # its parameters must not meet a model's of the same name in Pyro's store
         self.dim = int(dim)
         if image_shape:
             shape = tuple(int(s) for s in image_shape)

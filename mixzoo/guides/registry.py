@@ -20,10 +20,15 @@ from ..errors import MixzooInputError
 from ..inference.registry import GuideFacts
 from ..options import Options
 
-__all__ = ["GuideSpec", "GUIDES", "register_guide", "get_guide", "NoGuideOptions", "needs_enumerable_y", "Schedule"]
+__all__ = ["GuideSpec", "GUIDES", "GUIDE_PARAMS", "register_guide", "get_guide", "NoGuideOptions", "needs_enumerable_y", "Schedule"]
 
 Schedule = Callable[[int], None]
 """Called with the epoch index (0-based) before that epoch's first step."""
+
+GUIDE_PARAMS = "guide"
+"""The prefix of a guide module's parameter names in Pyro's store. Pyro names a top-level module's parameters by their
+attribute paths alone, so a model and a guide that both hold a ``net`` would share its parameters there: the guide's
+own go under ``guide.``."""
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ from pyro.infer import ELBO, TraceEnum_ELBO
 
 from ..contract import CLUSTER_SITE, latent_sites
 from ..errors import MixzooInputError
+from ..param_store import isolated_param_store
 
 __all__ = ["check_pair"]
 
@@ -28,6 +29,7 @@ def check_pair(
     """
     if not isinstance(loss, ELBO):
         raise MixzooInputError(f"loss must be a pyro.infer.ELBO, got {type(loss).__name__}.")
+    _check_parameter_names(model, guide, x, y)
     with poutine.block():
         guide_tr = poutine.trace(guide).get_trace(x, y)
         model_tr = poutine.trace(poutine.replay(model, trace=guide_tr)).get_trace(x, y)
@@ -54,3 +56,28 @@ def check_pair(
     extra = getattr(loss, "check_pair", None)
     if callable(extra):
         extra(model_tr, guide_tr)
+
+
+def _own_parameters(program: Callable[..., Any], x: torch.Tensor, y: torch.Tensor | None) -> dict[str, torch.Tensor]:
+    """The parameters a program reads from Pyro's store, by name, traced alone in a store of its own."""
+    with poutine.block(), isolated_param_store(), poutine.trace(param_only=True) as capture:
+        poutine.trace(program).get_trace(x, y)
+    return {name: site["value"] for name, site in capture.trace.nodes.items() if site["type"] == "param"}
+
+
+def _unconstrained(value: torch.Tensor) -> torch.Tensor:
+    """The tensor Pyro's store holds for a parameter (a constrained parameter's unconstrained value)."""
+    return value.unconstrained() if hasattr(value, "unconstrained") else value
+
+
+def _check_parameter_names(model: Callable[..., Any], guide: Callable[..., Any], x: torch.Tensor, y: torch.Tensor | None) -> None:
+    """Refuse a model and a guide that give different parameters the same name in Pyro's store: there they would be
+    one parameter (Pyro names a top-level module's parameters by their attribute paths alone, so a model and a guide
+    that both hold a ``net`` collide)."""
+    ours, theirs = _own_parameters(model, x, y), _own_parameters(guide, x, y)
+    shared = sorted(n for n in ours.keys() & theirs.keys() if _unconstrained(ours[n]) is not _unconstrained(theirs[n]))
+    if shared:
+        raise MixzooInputError(
+            f"the model and the guide both name a parameter {shared[0]!r} in Pyro's parameter store, where they would "
+            "be one; give the guide module a name of its own, e.g. PyroModule.__init__(self, name='guide')."
+        )

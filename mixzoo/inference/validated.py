@@ -42,9 +42,13 @@ class ValidatedPairs:
 
     @contextlib.contextmanager
     def checks(self, model: Callable[..., Any], guide: Callable[..., Any]) -> Iterator[bool]:
-        """Pyro's validation for one evaluation of the pair: as configured on its first evaluation, off
-        afterwards (distribution argument and support checks, site checks), and restored on exit.
+        """Pyro's validation for one evaluation of the pair: on for its first evaluation (distribution argument and
+        support checks, site checks), off afterwards, and restored on exit; nothing while Pyro's validation is off.
         Yields whether this evaluation is the validated one (validation on and the pair new).
+
+        The first evaluation turns torch's argument checks on explicitly: Pyro's flag and torch's default can
+        disagree (torch's starts off in a fresh process and Pyro's context managers leave it on), and the first fit
+        of a process would otherwise check less than the next.
 
         Validation only checks; it changes no value, so the losses are the same with and without it.
         A pair that cannot be remembered (see :meth:`first`) is validated every time.
@@ -52,7 +56,8 @@ class ValidatedPairs:
         if not is_validation_enabled():
             yield False
         elif self.first(model, guide):
-            yield True
+            with pyro.validation_enabled(True):
+                yield True
         else:
             with pyro.validation_enabled(False):
                 yield False

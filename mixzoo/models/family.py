@@ -220,9 +220,9 @@ def register(family: Family) -> Family:
         raise ValueError(f"a model family named {family.name!r} is already registered")
     if not issubclass(family.options, Options):
         raise TypeError(f"{family.name}: options must derive from mixzoo.options.Options")
-    family.options.owner = f"model {family.name!r}"
     why = family.reason(family.default_guide, family.default_loss)
     if why is not None:
         raise ValueError(f"{family.name}: its default guide and loss do not compose: {why}")
+    family.options.owner = f"model {family.name!r}"
     MODELS[family.name] = family
     return family

@@ -58,7 +58,7 @@ from torch import nn
 from ..contract import cluster_draws
 from ..data.shape import DataShape
 from ..errors import MixzooInputError
-from ..guides.registry import GuideSpec, register_guide
+from ..guides.registry import GUIDE_PARAMS, GuideSpec, register_guide
 from ..inference.schedules import StepDecay
 from ..inference.step import SVIStep
 from ..inference.vimco import VIMCO, ScoreFunctionSites
@@ -201,7 +201,7 @@ class GMVAEGuide(PyroModule):
     def __init__(
         self, dim: int, n_clusters: int, latent: int = 10, hidden: Sequence[int] = (256, 256), structured: bool = True
     ) -> None:
-        super().__init__()
+        super().__init__(name=GUIDE_PARAMS)
         self.n_clusters, self.latent, self.structured = int(n_clusters), int(latent), bool(structured)
         self.encoder_y = mlp([dim, *hidden, n_clusters])
         self.encoder_z = mlp([dim + (n_clusters if structured else 0), *hidden, 2 * latent])
