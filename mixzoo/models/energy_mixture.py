@@ -278,9 +278,8 @@ def _start(model: nn.Module, guide: nn.Module, x: Any, seed: int, loss: Any = No
 
 def _plan(o: EnergyMixtureOptions, data: DataShape, inference: Inference) -> Plan:
     """50 principal components above 100 features; integer images dequantized. Linear energies on a classifier's
-    features, as in the paper's deep clustering (eq. 26-27); elsewhere diagonal Gaussian energies: on pinwheel
-    (seeds 0-2) they reach ACC 0.975-0.978 where linear ones reach 0.64-0.80, and on dequantized digits 0.722
-    against 0.562 for linear ones on the raw pixels (section ``defaults`` of docs/benchmarks.md)."""
+    features, as in the paper's deep clustering (eq. 26-27); elsewhere diagonal Gaussian energies, which cluster the
+    toys and dequantized digits better than linear ones (section ``defaults`` of docs/benchmarks.md)."""
     if data.learned_features and "features" not in inference.given:
         o = o.replace(features="linear")
     return Plan(options=o, training=Training(epochs=30, lr=0.01, batch_size=1024), pca=principal_components(data),

@@ -135,8 +135,7 @@ def principal_components(data: DataShape, above: int = 100, keep: int = 50) -> i
     components (``None``: keep every feature).
 
     On raw MNIST (784 pixels) a Gaussian, Student-t, energy or flow mixture is slow and clusters worse than on 50
-    principal components (the flow mixture's MNIST5 table: 0.42 raw against 0.97 on PCA 50), and the flow and energy
-    mixtures do not finish in 25 minutes.
+    principal components (the flow mixture's MNIST5 tables of docs/benchmarks.md).
     """
     return keep if data.dim > above and min(data.n, data.dim) > keep else None
 

@@ -20,9 +20,8 @@ multiplies the score of :math:`q(z, y \mid x)` as in eq. (6).
 **Integer images are dequantized.** A Gaussian :math:`p(x \mid z)` on integer intensities is unbounded:
 as the annealed floor :math:`\epsilon_x` falls below the spacing of the levels, the decoder gains
 :math:`-\log \epsilon_x` nats per pixel by shrinking its std onto the levels, whatever z says, and the
-clusters no longer pay for themselves. On digits (raw pixels, VIMCO, the default schedule) seed 0 keeps
-its 10 clusters at ACC 0.80 until epoch 40 and holds 3 clusters (ACC 0.29) at epoch 60, when the floor is
-1/32; dequantized, it keeps all 10 through epoch 100 (sections ``gmvae-annealing-digits-losses-vimco`` and
+clusters no longer pay for themselves: on raw digits the clusters merge once the floor falls below the levels'
+spacing, while dequantized they all survive the schedule (sections ``gmvae-annealing-digits-losses-vimco`` and
 ``gmvae-annealing-digits-dequantized-losses-vimco`` of docs/benchmarks.md). So the family dequantizes
 integer images once, as ``--dequantize`` does, or afresh every epoch (``dequantize_noise="epoch"``,
 :class:`DequantizeStep`): each pixel gets uniform noise one intensity level wide, drawn
@@ -30,12 +29,11 @@ from a generator seeded by the run's seed and the epoch, so that runs repeat and
 exactly (the paper adds uniform noise to the raw pixels, after Theis et al. 2016).
 
 **The likelihood does not single out the digits on small images.** Trained from the digits themselves (each
-cluster one digit's autoencoder codes, q(y|x) taught the labels; ACC 0.92-0.94 at the start), the default recipe on
-digits ends at ACC 0.90-0.92, at a log-likelihood 0.31-0.61 nats per point below the runs from the family's own start,
-which end at 0.76-0.79 (seeds 0-2, ``benchmarks/gmvae_label_start.py``, section ``gmvae-label-start-digits`` of
-docs/benchmarks.md). So ELBO maximization keeps a start near the digits but does not lead to one: which clusters the
-data fall into is worth at most :math:`\log K` (2.3 nats for K = 10) of a log-likelihood of about 80 nats per point,
-and the rest is spent on the pixels.
+cluster one digit's autoencoder codes, q(y|x) taught the labels), the default recipe on digits keeps most of them but
+ends at a lower log-likelihood than the runs from the family's own start (``benchmarks/gmvae_label_start.py``, section
+``gmvae-label-start-digits`` of docs/benchmarks.md). So ELBO maximization keeps a start near the digits but does not
+lead to one: which clusters the data fall into is worth at most :math:`\log K` nats of a log-likelihood of many nats
+per point, and the rest is spent on the pixels.
 """
 
 from __future__ import annotations
@@ -343,15 +341,15 @@ def pretrain_autoencoder(
 
     **The codes are rescaled to the prior's scale.** The prior's standard deviations are at least 1
     (:meth:`GMVAE.prior_scale`, section II-A of the paper), but nothing fixes the scale of an autoencoder's codes:
-    on digits and MNIST the codes spread 0.04-0.75 per dimension and the GMM's components are narrower still, so
+    on digits and MNIST the codes spread well below 1 per dimension and the GMM's components are narrower still, so
     under the prior, at least 1 wide, they would overlap almost entirely and the start's clusters would be lost at
     the first step.
     An autoencoder is unchanged when its codes are multiplied by c and the decoder's first layer divided by c, so
     the codes are multiplied by c = 1 / (the median of the GMM's standard deviations) (:func:`rescale_codes`),
-    and the GMM with them. The default command on digits went from ACC 0.717 to 0.787 (seed 0).
+    and the GMM with them.
 
-    The convolutional networks (``arch="conv"``) need the default 20 epochs: after 5 on 2000 MNIST images the
-    start held 6 clusters at ACC 0.255 and training fell to one; after 20 it starts at 0.625 and keeps about that.
+    The convolutional networks (``arch="conv"``) need the default 20 epochs: after 5 the start held few clusters
+    and training fell to one.
     """
     from sklearn.mixture import GaussianMixture as SkGMM
 
@@ -525,17 +523,16 @@ def _start(model: nn.Module, guide: nn.Module, x: Any, seed: int, loss: Any = No
 
 
 LARGE = 50_000
-"""From this many points an epoch is long and the recipe trains 30 epochs, not 100. On all of MNIST after PCA
-50 (70000 points) 30 epochs give ACC 0.924 in 287 s of CPU training; MNIST5 after PCA 50 (35735) keeps 100
-(0.986 in 515 s; section ``defaults`` of docs/benchmarks.md)."""
+"""From this many points an epoch is long and the recipe trains 30 epochs, not 100: all of MNIST after PCA 50
+(70000 points) trains 30, MNIST5 after PCA 50 (35735) keeps 100 (section ``defaults`` of docs/benchmarks.md)."""
 
 
 def _reduction(data: DataShape, o: GMVAEOptions) -> int | None:
     """50 principal components above 100 features, as the density families, unless the options need the image.
 
-    On all of MNIST the raw pixels (dequantized, MLP 256x256, 20 epochs) gave ACC 0.792 in 476 s of training; 50
-    principal components for 30 epochs 0.924 in 284 s (section ``gmvae-mnist-pixels-pca`` of docs/benchmarks.md). ``--arch
-    conv`` reads the image and ``--dequantize-noise epoch`` its integer levels, so they keep the pixels.
+    On all of MNIST 50 principal components cluster better than the dequantized pixels with the MLPs, in less time
+    (section ``gmvae-mnist-pixels-pca`` of docs/benchmarks.md). ``--arch conv`` reads the image and
+    ``--dequantize-noise epoch`` its integer levels, so they keep the pixels.
     """
     if o.arch == "conv" or o.dequantize_noise == "epoch":
         return None

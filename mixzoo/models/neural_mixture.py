@@ -343,11 +343,8 @@ def _restart_score(model: nn.Module, guide: nn.Module, x: torch.Tensor) -> float
     """``--n-init`` keeps the restart whose clusters agree most with a transformed copy of (up to 10000 of)
     the points (:meth:`NeuralMixture.agreement`); without augmentation, the final loss decides.
 
-    The training loss does not tell a start that merged two digits and split another from a good one (digits,
-    six seeds of the default command: the best ACC, 0.953, has the highest final loss); the agreement does
-    better (the same six seeds, 100 epochs: 0.967 / 0.973 / 0.950 / 0.962 / 0.963 / 0.903 for ACC
-    0.964 / 0.956 / 0.853 / 0.858 / 0.955 / 0.853; MNIST seeds 0-2 after one epoch: 0.974 / 0.955 / 0.971
-    for ACC 0.965 / 0.872 / 0.962)."""
+    The training loss does not tell a start that merged two digits and split another from a good one; the agreement
+    does better (sections ``seeds-neural-mixture-*-n-init-3`` of docs/benchmarks.md)."""
     assert isinstance(model, NeuralMixture)
     if model.augment is None:
         return None
@@ -359,16 +356,14 @@ def _restart_score(model: nn.Module, guide: nn.Module, x: torch.Tensor) -> float
 def _image_options(o: NeuralMixtureOptions, given: frozenset[str], data: DataShape) -> NeuralMixtureOptions:
     """Images get the paper's image recipe (section 8.2): a CNN of conv blocks with max-pooling, one dense
     layer of 32 before the K scores, and eq. (7) with a transformed copy of each batch. The blocks are
-    narrower than the paper's C64-C128-C256 (Table 2) so that a CPU trains them: C32-C64 for small images
-    (digits 8x8, six seeds: ACC 0.931 +- 0.045), C16-C32-C64 and 5 epochs for larger ones (all of MNIST, seeds
-    0-2: 0.976 / 0.969 / 0.970; sections ``seeds-neural-mixture-*`` of docs/benchmarks.md). Image models
+    narrower than the paper's C64-C128-C256 (Table 2) so that a CPU trains them: C32-C64 for small images,
+    C16-C32-C64 and 5 epochs for larger ones (sections ``seeds-neural-mixture-*`` of docs/benchmarks.md). Image models
     see the data's own image shape. Options the user gave are kept.
 
     The transformed copy also changes the slant, by a horizontal shear of up to 0.3 (about 17 degrees). Without it,
-    a start can split two digits by how they lean instead of by what they are: on MNIST after one epoch, seed 1 put
-    4s and 9s into a left- and a right-leaning cluster (slant -0.28 and +0.15, ACC 0.879). With the shear, seeds 0-5
-    reach 0.966 / 0.961 / 0.959 / 0.965 / 0.918 / 0.967 after one epoch; seed 4 still splits the 1s by slant
-    (-0.40 against 0.02). A shear of up to 0.5 mends seed 4 (0.964) but splits the 2s of seed 0 (0.926)."""
+    a start can split two digits by how they lean instead of by what they are (on MNIST, 4s and 9s into a left- and a
+    right-leaning cluster); a larger shear mends some such starts and splits other digits ("Neural mixture: digits that
+    lean the other way" in docs/benchmarks.md)."""
     if not data.image_shape:
         return o
     side = max(data.image_shape[-2:])
@@ -389,9 +384,9 @@ def _image_options(o: NeuralMixtureOptions, given: frozenset[str], data: DataSha
 
 def _plan(o: NeuralMixtureOptions, data: DataShape, inference: Inference) -> Plan:
     """The network reads the data as they are (no reduction); images get the image recipe
-    (:func:`_image_options`) and, on more than 10000 of them, 5 epochs (all of MNIST: ACC 0.965 after one epoch,
-    0.972 after five of 29 s; section ``neural-mnist-full``); elsewhere 100 epochs of Adam at 1e-3 on batches of 128
-    (the batch size the paper's gamma of 5 is set for)."""
+    (:func:`_image_options`) and, on more than 10000 of them, 5 epochs (on all of MNIST most of the clustering is
+    there after one; section ``neural-mnist-full``); elsewhere 100 epochs of Adam at 1e-3 on batches of 128 (the batch
+    size the paper's gamma of 5 is set for)."""
     o = _image_options(o, inference.given, data)
     epochs = 5 if o.arch == "cnn" and data.n > 10000 else 100
     step = None
