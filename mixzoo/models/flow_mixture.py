@@ -187,8 +187,9 @@ def _build(dim: int, k: int, o: FlowMixtureOptions) -> FlowMixture:
 PIRES_ENCODER = {"temperature": 5.0, "temperature_decay": 0.98, "encoder_start": "none"}
 """The variational mixture of flows' encoder (Pires 2020, section 5): untrained, its softmax at temperature 5 decaying
 by 0.98 per epoch to 1, so that early on every component sees all data. Taught the k-means partition's posterior
-first (the encoder's own default start), it keeps that partition's straight boundary, which two circles do not have
-(section ``encoder-start`` of docs/benchmarks.md)."""
+first (the encoder's own default start), it keeps that partition's straight boundary, which two circles do not have;
+on the pinwheel's arms, which k-means nearly separates, that start does better, and ``--encoder-start posterior
+--temperature 1`` gives it (section ``encoder-start`` of docs/benchmarks.md)."""
 
 HIGH_DIM = 10
 """From this many features on, the defaults are those for high-dimensional data (MNIST5 after PCA 50)."""
