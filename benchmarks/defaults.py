@@ -112,12 +112,12 @@ def main() -> None:
         table(HEADER, ordered),
     ])
     write_section("defaults", body)
-    write_section("defaults", _matrix(rows), ROOT / "README.md")
+    write_section("defaults", _matrix(rows), ROOT / "docs" / "families.md")
     print(body)
 
 
 def _matrix(rows: dict[tuple[str, str], list[str]]) -> str:
-    """The README's compact form: one row per family, one column per data set, ACC and seconds of the command."""
+    """The compact form in docs/families.md: one row per family, one column per data set, ACC and seconds of the command."""
     names = [d for d in DATA if any(key[1] == d for key in rows)]
     lines = []
     for model in MODELS:
@@ -133,7 +133,7 @@ def _matrix(rows: dict[tuple[str, str], list[str]]) -> str:
         lines.append([f"`{model}`", *cells])
     return "\n".join([
         "ACC of `mixzoo fit --model M --data D` with no other flag (seed 0) and the seconds the whole command took on a",
-        "2-core CPU; the commands, NMI, epochs and dates are in [docs/benchmarks.md](docs/benchmarks.md#default-commands-every-family-on-every-built-in-data-set)",
+        "2-core CPU; the commands, NMI, epochs and dates are in [the benchmarks](benchmarks.md#default-commands-every-family-on-every-built-in-data-set)",
         "(`python benchmarks/defaults.py`).",
         "",
         table(["model", *names], lines),

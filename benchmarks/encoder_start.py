@@ -70,7 +70,7 @@ def main() -> None:
         "options (posterior start: `--encoder-start posterior --temperature 1`, the encoder's default; Pires start: "
         "`--encoder-start none --temperature 5 --temperature-decay 0.98`, the flow mixture's plan), the family's "
         f"plan otherwise; seeds {', '.join(map(str, seeds))}: ACC mean ± sd (ddof 0), the fewest clusters in use, "
-        "seconds per run. `readme` is the model of \"Writing your own model\" (unit-variance Gaussians with learned "
+        "seconds per run. `readme` is the model of \"Writing a model\" in docs/your-model.md (unit-variance Gaussians with learned "
         "means), from its file.",
         "",
         table(["model", "data", "recipe", "ACC", "ACC per seed", "min clusters used", "seconds"], rows),

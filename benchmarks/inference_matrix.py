@@ -3,7 +3,7 @@
     python benchmarks/inference_matrix.py [--data pinwheel,moons,digits] [--models gmm,...,readme]
                                           [--seeds 0,1,2] [--cache runs/inference-matrix.jsonl] [--out FILE]
 
-For every registered family and for the model of the README's "Writing your own model" (``readme``: unit-variance
+For every registered family and for the model of "Writing a model" in docs/your-model.md (``readme``: unit-variance
 Gaussians with learned means, written to the contract, stating nothing), every (guide, loss) that
 ``Family.inference_table`` allows is trained with the family's plan for the data, exactly as ``mixzoo fit --model M
 --data D --guide G --loss L --seed S`` does (in this process, one torch thread). Each run records ACC, NMI, the
@@ -135,7 +135,7 @@ def _write(done: dict[tuple, dict], datas: list[str], models: list[str], seeds: 
         "plan for the data, exactly as `mixzoo fit --model M --data D --guide G --loss L --seed S` does, one torch "
         f"thread, seeds {', '.join(map(str, seeds))}: ACC and NMI mean ± sd; the expected number of misclassified points "
         "(sum of 1 - max cluster probability) and the actual number after the Hungarian match, means over seeds, with "
-        "the median ratio; seconds of training, mean. `readme` is the model of the README's \"Writing your own model\" "
+        "the median ratio; seconds of training, mean. `readme` is the model of \"Writing a model\" in docs/your-model.md "
         "(unit-variance Gaussians with learned means, no stated table), run from its file. **default** marks each "
         "family's own recipe.",
         "",

@@ -1,4 +1,4 @@
-"""The model of the README's "Writing your own model", as a user writes it in a file: unit-variance Gaussian
+"""The model of "Writing a model" in docs/your-model.md, as a user writes it in a file: unit-variance Gaussian
 components with learned means, the cluster site enumerated, nothing else stated (no table, no start)."""
 
 import pyro

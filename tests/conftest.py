@@ -37,7 +37,7 @@ def planned(config):
     from mixzoo.data.validation import check_data
 
     c = config.resolved()
-    data, _ = load_data(c)
+    data, _ = load_data(c, as_read=True)
     c, data, plan = plan_for(c, data)
     return c, check_data(data.x), plan
 

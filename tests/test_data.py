@@ -106,7 +106,7 @@ def test_dequantize_mnist_uses_256_levels(fake_mnist, monkeypatch):
 
 
 def test_dequantize_refuses_data_without_levels():
-    with pytest.raises(MixzooInputError, match="'pinwheel' has no integer intensity levels"):
+    with pytest.raises(MixzooInputError, match="'pinwheel' has no evenly spaced levels"):
         load_dataset("pinwheel", dequantize=True)
 
 
@@ -116,6 +116,6 @@ def test_transformed_data_cannot_be_dequantized_again():
     for kwargs in ({"scale": True}, {"pca": 5}, {"dequantize": True}):
         d = load_dataset("digits", **kwargs)
         assert d.levels is None and d.top is None
-        with pytest.raises(MixzooInputError, match="no integer intensity levels"):
+        with pytest.raises(MixzooInputError, match="no evenly spaced levels"):
             preprocess(d, dequantize=True)
     assert load_dataset("digits", subsample=100).levels == 17  # subsampling keeps the integer levels

@@ -46,8 +46,13 @@ def test_an_interrupted_run_resumes_to_the_same_parameters(name, tmp_path):
     c.epochs = max(3, c.epochs)
 
     def run(**kwargs):
-        model, guide, result = train_one(c, plan, x, c.seed, loss=c.algorithm.loss(c.loss_opts()), x_train=x, progress=False, **kwargs)
-        return {**{f"m.{k}": v for k, v in model.state_dict().items()}, **{f"g.{k}": v for k, v in guide.state_dict().items()}}, result
+        model, guide, result = train_one(
+            c, plan, x, c.seed, loss=c.algorithm.loss(c.loss_opts()), x_train=x, progress=False, **kwargs
+        )
+        return {
+            **{f"m.{k}": v for k, v in model.state_dict().items()},
+            **{f"g.{k}": v for k, v in guide.state_dict().items()},
+        }, result
 
     whole, whole_result = run()
 
@@ -99,7 +104,7 @@ GENERAL = {  # flag words -> (config attribute, value it must reach)
     "--cluster-classes 5,6": ("cluster_classes", "5,6"),
     "--seed 4": ("seed", 4),
     "--pca 2": ("pca", 2),
-    "--scale": ("scale", True),
+    "--scale": ("scale", "features"),
     "--dequantize": ("dequantize", True),
     "--subsample 100": ("subsample", 100),
     "--data-dir /somewhere": ("data_dir", "/somewhere"),
@@ -134,10 +139,11 @@ def _flag_cases():
 
 
 @pytest.mark.parametrize(
-    ("name", "words", "attr", "value"), [pytest.param(*case, id=f"{case[0]} {' '.join(case[1])}") for case in _flag_cases()]
+    ("name", "words", "attr", "value"),
+    [pytest.param(*case, id=f"{case[0]} {' '.join(case[1])}") for case in _flag_cases()],
 )
 def test_every_flag_is_honoured_or_refused_before_the_data_are_read(name, words, attr, value, monkeypatch, capsys):
-    def read(config):
+    def read(config, **_):
         raise _DataRead(config)
 
     monkeypatch.setattr(mixzoo.app.runs, "load_data", read)
@@ -155,7 +161,7 @@ def test_every_flag_is_honoured_or_refused_before_the_data_are_read(name, words,
 
 @pytest.mark.parametrize("name", FAMILIES)
 def test_bad_option_values_are_refused_with_the_flag_named(name, capsys, monkeypatch):
-    monkeypatch.setattr(mixzoo.app.runs, "load_data", lambda c: pytest.fail("data were read"))
+    monkeypatch.setattr(mixzoo.app.runs, "load_data", lambda c, **_: pytest.fail("data were read"))
     for info in MODELS[name].options.infos():
         if info.kind is bool:
             continue
@@ -185,7 +191,9 @@ def test_the_estimator_checks_model_options_with_the_family_dataclass(name):
     from mixzoo.app.estimator import MixtureClusterer
 
     with pytest.raises(ValueError, match="do not apply to model"):
-        MixtureClusterer(model=name, n_clusters=2, model_options={"no_such_option": 1}).fit([[0.0, 1.0], [1.0, 0.0], [2.0, 2.0]])
+        MixtureClusterer(model=name, n_clusters=2, model_options={"no_such_option": 1}).fit(
+            [[0.0, 1.0], [1.0, 0.0], [2.0, 2.0]]
+        )
 
 
 @pytest.mark.parametrize("name", FAMILIES)

@@ -2,7 +2,7 @@
 
 The valid triples are not listed here: they come from what each family's model class declares, the guides'
 requirements and the algorithms' (``Family.inference_table``), for every registered family and for a user's model
-file written to the README's contract. Each valid triple trains a few epochs on a small data set with finite epoch
+file written to the contract of docs/your-model.md. Each valid triple trains a few epochs on a small data set with finite epoch
 losses, to a loss on all of the data below the one it started from (both measured with the same random draws, so that
 the noise of a sampling estimator does not decide), and twice with the same seed to the same clusters; each refused
 one ends before any data are read with one ``mixzoo: error:`` line that says which requirement fails.
@@ -35,7 +35,7 @@ import pyro, pyro.distributions as dist, torch
 
 
 class MyMixture(pyro.nn.PyroModule):
-    """Unit-variance Gaussian components with learned means, written to the README's contract (no log_joint)."""
+    """Unit-variance Gaussian components with learned means, written to the contract of docs/your-model.md (no log_joint)."""
 
     def __init__(self, dim, n_clusters):
         super().__init__()
@@ -175,7 +175,7 @@ class _DataRead(Exception):
 
 @pytest.mark.parametrize(("model", "guide", "loss"), REFUSED, ids=[f"{m} {g}/{a}" for m, g, a in REFUSED])
 def test_every_refused_triple_says_why_before_the_data_are_read(model, guide, loss, capsys, monkeypatch):
-    def read(config):
+    def read(config, **_):
         raise _DataRead
 
     monkeypatch.setattr(mixzoo.app.runs, "load_data", read)

@@ -392,7 +392,7 @@ def test_integer_data_get_a_noise_on_their_own_support():
 
 
 def test_nce_trains_a_users_count_model_without_diverging():
-    """A Binomial mixture written to the README's contract, under NCE on integer pixels: the default noise is the
+    """A Binomial mixture written to the contract of docs/your-model.md, under NCE on integer pixels: the default noise is the
     pixels' own, and training stays finite and clusters."""
     import pyro
 

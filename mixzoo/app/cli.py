@@ -21,8 +21,10 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from .. import __version__
-from ..data import DATASETS
+from ..data import DATASETS, SCALES
 from ..data.shape import DataShape
 from ..errors import MixzooInputError, TrainingDivergedError
 from ..guides.registry import GUIDES, GuideSpec, get_guide
@@ -35,6 +37,7 @@ from .transfer import CLASSIFIERS
 
 __all__ = ["main"]
 
+
 class _Parser(argparse.ArgumentParser):
     """An argument parser whose errors are one ``mixzoo: error:`` line and exit 2, like every other input error."""
 
@@ -45,7 +48,7 @@ class _Parser(argparse.ArgumentParser):
         raise MixzooInputError(f"{message} (see `{self.prog} --help`)")
 
 
-_METRICS = ("acc", "nmi", "ari", "purity", "expected_misclassified", "misclassified", "seconds")
+_METRICS = ("acc", "nmi", "ari", "purity", "expected_misclassified", "misclassified", "clusters_used", "seconds")
 
 _FIT_EXAMPLES = """examples:
   mixzoo fit --model gmm --data digits                      # the default recipe of a family
@@ -87,15 +90,41 @@ def _add_inference_options(parser: argparse.ArgumentParser, guide: GuideSpec, lo
 
 def _add_data_args(parser: argparse.ArgumentParser, default: str | None = "digits") -> None:
     g = parser.add_argument_group("data")
-    g.add_argument("--data", default=default, help=f"one of: {', '.join(DATASETS)}" + (f" (default: {default})" if default else " (default: the run's own)"))
+    g.add_argument(
+        "--data",
+        default=default,
+        help=f"one of: {', '.join(DATASETS)}" + (f" (default: {default})" if default else " (default: the run's own)"),
+    )
     g.add_argument("--data-dir", default=None, help="directory of MNIST idx files (or set MIXZOO_DATA)")
     g.add_argument("--label-column", default=None, help="a data table's column of labels (for evaluation only)")
-    g.add_argument("--columns", default=None, help="a data table's feature columns, e.g. a,b,c (default: every numeric one)")
+    g.add_argument(
+        "--columns", default=None, help="a data table's feature columns, e.g. a,b,c (default: every numeric one)"
+    )
     if default is None:
         return
-    g.add_argument("--pca", type=int, default=None, help="reduce the data to D principal components; 0 keeps every feature (default: the model's plan for the data: the density families take 50 above 100 features)")
-    g.add_argument("--scale", action="store_true", help="standardise each feature")
-    g.add_argument("--dequantize", action="store_true", help="images: (integer level + uniform noise) / levels, in [0, 1)")
+    g.add_argument(
+        "--pca",
+        type=int,
+        default=None,
+        help="reduce the data to D principal components; 0 keeps every feature (default: the model's plan for the data: the density families take 50 above 100 features)",
+    )
+    g.add_argument(
+        "--scale",
+        nargs="?",
+        const="features",
+        default=None,
+        choices=SCALES,
+        metavar="{common,features,none}",
+        help="rescale the features: --scale alone standardises each one; common: one spread for all (the "
+        "families' default, so that units do not matter); none: as they are (the default for a model file)",
+    )
+    g.add_argument(
+        "--dequantize",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="quantized data (integer images, a file of integers): (level + uniform noise) / levels, in [0, 1) "
+        "(default: the density families do, found by the data taking few evenly spaced values)",
+    )
     g.add_argument("--subsample", type=int, default=None, help="use N randomly chosen points")
 
 
@@ -103,26 +132,79 @@ def _add_training_args(parser: argparse.ArgumentParser, family: Family, guide: G
     small = DataShape(1000, 2)
     plan = family.plan(family.options(), small, Inference(guide.name, loss.name, loss.closed_form(family.capabilities)))
     recipe = plan.training
-    g = parser.add_argument_group(f"training (defaults: the {family.name} plan for the data; shown for a 2-D table of 1000 points)")
+    g = parser.add_argument_group(
+        f"training (defaults: the {family.name} plan for the data; shown for a 2-D table of 1000 points)"
+    )
     guides = ", ".join(family.guides())
-    g.add_argument("--guide", default=None, help=f"one of: {guides} (default: {family.default_guide}); `mixzoo models` shows which losses each serves")
-    g.add_argument("--loss", default=None, help=f"one of: {', '.join(ALGORITHMS)} where the guide allows (default: {family.default_loss})")
+    g.add_argument(
+        "--guide",
+        default=None,
+        help=f"one of: {guides} (default: {family.default_guide}); `mixzoo models` shows which losses each serves",
+    )
+    g.add_argument(
+        "--loss",
+        default=None,
+        help=f"one of: {', '.join(ALGORITHMS)} where the guide allows (default: {family.default_loss})",
+    )
     g.add_argument("--clusters", type=int, default=None, help="number of clusters K (default: the data's classes)")
     g.add_argument("--epochs", type=int, default=None, help=f"training epochs (default: {recipe.epochs})")
-    g.add_argument("--batch-size", type=int, default=None, help=f"minibatch size (default: {recipe.batch_size or 'all points'})")
-    g.add_argument("--lr", type=float, default=None, help=f"Adam learning rate (default: {recipe.lr:g})" if recipe.lr else f"Adam learning rate of the gradient losses (the default loss {family.default_loss} takes none)")
-    g.add_argument("--lr-decay", type=float, default=None, help=f"multiply the learning rate by this each epoch (default: {recipe.lr_decay or 'none'})")
-    g.add_argument("--tol", type=float, default=None, help=f"stop when the epoch loss changes by less than this (relative) for 3 epochs (closed-form EM: 1); 0: never (default: {recipe.tol or 0:g})")
-    g.add_argument("--n-init", type=int, default=None, help=f"restarts; the one with {plan.restart_rule} is kept (default: {recipe.n_init})")
+    g.add_argument(
+        "--batch-size", type=int, default=None, help=f"minibatch size (default: {recipe.batch_size or 'all points'})"
+    )
+    g.add_argument(
+        "--lr",
+        type=float,
+        default=None,
+        help=f"Adam learning rate (default: {recipe.lr:g})"
+        if recipe.lr
+        else f"Adam learning rate of the gradient losses (the default loss {family.default_loss} takes none)",
+    )
+    g.add_argument(
+        "--lr-decay",
+        type=float,
+        default=None,
+        help=f"multiply the learning rate by this each epoch (default: {recipe.lr_decay or 'none'})",
+    )
+    g.add_argument(
+        "--tol",
+        type=float,
+        default=None,
+        help=f"stop when the epoch loss changes by less than this (relative) for 3 epochs (closed-form EM: 1); 0: never (default: {recipe.tol or 0:g})",
+    )
+    g.add_argument(
+        "--n-init",
+        type=int,
+        default=None,
+        help=f"restarts; the one with {plan.restart_rule} is kept (default: {recipe.n_init})",
+    )
     g.add_argument("--labels", type=int, default=None, help="semi-supervised: reveal N labels (balanced, seeded)")
-    g.add_argument("--retries", type=int, default=0, help="retry a diverged epoch with half the learning rate N times (default: 0)")
-    g.add_argument("--pretrain-classes", default=None, help="deep transfer: train a classifier on these classes (e.g. 0,1,2,3,4), cluster the others on its features")
-    g.add_argument("--cluster-classes", default=None, help="deep transfer: the held-out classes to cluster, e.g. 5,6 (default: all of them)")
-    g.add_argument("--classifier-epochs", type=int, default=None, help="deep transfer: classifier training epochs (default: 5)")
-    g.add_argument("--classifier", default=None, choices=CLASSIFIERS, help="deep transfer: the classifier giving the features, an MLP or a CNN (conv blocks with max-pooling; images only) (default: cnn for images, mlp otherwise)")
+    g.add_argument(
+        "--retries", type=int, default=0, help="retry a diverged epoch with half the learning rate N times (default: 0)"
+    )
+    g.add_argument(
+        "--pretrain-classes",
+        default=None,
+        help="deep transfer: train a classifier on these classes (e.g. 0,1,2,3,4), cluster the others on its features",
+    )
+    g.add_argument(
+        "--cluster-classes",
+        default=None,
+        help="deep transfer: the held-out classes to cluster, e.g. 5,6 (default: all of them)",
+    )
+    g.add_argument(
+        "--classifier-epochs", type=int, default=None, help="deep transfer: classifier training epochs (default: 5)"
+    )
+    g.add_argument(
+        "--classifier",
+        default=None,
+        choices=CLASSIFIERS,
+        help="deep transfer: the classifier giving the features, an MLP or a CNN (conv blocks with max-pooling; images only) (default: cnn for images, mlp otherwise)",
+    )
     g.add_argument("--seed", type=int, default=0, help="seed of everything random (default: 0)")
     g.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
-    g.add_argument("--threads", type=int, default=None, help="torch threads (default: 1 for small fits, all cores for large ones)")
+    g.add_argument(
+        "--threads", type=int, default=None, help="torch threads (default: 1 for small fits, all cores for large ones)"
+    )
 
 
 def _fit_parser(prog: str, family: Family, guide: GuideSpec, loss: Algorithm) -> argparse.ArgumentParser:
@@ -130,15 +212,26 @@ def _fit_parser(prog: str, family: Family, guide: GuideSpec, loss: Algorithm) ->
         prog=prog, description="Fit a model to a data set and report clustering metrics.",
         epilog=_FIT_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter,
     )  # fmt: skip
-    p.add_argument("--model", default="gmm", help=f"one of: {', '.join(MODELS)}, or FILE.py:CLASS / module:CLASS (default: gmm)")
+    p.add_argument(
+        "--model", default="gmm", help=f"one of: {', '.join(MODELS)}, or FILE.py:CLASS / module:CLASS (default: gmm)"
+    )
     _add_data_args(p)
     _add_training_args(p, family, guide, loss)
     o = p.add_argument_group("output")
     o.add_argument("--out", default=None, help="run directory for checkpoint, config, metrics, summary and plots")
     o.add_argument("--overwrite", action="store_true", help="replace an existing run in --out")
-    o.add_argument("--checkpoint-every", type=int, default=None, help="write a resumable training state into --out every N epochs (default with --out: 1; it goes when the run ends)")
+    o.add_argument(
+        "--checkpoint-every",
+        type=int,
+        default=None,
+        help="write a resumable training state into --out every N epochs (default with --out: 1; it goes when the run ends)",
+    )
     o.add_argument("--resume", default=None, metavar="DIR", help="continue the interrupted run in DIR (its own config)")
-    o.add_argument("--no-progress", action="store_true", help="report no progress (by default: a bar on a terminal, else a line every few seconds)")
+    o.add_argument(
+        "--no-progress",
+        action="store_true",
+        help="report no progress (by default: a bar on a terminal, else a line every few seconds)",
+    )
     o.add_argument("--json", action="store_true", help="print the result as one JSON object on the last line")
     _add_family_options(p, family)
     _add_inference_options(p, guide, loss)
@@ -185,7 +278,9 @@ def _fmt(v: Any) -> str:
 
 
 def _print_record(record: dict[str, Any], as_json: bool) -> None:
-    print(f"{record['model']} ({record['guide']}, {record['loss']}) on {record['data']}: n={record['n']} K={record['clusters']}")
+    print(
+        f"{record['model']} ({record['guide']}, {record['loss']}) on {record['data']}: n={record['n']} K={record['clusters']}"
+    )
     print(_table([list(_METRICS), [_fmt(record.get(k)) for k in _METRICS]]))
     if as_json:
         print(json.dumps(record))
@@ -202,11 +297,21 @@ def _models_record() -> dict[str, Any]:
             "capabilities": f.capabilities.names(),
             "default": {"guide": f.default_guide, "loss": f.default_loss},
             "options": [i.name for i in f.options.infos()],
-            "valid": {g: [loss for loss, why in row.items() if why is None] for g, row in table.items() if any(w is None for w in row.values())},
+            "valid": {
+                g: [loss for loss, why in row.items() if why is None]
+                for g, row in table.items()
+                if any(w is None for w in row.values())
+            },
             "refused": {g: {loss: why for loss, why in row.items() if why is not None} for g, row in table.items()},
         }
-    guides = {g.name: {"description": g.description, "options": [i.name for i in g.options.infos()], "family": g.family} for g in GUIDES.values()}
-    losses = {a.name: {"description": a.description, "cite": a.cite, "options": [i.name for i in a.options.infos()]} for a in ALGORITHMS.values()}
+    guides = {
+        g.name: {"description": g.description, "options": [i.name for i in g.options.infos()], "family": g.family}
+        for g in GUIDES.values()
+    }
+    losses = {
+        a.name: {"description": a.description, "cite": a.cite, "options": [i.name for i in a.options.infos()]}
+        for a in ALGORITHMS.values()
+    }
     return {"models": families, "guides": guides, "losses": losses}
 
 
@@ -217,7 +322,9 @@ def _cmd_models(as_json: bool) -> None:
         return
     rows = [["model", "paper", "default", "options"]]
     for f in MODELS.values():
-        rows.append([f.name, f.cite, f"{f.default_guide}/{f.default_loss}", " ".join(i.flag for i in f.options.infos())])
+        rows.append(
+            [f.name, f.cite, f"{f.default_guide}/{f.default_loss}", " ".join(i.flag for i in f.options.infos())]
+        )
     print(_table(rows))
     print()
     for f in MODELS.values():
@@ -227,8 +334,11 @@ def _cmd_models(as_json: bool) -> None:
     for f in MODELS.values():
         table = f.inference_table()
         rows = [[f.name, *losses]]
-        rows += [[f"  {g}", *("+" if row[loss] is None else "." for loss in losses)]
-                 for g, row in table.items() if any(why is None for why in row.values())]
+        rows += [
+            [f"  {g}", *("+" if row[loss] is None else "." for loss in losses)]
+            for g, row in table.items()
+            if any(why is None for why in row.values())
+        ]
         print(_table(rows))
     print()
     print(_table([["guide", "what it is"], *([g.name, g.description] for g in GUIDES.values())]))
@@ -311,7 +421,9 @@ def _fit_one(a: argparse.Namespace, parser: argparse.ArgumentParser, distributed
             flags = ", ".join("--" + k.removeprefix("opt_").replace("_", "-") for k in changed)
             raise MixzooInputError(f"--resume continues the run with its saved config; drop {flags}.")
         with _resumable(a.resume):
-            record = run_fit(resume_config(a.resume), out=a.resume, resume=True, progress=progress, distributed=distributed)
+            record = run_fit(
+                resume_config(a.resume), out=a.resume, resume=True, progress=progress, distributed=distributed
+            )
     else:
         settings = {k: getattr(a, k) for k in (*TRAINING_FIELDS, "guide", "loss", "clusters", "labels", "retries",
                     "pretrain_classes", "cluster_classes", "classifier_epochs", "classifier", "seed", "device", "checkpoint_every", "threads")}  # fmt: skip
@@ -342,10 +454,13 @@ def _resumable(run_dir: str | None) -> Iterator[None]:
     The training state on disk is that of the last finished epoch (written atomically), so
     nothing needs saving here: the run resumes from it.
     """
+
     def terminate(signum: int, frame: object) -> None:
         raise KeyboardInterrupt
 
-    previous = signal.signal(signal.SIGTERM, terminate) if threading.current_thread() is threading.main_thread() else None
+    previous = (
+        signal.signal(signal.SIGTERM, terminate) if threading.current_thread() is threading.main_thread() else None
+    )
     try:
         yield
     except KeyboardInterrupt:
@@ -378,7 +493,9 @@ def _cmd_evaluate(args: list[str]) -> None:
 def _predict_parser(prog: str) -> argparse.ArgumentParser:
     p = _Parser(prog=prog, description="Label new points with a fitted run: cluster, confidence, p_0..p_{K-1} per row.")
     p.add_argument("--run", required=True, help="run directory written by `mixzoo fit --out`")
-    p.add_argument("--data", required=True, help="data file (.csv, .tsv, .npy, .npz, .parquet) with the training columns")
+    p.add_argument(
+        "--data", required=True, help="data file (.csv, .tsv, .npy, .npz, .parquet) with the training columns"
+    )
     p.add_argument("--data-dir", default=None, help="directory of MNIST idx files, for built-in image data")
     p.add_argument("--out", default=None, help="output file (.csv, .parquet or .npy); CSV on stdout without it")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
@@ -409,7 +526,9 @@ def _cmd_select(args: list[str]) -> None:
     run_dir = prepare_run_dir(a.out, a.overwrite) if a.out else None
     d = load_dataset(a.data, data_dir=a.data_dir, scale=a.scale, pca=a.pca or None, subsample=a.subsample, seed=a.seed,
                      dequantize=a.dequantize, label_column=a.label_column, columns=_columns(a.columns))  # fmt: skip
-    sel = select_clusters(d.x, ks, model=a.model, heldout=a.heldout, seed=a.seed, loo=not a.no_loo, epochs=a.epochs, model_options=options)
+    sel = select_clusters(
+        d.x, ks, model=a.model, heldout=a.heldout, seed=a.seed, loo=not a.no_loo, epochs=a.epochs, model_options=options
+    )
     print(f"{a.model} on {a.data}: n_train={sel.n_train} n_heldout={sel.n_heldout} seed={a.seed}")
     rows = [["K", "train_ll", "heldout_ll", "elpd_loo", "p_loo", "bic", "seconds", ""]]
     for r in sel.rows:
@@ -435,7 +554,9 @@ def _top_parser() -> argparse.ArgumentParser:
         epilog="`mixzoo COMMAND --help` shows a command's options; `mixzoo` alone runs `mixzoo fit`.",
     )  # fmt: skip
     p.add_argument("--version", action="version", version=f"mixzoo {__version__}")
-    p.add_argument("command", nargs="?", choices=("models", *_COMMANDS), help="models, fit, select, evaluate or predict")
+    p.add_argument(
+        "command", nargs="?", choices=("models", *_COMMANDS), help="models, fit, select, evaluate or predict"
+    )
     return p
 
 
@@ -459,6 +580,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except TrainingDivergedError as err:
         print(f"mixzoo: {err}", file=sys.stderr)
+        return 1
+    except torch.linalg.LinAlgError as err:  # outside training: a start on data far from the floors it assumes
+        print(f"mixzoo: error: a covariance matrix is not positive-definite ({str(err).splitlines()[0]}); some "
+              "features may be constant or collinear, or their units far from those of the model's floors: keep the "
+              "default --scale common, or try --scale features, fewer --clusters or --pca.", file=sys.stderr)  # fmt: skip
         return 1
     except KeyboardInterrupt as err:
         print("\n" + _interrupted_message(err), file=sys.stderr)

@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..data.datasets import scale_mode
 from ..data.shape import DataShape
 from ..data.validation import check_device, check_n_clusters
 from ..errors import MixzooInputError
@@ -57,9 +58,14 @@ class FitConfig:
     lr_decay: float | None = None
     pca: int | None = None
     """Principal components to keep; ``None``: the family's plan, 0: every feature."""
-    scale: bool = False
-    dequantize: bool = False
-    """Images: integer intensities v become (v + U[0, 1)) / levels, seeded (Li et al. 2020's preprocessing)."""
+    scale: str | None = None
+    """How the features are rescaled before the fit (:data:`mixzoo.data.SCALES`): ``"common"`` divides them all by
+    one spread so that the fit does not depend on the data's units, ``"features"`` standardises each one, ``"none"``
+    keeps them; ``None``: the family's plan (``"common"`` for every family, ``"none"`` for a user's model, for data the
+    plan dequantizes and for a transfer classifier's features). ``True``/``False`` mean ``"features"``/``"none"``."""
+    dequantize: bool | None = None
+    """Quantized data (integer images, a file of integers): each level v becomes (v + U[0, 1)) / levels, seeded (Li
+    et al. 2020's preprocessing); ``None``: the family's plan (the density families dequantize)."""
     subsample: int | None = None
     n_init: int | None = None
     tol: float | None = None
@@ -157,7 +163,9 @@ class FitConfig:
         family.check(c.guide, c.loss)  # names, and the capabilities the guide and the loss need
         algorithm = c.algorithm
         if algorithm.closed_form(family.capabilities):
-            given = [flag for flag, value in (("--lr", c.lr), ("--lr-decay", c.lr_decay), ("--retries", c.retries)) if value]
+            given = [
+                flag for flag, value in (("--lr", c.lr), ("--lr-decay", c.lr_decay), ("--retries", c.retries)) if value
+            ]
             if given:
                 raise MixzooInputError(
                     f"{', '.join(given)} cannot apply to loss {c.loss!r} of model {c.model!r}: it sets the parameters "
@@ -172,6 +180,8 @@ class FitConfig:
         c.guide_options = {k: v for k, v in guide_options.to_dict().items() if k in c.guide_options}
         loss_options = c.loss_opts()
         c.loss_options = {k: v for k, v in loss_options.to_dict().items() if k in c.loss_options}
+        if c.scale is not None:
+            c.scale = scale_mode(c.scale)
         _check_settings(c)
         return c
 
@@ -199,7 +209,9 @@ def _check_settings(c: FitConfig) -> None:
     if c.lr_decay is not None and not 0 < c.lr_decay <= 1:
         raise MixzooInputError(f"--lr-decay must lie in (0, 1], got {c.lr_decay!r}.")
     if c.cluster_classes is not None and not c.pretrain_classes:
-        raise MixzooInputError("--cluster-classes chooses among the classes the transfer classifier did not see; it needs --pretrain-classes.")
+        raise MixzooInputError(
+            "--cluster-classes chooses among the classes the transfer classifier did not see; it needs --pretrain-classes."
+        )
     if c.classifier is not None and c.classifier not in CLASSIFIERS:
         raise MixzooInputError(f"--classifier must be one of {', '.join(CLASSIFIERS)}, got {c.classifier!r}.")
     if c.classifier is not None and not c.pretrain_classes:
@@ -223,6 +235,8 @@ def _migrated(raw: dict[str, Any]) -> dict[str, Any]:
     particles = raw.pop("particles", None)
     if particles is not None:
         raw["loss_options"] = {**raw.get("loss_options", {}), "particles": particles}
+    if isinstance(raw.get("scale"), bool):  # written before the common scale: False kept the data's units
+        raw["scale"] = "features" if raw["scale"] else "none"
     if raw.get("guide") == "e-step":
         raw["guide"] = "posterior"
     if raw.get("model") == "gmm" and raw.get("guide") == "empty" and raw.get("loss") == "em":

@@ -155,6 +155,13 @@ class MixtureClusterer(ClusterMixin, DensityMixin, BaseEstimator):
             x = torch.as_tensor(self.preprocessing_.apply(x.numpy()))
         return x
 
+    def model_inputs(self, X: Any) -> torch.Tensor:
+        """``X`` as the fitted ``model_`` sees it: the plan's preprocessing (the common scale of the features,
+        dequantization, principal components) applied, as a float tensor. Pass this, not ``X``, to functions that
+        take ``model_`` and ``guide_`` (:func:`mixzoo.summarize`, :func:`mixzoo.cluster_proba`)."""
+        check_is_fitted(self)
+        return self._inputs(X)
+
     def fit(self, X: Any, y: Any = None) -> MixtureClusterer:
         """Train on ``X`` (n_samples, n_features); ``y`` is ignored.
 
@@ -203,10 +210,12 @@ class MixtureClusterer(ClusterMixin, DensityMixin, BaseEstimator):
         return self.predict_proba(X).argmax(axis=1)
 
     def score_samples(self, X: Any) -> np.ndarray:
-        """Per-sample log-likelihood :math:`\\log p(x_n)` with the cluster summed out."""
+        """Per-sample log-likelihood :math:`\\log p(x_n)` with the cluster summed out, in the units of ``X`` (the
+        rescaling the plan applied is accounted for; after principal components, the density of the components)."""
         check_is_fitted(self)
         x = self._inputs(X).to(self._device())
-        return log_likelihood(self.model_, self.guide_, x).cpu().double().numpy()
+        ll = log_likelihood(self.model_, self.guide_, x).cpu().double().numpy()
+        return ll + (0.0 if self.preprocessing_ is None else self.preprocessing_.log_det_jacobian())
 
     def score(self, X: Any, y: Any = None) -> float:
         """Mean per-sample log-likelihood of ``X``; ``y`` is ignored."""
@@ -232,7 +241,8 @@ class MixtureClusterer(ClusterMixin, DensityMixin, BaseEstimator):
         return float(-2 * self.score_samples(X).sum() + 2 * self._n_parameters())
 
     def sample(self, n_samples: int = 1) -> tuple[np.ndarray, np.ndarray]:
-        """Draw ``n_samples`` points from the fitted model; returns ``(X, clusters)``."""
+        """Draw ``n_samples`` points from the fitted model, in the units of the training data; returns ``(X,
+        clusters)``."""
         check_is_fitted(self)
         if not hasattr(self.model_, "sample"):
             raise NotImplementedError(f"model {self.model!r} has no sample(n) method.")
@@ -240,4 +250,5 @@ class MixtureClusterer(ClusterMixin, DensityMixin, BaseEstimator):
             raise MixzooInputError(f"n_samples must be a positive integer, got {n_samples!r}.")
         gen = torch.Generator().manual_seed(int(check_random_state(self.random_state).randint(2**31 - 1)))
         x, k = self.model_.sample(int(n_samples), generator=gen)
-        return x.cpu().double().numpy(), k.cpu().numpy()
+        x = x.cpu().double().numpy()
+        return (x if self.preprocessing_ is None else self.preprocessing_.invert(x)), k.cpu().numpy()

@@ -14,7 +14,10 @@ from __future__ import annotations
 import sys
 from dataclasses import replace
 
-from ..data import Dataset, preprocess
+import numpy as np
+
+from ..data import Dataset, preprocess, with_levels
+from ..data.levels import Levels
 from ..data.shape import DataShape
 from ..data.validation import check_n_clusters
 from ..errors import MixzooInputError
@@ -41,14 +44,27 @@ def planned(config: FitConfig, shape: DataShape, n_classes: int | None = None) -
     """
     c = replace(config)
     family, options, inference = c.family, c.family_options(), c.inference()
+    image = c.options.get("image")
+    if image and shape.image_shape is None and int(np.prod(image)) == shape.dim:
+        shape = replace(shape, image_shape=tuple(int(v) for v in image))  # the user's --image names the data's shape
+    if c.pca and not c.pretrain_classes:  # the user's --pca: the plan is for the reduced data (a transfer run's
+        # --pca reduced the classifier's input, and the plan sees its features)
+        if not 1 <= c.pca <= min(shape.n, shape.dim):
+            raise MixzooInputError(f"--pca must be between 1 and {min(shape.n, shape.dim)} for this data, got {c.pca}.")
+        shape = shape.reduced(c.pca)
     plan = family.plan(options, shape, inference)
     if plan.pca and c.pca is None:
         c.pca = plan.pca
         shape = shape.reduced(plan.pca)
         plan = family.plan(options, shape, inference)
-    elif plan.dequantize and not c.dequantize and shape.levels is not None:
+    elif plan.dequantize and c.dequantize is None and shape.levels is not None:
         c.dequantize = True
         shape = replace(shape, levels=None)
+    if c.dequantize and shape.levels is not None:
+        shape = replace(shape, levels=None)
+    c.dequantize = bool(c.dequantize)
+    if c.scale is None:
+        c.scale = "common" if plan.common_scale and not c.dequantize and not c.pretrain_classes else "none"
     if c.clusters is None:
         if n_classes is None:
             raise MixzooInputError(f"data {c.data!r} has no known number of classes; pass --clusters K.")
@@ -74,17 +90,22 @@ def planned(config: FitConfig, shape: DataShape, n_classes: int | None = None) -
 
 
 def plan_for(config: FitConfig, data: Dataset, *, report: bool = False) -> tuple[FitConfig, Dataset, Plan]:
-    """:func:`planned` for ``data``: the config with everything the plan chose, the data as the model will see them
-    (reduced or dequantized as the plan asks), and the plan.
+    """:func:`planned` for ``data`` as read (only subsampled): the config with everything the plan chose, the data as
+    the model will see them (dequantized, rescaled and reduced as the config and the plan ask), and the plan.
 
-    :param report: say on stderr when the plan reduces the data.
+    :param report: say on stderr when the plan dequantizes or reduces the data.
     """
+    data = with_levels(data)
     c, plan = planned(config, shape_of(data, bool(config.pretrain_classes)), data.n_classes)
-    if c.pca and config.pca is None:
-        if report:
-            print(f"mixzoo: {c.family.name} reduces the {data.x.shape[1]} features to {c.pca} principal components "
-                  "(its recipe for data of this shape); --pca 0 keeps them all", file=sys.stderr, flush=True)  # fmt: skip
-        data = preprocess(data, pca=c.pca, seed=c.seed)
-    elif c.dequantize and not config.dequantize:
-        data = preprocess(data, seed=c.seed, dequantize=True)
+    if report and c.dequantize and config.dequantize is None:
+        assert data.levels is not None and data.top is not None
+        found = Levels(data.levels, data.bottom, data.top).describe()
+        print(f"mixzoo: the data take {found}: {c.family.name} dequantizes them to [0, 1), as it does integer images "
+              "(its recipe for quantized data); --no-dequantize keeps them", file=sys.stderr, flush=True)  # fmt: skip
+    if report and c.pca and config.pca is None:
+        print(f"mixzoo: {c.family.name} reduces the {data.x.shape[1]} features to {c.pca} principal components "
+              "(its recipe for data of this shape); --pca 0 keeps them all", file=sys.stderr, flush=True)  # fmt: skip
+    if config.pretrain_classes:  # the user's stages went into the classifier (load_data); the plan's PCA is left
+        return c, (preprocess(data, pca=c.pca, seed=c.seed) if c.pca and config.pca is None else data), plan
+    data = preprocess(data, dequantize=c.dequantize, scale=c.scale or "none", pca=c.pca or None, seed=c.seed)
     return c, data, plan

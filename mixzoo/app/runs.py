@@ -25,7 +25,7 @@ from ..analysis.metrics import clustering_report, clusters_used
 from ..analysis.posterior import cluster_proba, has_exact_likelihood
 from ..data import Dataset, load_dataset
 from ..data.labels import oversample_labelled, reveal_labels
-from ..data.transform import PREPROCESSING
+from ..data.transform import PREPROCESSING, Preprocessing
 from ..data.validation import check_data, check_device
 from ..errors import MixzooInputError
 from ..inference.registry import LossContext
@@ -41,11 +41,20 @@ from .user_model import file_digest, is_user_model
 __all__ = ["Run", "execute", "run_fit", "run_evaluate", "load_run", "load_data", "resume_config"]
 
 
-def load_data(config: FitConfig) -> tuple[Dataset, dict[str, Any]]:
-    """The data set of a config and the loss options it implies (the transfer noise)."""
+def load_data(config: FitConfig, *, as_read: bool = False) -> tuple[Dataset, dict[str, Any]]:
+    """The data set of a config and the loss options it implies (the transfer noise).
+
+    :param as_read: only subsampled, for :func:`~mixzoo.app.planning.plan_for` to preprocess; else with the
+        preprocessing the config records (a saved run's own data, exactly as it trained on them).
+    """
+    stages = (
+        {}
+        if as_read
+        else {"scale": config.scale or "none", "pca": config.pca or None, "dequantize": bool(config.dequantize)}
+    )
     data = load_dataset(
-        config.data, data_dir=config.data_dir, scale=config.scale, pca=config.pca or None, subsample=config.subsample,
-        seed=config.seed, dequantize=config.dequantize, label_column=config.label_column, columns=config.columns,
+        config.data, data_dir=config.data_dir, subsample=config.subsample, seed=config.seed,
+        label_column=config.label_column, columns=config.columns, **stages,
     )  # fmt: skip
     if not config.pretrain_classes:
         return data, {}
@@ -69,7 +78,9 @@ def _classes(text: str, flag: str) -> list[int]:
         raise MixzooInputError(f"{flag} must be comma-separated integers, got {text!r}.") from None
 
 
-def _metrics(model: nn.Module, guide: nn.Module, x: torch.Tensor, labels: np.ndarray | None) -> tuple[np.ndarray, dict[str, Any]]:
+def _metrics(
+    model: nn.Module, guide: nn.Module, x: torch.Tensor, labels: np.ndarray | None
+) -> tuple[np.ndarray, dict[str, Any]]:
     proba = cluster_proba(model, guide, x).cpu().numpy()
     if labels is None:
         keys = ("acc", "nmi", "ari", "purity", "misclassified")
@@ -92,7 +103,9 @@ def resume_config(run_dir: str | Path) -> FitConfig:
     if (d / "metrics.json").is_file():
         raise MixzooInputError(f"the run in {str(d)!r} already finished; there is nothing to resume.")
     if not (d / TRAIN_STATE).is_file() and not (d / BEST_RESTART).is_file():
-        raise MixzooInputError(f"{str(d)!r} holds no training state to resume ({TRAIN_STATE}); was it run with --checkpoint-every?")
+        raise MixzooInputError(
+            f"{str(d)!r} holds no training state to resume ({TRAIN_STATE}); was it run with --checkpoint-every?"
+        )
     try:
         return config_from_json(json.loads(path.read_text()), d)
     except json.JSONDecodeError as err:
@@ -114,7 +127,9 @@ def run_fit(
     :param distributed: data-parallel training over the initialised process group; rank 0 alone
         writes ``out``.
     """
-    return execute(config, out=out, overwrite=overwrite, progress=progress, resume=resume, distributed=distributed).record
+    return execute(
+        config, out=out, overwrite=overwrite, progress=progress, resume=resume, distributed=distributed
+    ).record
 
 
 @dataclass
@@ -164,7 +179,7 @@ def execute(
         run_dir: Path | None = Path(out) if out else None
     else:
         run_dir = prepare_run_dir(out, overwrite) if out and main else Path(out) if out else None
-    data, transfer = load_data(c)
+    data, transfer = load_data(c, as_read=not c.pretrain_classes)  # a transfer run's stages precede its classifier
     if transfer:
         c = replace(c, classifier=transfer["classifier"])  # the run records the classifier it used
     c, data, plan = plan_for(c, data, report=progress and main)
@@ -197,8 +212,14 @@ def execute(
     }  # fmt: skip
     if distributed:
         record["processes"] = torch.distributed.get_world_size()
+    if progress and main and record["clusters_used"] < c.clusters:
+        print(f"mixzoo: warning: {record['clusters_used']} of the {c.clusters} clusters hold points at the end of "
+              "training (no point has its largest probability in the others); fewer --clusters, other --n-init seeds "
+              "or `mixzoo select` may fit the data better", file=sys.stderr, flush=True)  # fmt: skip
     if run_dir is not None and main:
-        _write_run(run_dir, c, record, model, guide, x, proba, result, data, report=progress, laplace=plan.laplace_summary)
+        _write_run(
+            run_dir, c, record, model, guide, x, proba, result, data, report=progress, laplace=plan.laplace_summary
+        )
     return Run(record, c, model, guide, data, proba, result)
 
 
@@ -232,14 +253,20 @@ def _write_run(
     n_draws = min(200, max(20, SUMMARY_ENTRIES // len(xd))) if laplace else 0
     if report:
         draws = f"{n_draws} Laplace draws" if n_draws else "the point estimate"
-        print(f"mixzoo: writing {run_dir}: checkpoint, metrics, probabilities, summary.nc ({draws}) and plots", file=sys.stderr, flush=True)
+        print(
+            f"mixzoo: writing {run_dir}: checkpoint, metrics, probabilities, summary.nc ({draws}) and plots",
+            file=sys.stderr,
+            flush=True,
+        )
     with warnings.catch_warnings(record=True) as notes:
         warnings.simplefilter("always")
         save_summary(summarize(model, guide, xd, n_draws=n_draws), run_dir / "summary.nc")
     for note in notes:
         if report:
             print(f"mixzoo: note on summary.nc: {note.message}", file=sys.stderr, flush=True)
-    write_fit_plots(run_dir, x=x.cpu().numpy(), proba=proba, losses=result.losses, labels=data.labels, val_losses=result.val_losses)
+    write_fit_plots(
+        run_dir, x=x.cpu().numpy(), proba=proba, losses=result.losses, labels=data.labels, val_losses=result.val_losses
+    )
     write_model_plots(run_dir, model, guide, xd, data.image_shape)
     for name in (TRAIN_STATE, BEST_RESTART):  # the finished run's checkpoint supersedes them
         (run_dir / name).unlink(missing_ok=True)
@@ -260,7 +287,9 @@ def _check_user_model(config: FitConfig, run_dir: str, model: str | None) -> Non
         raise MixzooInputError(f"the run in {run_dir!r} was made by --model {config.model}, not {model}.")
     digest = file_digest(model)
     if config.model_file_sha256 and digest and digest != config.model_file_sha256:
-        raise MixzooInputError(f"{model.rsplit(':', 1)[0]!r} changed since the run in {run_dir!r} was made (its SHA-256 differs).")
+        raise MixzooInputError(
+            f"{model.rsplit(':', 1)[0]!r} changed since the run in {run_dir!r} was made (its SHA-256 differs)."
+        )
 
 
 def load_run(run_dir: str, *, model: str | None = None) -> tuple[nn.Module, nn.Module, FitConfig]:
@@ -304,8 +333,14 @@ def run_evaluate(
         c.data_dir = data_dir
     if label_column is not None or columns is not None:
         c.label_column, c.columns = label_column, columns
-    ds, _ = load_data(c)
-    x = check_data(ds.x, dim=c.dim)
+    if data is None and data_dir is None and label_column is None and columns is None:
+        ds, _ = load_data(c)  # the run's own data, preprocessed exactly as in training
+        x = check_data(ds.x, dim=c.dim)
+    else:  # other data: the run's own preprocessing, as predict applies it
+        raw, _ = load_data(replace(c, subsample=None), as_read=True)
+        ds = raw
+        prep_path = Path(run_dir) / PREPROCESSING
+        x = check_data(Preprocessing.load(prep_path).apply(raw.x) if prep_path.is_file() else raw.x, dim=c.dim)
     m.to(device)
     g.to(device)
     start = time.perf_counter()

@@ -99,7 +99,7 @@ def _loo(est: MixtureClusterer, x: np.ndarray, seed: int) -> tuple[float | None,
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            res = loo(summarize(est.model_, est.guide_, x, seed=seed))
+            res = loo(summarize(est.model_, est.guide_, est.model_inputs(x), seed=seed))
     except Exception as err:  # LOO is a diagnostic beside the held-out choice; report and go on
         warnings.warn(f"LOO failed for K={est.n_clusters}: {err}", RuntimeWarning, stacklevel=2)
         return None, None

@@ -70,7 +70,9 @@ def _load_class(name: str) -> type:
         try:
             spec.loader.exec_module(module)
         except Exception as err:  # the user's file itself failed: say where, in one line
-            raise MixzooInputError(f"--model {name!r}: importing {where!r} failed ({type(err).__name__}: {err}).") from None
+            raise MixzooInputError(
+                f"--model {name!r}: importing {where!r} failed ({type(err).__name__}: {err})."
+            ) from None
     else:
         try:
             module = importlib.import_module(where)
@@ -112,13 +114,19 @@ def _user_plan(options: Any, data: DataShape, inference: Inference) -> Plan:
     logistic loss on a normalized model moves far on a step of 0.05. The data are used as they are (a user's model
     may be discrete, so integer data are not dequantized for it)."""
     lr = 0.01 if inference.loss == "nce" else 0.05
-    return Plan(options=options, training=Training(epochs=200, lr=lr, batch_size=None if data.n <= 20000 else 1024))
+    return Plan(
+        options=options,
+        training=Training(epochs=200, lr=lr, batch_size=None if data.n <= 20000 else 1024),
+        common_scale=False,
+    )  # a user's model sees the data in the user's units
 
 
 def user_family(model: str | type) -> Family:
     """A :class:`~mixzoo.models.family.Family` around the user's class (named by ``FILE.py:CLASS`` /
     ``module:CLASS``, which imports it, or given), with every guide and loss its declared capabilities allow."""
-    return _family_of_class(_load_class(model) if isinstance(model, str) else _checked_class(model, model.__name__), _name(model))
+    return _family_of_class(
+        _load_class(model) if isinstance(model, str) else _checked_class(model, model.__name__), _name(model)
+    )
 
 
 def _name(model: str | type) -> str:
@@ -131,7 +139,9 @@ def _family_of_class(cls: type, name: str) -> Family:
         try:
             return cls(dim=dim, n_clusters=k)
         except Exception as err:
-            raise MixzooInputError(f"--model {name!r}: {cls.__name__}(dim={dim}, n_clusters={k}) failed ({err}).") from None
+            raise MixzooInputError(
+                f"--model {name!r}: {cls.__name__}(dim={dim}, n_clusters={k}) failed ({err})."
+            ) from None
 
     options = type("UserOptions", (UserOptions,), {"owner": f"model {name!r}"})  # its own class: messages name it
     caps = ModelCapabilities.of(cls)

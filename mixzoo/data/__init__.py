@@ -1,9 +1,10 @@
 """Data sets: scikit-learn digits, MNIST and MNIST5 from idx files, MNIST-1D, 2-D toys, and users' data files."""
 
 from .dataset import Dataset
-from .datasets import DATASETS, is_data_path, load_dataset, preprocess, resolve_data_dir
+from .datasets import DATASETS, SCALES, is_data_path, load_dataset, preprocess, resolve_data_dir, with_levels
 from .files import load_file
 from .idx import read_idx
+from .levels import Levels, detect_levels
 from .toys import moons, pinwheel, two_circles
 
 __all__ = [
@@ -13,6 +14,10 @@ __all__ = [
     "load_file",
     "is_data_path",
     "preprocess",
+    "SCALES",
+    "with_levels",
+    "Levels",
+    "detect_levels",
     "resolve_data_dir",
     "read_idx",
     "pinwheel",

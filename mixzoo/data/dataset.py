@@ -15,8 +15,9 @@ __all__ = ["Dataset"]
 class Dataset:
     """Features ``x`` (N, D) float32, true ``labels`` (N,) or ``None``, and the image shape if any.
 
-    Images stored as integer intensities also carry ``levels`` (how many, e.g. 256) and ``top``
-    (the value of the highest level in ``x``), which :func:`preprocess` needs to dequantize them.
+    Quantized data (images stored as integer intensities, a user's integer table) also carry ``levels`` (how many
+    evenly spaced values, e.g. 256), ``top`` and ``bottom`` (the values of the highest and the lowest level in ``x``),
+    which :func:`preprocess` needs to dequantize them.
     """
 
     name: str
@@ -26,6 +27,7 @@ class Dataset:
     image_shape: tuple[int, ...] | None = None
     levels: int | None = None
     top: float | None = None
+    bottom: float = 0.0
     features: tuple[str, ...] | None = None
     """Names of the feature columns (data read from a table)."""
     preprocessing: Preprocessing | None = None

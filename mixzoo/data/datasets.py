@@ -16,10 +16,23 @@ from ..errors import MixzooInputError
 from .dataset import Dataset
 from .files import SUFFIXES, load_file
 from .idx import read_mnist_dir
+from .levels import detect_levels
 from .toys import moons, pinwheel, two_circles
 from .transform import Preprocessing
 
-__all__ = ["Dataset", "DATASETS", "load_dataset", "resolve_data_dir", "preprocess", "read_mnist_dir", "is_data_path"]
+__all__ = [
+    "Dataset",
+    "DATASETS",
+    "SCALES",
+    "load_dataset",
+    "resolve_data_dir",
+    "preprocess",
+    "read_mnist_dir",
+    "is_data_path",
+    "scale_mode",
+    "common_spread",
+    "with_levels",
+]
 
 DATA_ENV = "MIXZOO_DATA"
 
@@ -115,32 +128,69 @@ def _continued(d: Dataset, **adding: bool) -> Preprocessing:
     return Preprocessing(d.preprocessing.dim_in, d.preprocessing.features, dict(had))
 
 
+def with_levels(d: Dataset) -> Dataset:
+    """``d`` with the levels :func:`~mixzoo.data.levels.detect_levels` finds in it, when it has none yet and has not
+    been preprocessed: a user's integer table is then dequantized as the built-in images are."""
+    if d.levels is not None or d.preprocessing is not None:
+        return d
+    found = detect_levels(d.x)
+    return d if found is None else replace(d, levels=found.count, top=found.top, bottom=found.bottom)
+
+
+SCALES = ("none", "common", "features")
+"""How :func:`preprocess` rescales features: not at all; by one common spread (each feature centred, images not);
+each feature to unit variance (``--scale``)."""
+
+
+def scale_mode(scale: bool | str | None) -> str:
+    """``scale`` as one of :data:`SCALES` (``True`` is ``"features"``, ``False`` and ``None`` are ``"none"``)."""
+    if scale is None or scale is False:
+        return "none"
+    if scale is True:
+        return "features"
+    if scale not in SCALES:
+        raise MixzooInputError(f"--scale must be one of {', '.join(SCALES)}, got {scale!r}.")
+    return str(scale)
+
+
+def common_spread(x: np.ndarray) -> float:
+    """The root mean square of the features' standard deviations: one spread for all features, so that dividing by
+    it makes the data's units (a common factor on every feature) disappear; 1 for constant data."""
+    s = float(np.sqrt(np.mean(np.var(x, axis=0, dtype=np.float64))))
+    return s if s > 0 and np.isfinite(s) else 1.0
+
+
 def preprocess(
     d: Dataset,
     *,
-    scale: bool = False,
+    scale: bool | str = False,
     pca: int | None = None,
     subsample: int | None = None,
     seed: int = 0,
     dequantize: bool = False,
 ) -> Dataset:
-    r"""Subsample (without replacement, seeded), dequantize, standardise and/or PCA-reduce ``d``.
+    r"""Subsample (without replacement, seeded), dequantize, rescale and/or PCA-reduce ``d``.
 
     A data set that was already preprocessed keeps its stages and gains the new ones after them
     (``d.preprocessing`` then describes both), so PCA can follow a scaling done at loading.
-    ``dequantize`` turns integer intensities :math:`v \in \{0, .., L-1\}` into
-    :math:`(v + u) / L` with :math:`u \sim U[0, 1)` (seeded), values in [0, 1) with a
+    ``dequantize`` turns values on levels :math:`\ell \in \{0, .., L-1\}` into
+    :math:`(\ell + u) / L` with :math:`u \sim U[0, 1)` (seeded), values in [0, 1) with a
     continuous density: the preprocessing of Li et al. (2020) (after Theis et al., 2016).
     A Gaussian likelihood on the integer values themselves can grow without bound by
     shrinking its scale onto the levels.
+
+    ``scale`` (:data:`SCALES`): ``"common"`` divides every feature by one spread, :func:`common_spread`, and centres
+    each feature unless the data are an image or quantized (whose zero, the background or no count, stays 0), so
+    that a fit sees the same numbers whatever the data's units; ``"features"`` (or ``True``) standardises each feature on its own.
     """
+    mode = scale_mode(scale)
     if dequantize and (d.levels is None or d.top is None):
         raise MixzooInputError(
-            f"data {d.name!r} has no integer intensity levels to dequantize; --dequantize applies to images "
-            "(digits, mnist, mnist5, a folder of MNIST idx files)."
+            f"data {d.name!r} has no evenly spaced levels to dequantize; --dequantize applies to images and other "
+            "quantized data (digits, mnist, a file of integers)."
         )
     x, y = d.x, d.labels
-    fitted = _continued(d, dequantize=dequantize, scale=scale, pca=pca is not None)
+    fitted = _continued(d, dequantize=dequantize, scale=mode != "none", pca=pca is not None)
     if subsample is not None:
         if subsample < 1:
             raise MixzooInputError(f"--subsample must be positive, got {subsample}.")
@@ -148,13 +198,20 @@ def preprocess(
             idx = np.sort(np.random.default_rng(seed).choice(len(x), subsample, replace=False))
             x, y = x[idx], (None if y is None else y[idx])
     if dequantize:
-        fitted.arrays.update(levels=np.array(d.levels), top=np.array(d.top))
-        values = np.rint(x / d.top * (d.levels - 1))
+        assert d.levels is not None and d.top is not None
+        fitted.arrays.update(levels=np.array(d.levels), top=np.array(d.top), bottom=np.array(d.bottom))
+        values = np.rint((x - d.bottom) / (d.top - d.bottom) * (d.levels - 1))
         u = np.random.default_rng([seed, 1]).random(x.shape)
         x = (values + u) / d.levels
-    if scale:
+    if mode == "features":
         mean, sd = x.mean(axis=0), x.std(axis=0)
         sd = np.where(sd > 0, sd, 1.0)
+        fitted.arrays.update(mean=mean, sd=sd)
+        x = (x - mean) / sd
+    elif mode == "common":
+        keep_zero = d.image_shape is not None or (d.levels is not None and not dequantize)  # images, counts
+        mean = np.zeros(x.shape[1]) if keep_zero else x.mean(axis=0, dtype=np.float64)
+        sd = np.full(x.shape[1], common_spread(x))
         fitted.arrays.update(mean=mean, sd=sd)
         x = (x - mean) / sd
     if pca is not None:
@@ -166,9 +223,16 @@ def preprocess(
         fitted.arrays.update(pca_mean=fit.mean_, pca_components=fit.components_)
         x = fit.transform(x)
     image_shape = d.image_shape if pca is None else None
-    levels, top = (None, None) if (scale or pca is not None or dequantize) else (d.levels, d.top)  # no longer integers
+    quantized = mode != "none" or pca is not None or dequantize
+    levels, top, bottom = (None, None, 0.0) if quantized else (d.levels, d.top, d.bottom)  # no longer on levels
     return replace(
-        d, x=np.ascontiguousarray(x, dtype=np.float32), labels=y, image_shape=image_shape, levels=levels, top=top,
+        d,
+        x=np.ascontiguousarray(x, dtype=np.float32),
+        labels=y,
+        image_shape=image_shape,
+        levels=levels,
+        top=top,
+        bottom=bottom,
         preprocessing=fitted,
     )
 
@@ -177,7 +241,7 @@ def load_dataset(
     name: str,
     *,
     data_dir: str | None = None,
-    scale: bool = False,
+    scale: bool | str = False,
     pca: int | None = None,
     subsample: int | None = None,
     seed: int = 0,
@@ -187,7 +251,7 @@ def load_dataset(
 ) -> Dataset:
     """Load a named data set or a user's data file and preprocess it.
 
-    ``name`` is one of :data:`DATASETS` or a path that :func:`~mixzoo.data.files.is_data_path`
+    ``name`` is one of :data:`DATASETS` or a path that :func:`is_data_path`
     accepts (``.csv``, ``.tsv``, ``.npy``, ``.npz``, ``.parquet`` or a folder of MNIST idx
     files), read by :func:`~mixzoo.data.files.load_file` with ``label_column`` and ``columns``;
     ``data_dir`` applies to the built-in idx data only. Both kinds go through the same
@@ -195,7 +259,7 @@ def load_dataset(
     """
 
     if is_data_path(name):
-        d = load_file(name, label_column=label_column, columns=columns)
+        d = with_levels(load_file(name, label_column=label_column, columns=columns))
     else:
         if name not in DATASETS:
             raise MixzooInputError(

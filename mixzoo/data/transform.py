@@ -29,7 +29,7 @@ class Preprocessing:
     dim_in: int
     features: tuple[str, ...] | None = None
     arrays: dict[str, np.ndarray] = field(default_factory=dict)
-    """``levels``/``top`` (dequantization), ``mean``/``sd`` (scaling), ``pca_mean``/``pca_components``."""
+    """``levels``/``top``/``bottom`` (dequantization), ``mean``/``sd`` (scaling), ``pca_mean``/``pca_components``."""
 
     def apply(self, x: np.ndarray) -> np.ndarray:
         """The model inputs of raw points ``x`` (N, dim_in)."""
@@ -42,22 +42,65 @@ class Preprocessing:
         a = self.arrays
         if "levels" in a:
             levels, top = float(a["levels"]), float(a["top"])
-            x = (np.rint(x / top * (levels - 1)) + 0.5) / levels
+            bottom = float(a["bottom"]) if "bottom" in a else 0.0
+            x = (np.rint((x - bottom) / (top - bottom) * (levels - 1)) + 0.5) / levels
         if "mean" in a:
             x = (x - a["mean"]) / a["sd"]
         if "pca_mean" in a:
             x = (x - a["pca_mean"]) @ a["pca_components"].T
         return np.ascontiguousarray(x, dtype=np.float32)
 
+    @property
+    def invertible(self) -> bool:
+        """Whether the stages map the features one to one (no principal components, which drop directions)."""
+        return "pca_mean" not in self.arrays
+
+    def log_det_jacobian(self) -> float:
+        r""":math:`\log |\det \partial x' / \partial x|` of the invertible stages, the same for every point: what
+        turns a log density of the model inputs :math:`x'` into one of the raw features :math:`x` (add it). The
+        dequantization counts as the affine map of a value onto its level's cell of width :math:`1/L`."""
+        a, out = self.arrays, 0.0
+        if "levels" in a:
+            bottom = float(a["bottom"]) if "bottom" in a else 0.0
+            spacing = (float(a["top"]) - bottom) / (float(a["levels"]) - 1)
+            out -= self.dim_in * float(np.log(spacing * float(a["levels"])))
+        if "sd" in a:
+            out -= float(np.log(a["sd"]).sum())
+        return out
+
+    def invert(self, x: np.ndarray) -> np.ndarray:
+        """Raw features of model inputs ``x`` (points the model drew): principal components back to the features
+        they span, rescaling undone, dequantized values back to their level."""
+        x = np.asarray(x, dtype=np.float64)
+        a = self.arrays
+        if "pca_mean" in a:
+            x = x @ a["pca_components"] + a["pca_mean"]
+        if "mean" in a:
+            x = x * a["sd"] + a["mean"]
+        if "levels" in a:
+            levels, top = float(a["levels"]), float(a["top"])
+            bottom = float(a["bottom"]) if "bottom" in a else 0.0
+            level = np.clip(np.floor(x * levels), 0, levels - 1)
+            x = bottom + level * (top - bottom) / (levels - 1)
+        return x
+
     def save(self, path: str | os.PathLike[str]) -> None:
         names = np.array(self.features if self.features is not None else [], dtype=str)
-        np.savez(path, dim_in=np.array(self.dim_in), features=names, has_features=np.array(self.features is not None), **self.arrays)
+        np.savez(
+            path,
+            dim_in=np.array(self.dim_in),
+            features=names,
+            has_features=np.array(self.features is not None),
+            **self.arrays,
+        )
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> Preprocessing:
         p = Path(path)
         if not p.is_file():
-            raise MixzooInputError(f"{str(p)!r} is missing: the run was written by an older mixzoo; fit it again to predict.")
+            raise MixzooInputError(
+                f"{str(p)!r} is missing: the run was written by an older mixzoo; fit it again to predict."
+            )
         with np.load(p, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files if k not in ("dim_in", "features", "has_features")}
             features = tuple(str(f) for f in z["features"]) if bool(z["has_features"]) else None

@@ -101,6 +101,9 @@ class Plan:
         trains on.
     :param dequantize: turn integer intensities into a continuous density's values first (uniform noise one
         level wide).
+    :param common_scale: divide the features by one common spread before the fit (unless the data are dequantized,
+        or the user chose ``--scale``), so that the clusters do not depend on the data's units; the preprocessing is
+        recorded in the run and applied to new points.
     :param start: the data-dependent start (:data:`Start`); :func:`default_start` by default.
     :param schedules: ``schedules(model, guide) -> list``: per-epoch schedules of the model (annealing); the
         guide's own come from its registration.
@@ -118,6 +121,7 @@ class Plan:
     training: Training
     pca: int | None = None
     dequantize: bool = False
+    common_scale: bool = True
     start: Start = default_start
     schedules: Callable[[nn.Module, nn.Module], list[Schedule]] = field(default=lambda model, guide: [])
     step: StepFactory | None = None

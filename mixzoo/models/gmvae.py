@@ -132,7 +132,9 @@ class GMVAE(PyroModule):
         if self.likelihood == "bernoulli":
             return dist.Bernoulli(logits=out).to_event(1)
         loc, raw = out[..., : self.dim], out[..., self.dim :]
-        return dist.Normal(loc, F.softplus(raw) + self.eps_x).to_event(1)  # an additive floor keeps the gradient (Li et al. 2020)
+        return dist.Normal(loc, F.softplus(raw) + self.eps_x).to_event(
+            1
+        )  # an additive floor keeps the gradient (Li et al. 2020)
 
     @torch.no_grad()
     def sample(
@@ -236,7 +238,7 @@ class GMVAEGuide(PyroModule):
 
 
 class NVISAGuide(GMVAEGuide):
-    r"""The family's guide: :class:`~mixzoo.guides.GMVAEGuide` whose z may be drawn without a pathwise gradient.
+    r"""The family's guide: :class:`GMVAEGuide` whose z may be drawn without a pathwise gradient.
 
     With ``score_z`` set, ``"z"`` is a non-reparameterized site (:class:`~mixzoo.inference.vimco.ScoreFunctionSites`):
     VIMCO's leave-one-out signal (eq. 7) and NVIL's :math:`f - C_\psi(x) - c` (eq. 6, the baseline of
@@ -276,7 +278,9 @@ class DequantizeStep(SVIStep):
     resumed or retried epoch draws the same noise as the first time.
     """
 
-    def __init__(self, model: nn.Module, guide: nn.Module, optim: Any, loss: Any, *, levels: int, **kwargs: Any) -> None:
+    def __init__(
+        self, model: nn.Module, guide: nn.Module, optim: Any, loss: Any, *, levels: int, **kwargs: Any
+    ) -> None:
         super().__init__(model, guide, optim, loss, **kwargs)
         self.model, self.levels = model, int(levels)
         self.seed = 0 if kwargs.get("seed") is None else int(kwargs["seed"])
@@ -393,12 +397,15 @@ def pretrain_autoencoder(
             (-(resp[idx] * F.log_softmax(guide.encoder_y(x[idx]), -1)).sum(-1).mean()).backward()
             opt.step()
 
+
 @dataclass(frozen=True)
 class GMVAEOptions(Options):
     """Options of the Gaussian-mixture VAE."""
 
     latent: int = option(10, "dimension of z", low=1)
-    hidden: tuple[int, ...] = option((256, 256), "hidden sizes of the encoder and decoder MLPs (conv: of their dense part)", low=1)
+    hidden: tuple[int, ...] = option(
+        (256, 256), "hidden sizes of the encoder and decoder MLPs (conv: of their dense part)", low=1
+    )
     likelihood: Literal["gaussian", "bernoulli"] = option("gaussian", "p(x|z)")
     anneal_every: int = option(10, "halve the std floors every N epochs (0: no annealing)", low=0)
     anneal_start: float = option(1.0, "the std floors' first value (the paper's 1; halved from there)", low=1e-4)
@@ -407,11 +414,21 @@ class GMVAEOptions(Options):
         "reparam", "gradient through z: reparameterized, or the signal times the score of q(z,y|x) (eq. 6)",
         losses=("vimco", "trace-graph"),
     )  # fmt: skip
-    arch: Literal["mlp", "conv"] = option("mlp", "encoders and decoder: MLPs, or convolutional/deconvolutional (Fig. 5a; images)")
-    channels: tuple[int, ...] = option((32, 64), "channels of the stride-2 convolutions; the decoder mirrors them", low=1, requires=("arch", "conv"))
-    image: tuple[int, ...] = option((), "image shape H,W or C,H,W (default: the data's own)", low=1, requires=("arch", "conv"))
-    dequantize_noise: Literal["off", "epoch"] = option("off", "integer-intensity images: fresh uniform noise one level wide every epoch")
-    levels: int = option(0, "intensity levels of the data (default: the data's own)", low=0, requires=("dequantize_noise", "epoch"))
+    arch: Literal["mlp", "conv"] = option(
+        "mlp", "encoders and decoder: MLPs, or convolutional/deconvolutional (Fig. 5a; images)"
+    )
+    channels: tuple[int, ...] = option(
+        (32, 64), "channels of the stride-2 convolutions; the decoder mirrors them", low=1, requires=("arch", "conv")
+    )
+    image: tuple[int, ...] = option(
+        (), "image shape H,W or C,H,W (default: the data's own)", low=1, requires=("arch", "conv")
+    )
+    dequantize_noise: Literal["off", "epoch"] = option(
+        "off", "integer-intensity images: fresh uniform noise one level wide every epoch"
+    )
+    levels: int = option(
+        0, "intensity levels of the data (default: the data's own)", low=0, requires=("dequantize_noise", "epoch")
+    )
 
     def check(self) -> None:
         if self.levels == 1:
@@ -549,6 +566,7 @@ def _plan(o: GMVAEOptions, data: DataShape, inference: Inference) -> Plan:
     return Plan(
         options=o, training=Training(epochs=epochs, lr=1e-3, batch_size=128), pca=_reduction(data, o),
         dequantize=o.dequantize_noise == "off" and data.levels is not None, start=partial(_start, o=o),
+        common_scale=o.dequantize_noise == "off",  # fresh noise dequantizes the levels as read, every epoch
         schedules=partial(_schedules, o=o), step=_step(o), laplace_summary=False,
     )  # fmt: skip
 

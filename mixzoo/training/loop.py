@@ -126,7 +126,9 @@ def evaluate_loss(
     return total / n
 
 
-def _check_options(epochs: Any, batch_size: Any, lr: Any, patience: Any, val_data: Any, retries: Any, resume: bool, checkpoint: Any) -> None:
+def _check_options(
+    epochs: Any, batch_size: Any, lr: Any, patience: Any, val_data: Any, retries: Any, resume: bool, checkpoint: Any
+) -> None:
     if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 1:
         raise MixzooInputError(f"epochs must be a positive integer, got {epochs!r}.")
     if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
@@ -281,7 +283,14 @@ def fit(
             if callback is not None:
                 callback(epoch, result)
             if saver is not None and saver.due(result.epochs, last=stop or result.epochs == epochs):
-                saver.save(result.epochs, modules, stepper.get_state(), generator, result.history(stopper.best_val), stopper.best_modules())
+                saver.save(
+                    result.epochs,
+                    modules,
+                    stepper.get_state(),
+                    generator,
+                    result.history(stopper.best_val),
+                    stopper.best_modules(),
+                )
             if stop:
                 break
         report.close()
@@ -296,7 +305,9 @@ def _guide_rate(model: Any, guide: Any, lr: float | None) -> Callable[[torch.Ten
     """``lr`` for the parameters of the guide that are not the model's, else ``None``."""
     if lr is None:
         return None
-    own = {id(p) for m in modules_of(guide) for p in m.parameters()} - {id(p) for m in modules_of(model) for p in m.parameters()}
+    own = {id(p) for m in modules_of(guide) for p in m.parameters()} - {
+        id(p) for m in modules_of(model) for p in m.parameters()
+    }
     return lambda p: lr if id(p) in own else None
 
 
@@ -355,6 +366,10 @@ class _Epochs:
             except ValueError:  # distribution argument checks reject NaN parameters
                 self.guard.check_parameters(i)
                 raise
+            except torch.linalg.LinAlgError as err:  # a covariance that lost positive-definiteness
+                raise Diverged(
+                    i, f"a covariance matrix is no longer positive-definite ({str(err).splitlines()[0]})"
+                ) from None
             self.guard.check_loss(step_loss, i)
             total += step_loss * len(idx) / n
         self.guard.check_parameters(len(batches))
