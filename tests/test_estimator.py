@@ -12,22 +12,9 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 from mixzoo.app.estimator import MixtureClusterer
 from mixzoo.errors import MixzooInputError
 
-_K1 = (
-    "scikit-learn sets n_clusters=1 for this check; mixzoo mixtures need K >= 2 and refuse K = 1 with a "
-    "MixzooInputError (the behaviour the check wants is tested with K = 2 in this file)"
-)
-EXPECTED_FAILED = {
-    "check_dont_overwrite_parameters": _K1,
-    "check_methods_subset_invariance": _K1,
-    "check_fit2d_1feature": _K1,
-    "check_fit2d_predict1d": _K1,
-}
-
-
-@parametrize_with_checks(
-    [MixtureClusterer(n_clusters=2, epochs=20)], expected_failed_checks=lambda est: EXPECTED_FAILED
-)
+@parametrize_with_checks([MixtureClusterer(model="gmm", epochs=20), MixtureClusterer(model="student-t", epochs=20)])
 def test_sklearn_compatible(estimator, check):
+    """scikit-learn's whole check_estimator, with no expected failure, for the Gaussian and Student-t mixtures."""
     check(estimator)
 
 
@@ -51,8 +38,10 @@ def test_k2_versions_of_the_k1_checks():
     np.testing.assert_allclose(est.score_samples(x[:7]), est.score_samples(x)[:7], rtol=1e-5)
     with pytest.raises(ValueError, match="2D array"):
         est.predict(x[0])
-    with pytest.raises(ValueError, match="at least 2"):
-        MixtureClusterer(n_clusters=1).fit(x)
+    with pytest.raises(ValueError, match="at least 1"):
+        MixtureClusterer(n_clusters=0).fit(x)
+    one = MixtureClusterer(n_clusters=1, random_state=0).fit(x)
+    assert (one.predict(x) == 0).all() and np.allclose(one.predict_proba(x), 1.0)
     est1 = MixtureClusterer(n_clusters=2, epochs=20, random_state=0).fit(x[:, :1])
     assert est1.predict(x[:, :1]).shape == (60,)
 

@@ -57,21 +57,21 @@ def test_every_family_gives_the_same_clusters_in_other_units(tmp_path, name):
     for factor in (0.001, 1.0, 1000.0):
         path = _write(tmp_path, f"moons-{factor}", (d.x * factor).astype(np.float32), d.labels)
         run = execute(FitConfig(model=name, data=path, epochs=3, options=QUICK_OPTIONS.get(name, {})), progress=False)
-        assert run.config.scale == "common"
+        assert run.config.scale == "features"  # a table of continuous features: each in its own unit
         labels[factor] = run.proba.argmax(1)
     for factor in (0.001, 1000.0):
         agree = adjusted_rand_score(labels[1.0], labels[factor])
         assert agree >= 0.97, f"{name} at x{factor}: ARI {agree:.3f} with the x1 partition"
 
 
-def test_scale_features_makes_per_feature_units_disappear(tmp_path):
+def test_a_tables_features_may_each_come_in_its_own_unit(tmp_path):
     d = load_dataset("moons", subsample=300)
     factors = np.array([1e-3, 1e3], dtype=np.float32)
-    one = run_fit(FitConfig(model="gmm", data=_write(tmp_path, "a", d.x, d.labels), scale="features"), progress=False)
-    other = run_fit(
-        FitConfig(model="gmm", data=_write(tmp_path, "b", d.x * factors, d.labels), scale="features"), progress=False
-    )
+    one = run_fit(FitConfig(model="gmm", data=_write(tmp_path, "a", d.x, d.labels)), progress=False)
+    other = run_fit(FitConfig(model="gmm", data=_write(tmp_path, "b", d.x * factors, d.labels)), progress=False)
     assert one["acc"] == other["acc"] and one["misclassified"] == other["misclassified"]
+    common = execute(FitConfig(model="gmm", data=_write(tmp_path, "b", d.x * factors, d.labels), scale="common"), progress=False)
+    assert common.config.scale == "common" and common.data.preprocessing.arrays["sd"].std() == 0  # one spread
 
 
 def test_a_users_integer_file_is_treated_as_the_builtin_images(tmp_path, capsys):
@@ -90,7 +90,7 @@ def test_a_users_integer_file_is_treated_as_the_builtin_images(tmp_path, capsys)
         FitConfig(model="flow-mixture", data=path, epochs=1, dequantize=False, options=QUICK_OPTIONS["flow-mixture"]),
         progress=False,
     )
-    assert off.config.dequantize is False and off.config.scale == "common"
+    assert off.config.dequantize is False and off.config.scale == "common"  # integers share their unit
 
 
 def test_the_neural_mixture_takes_the_image_recipe_once_the_shape_is_given(tmp_path):

@@ -114,9 +114,10 @@ def _add_data_args(parser: argparse.ArgumentParser, default: str | None = "digit
         const="features",
         default=None,
         choices=SCALES,
-        metavar="{common,features,none}",
-        help="rescale the features: --scale alone standardises each one; common: one spread for all (the "
-        "families' default, so that units do not matter); none: as they are (the default for a model file)",
+        metavar="{features,common,none}",
+        help="rescale the features: --scale alone standardises each one; common: one spread for all; none: as they "
+        "are (default, so that units do not matter: features for a table, common for images and integer data, none "
+        "for a model file)",
     )
     g.add_argument(
         "--dequantize",
@@ -126,6 +127,15 @@ def _add_data_args(parser: argparse.ArgumentParser, default: str | None = "digit
         "(default: the density families do, found by the data taking few evenly spaced values)",
     )
     g.add_argument("--subsample", type=int, default=None, help="use N randomly chosen points")
+
+
+def _clusters(text: str) -> int | str:
+    if text == "auto":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer or auto, got {text!r}") from None
 
 
 def _add_training_args(parser: argparse.ArgumentParser, family: Family, guide: GuideSpec, loss: Algorithm) -> None:
@@ -146,7 +156,9 @@ def _add_training_args(parser: argparse.ArgumentParser, family: Family, guide: G
         default=None,
         help=f"one of: {', '.join(ALGORITHMS)} where the guide allows (default: {family.default_loss})",
     )
-    g.add_argument("--clusters", type=int, default=None, help="number of clusters K (default: the data's classes)")
+    g.add_argument("--clusters", type=_clusters, default=None, metavar="K",
+                   help="number of clusters K, or auto: chosen by `mixzoo select`'s criterion over K = 1..9 (and the "
+                   "structure, unless given) first (default: the data's classes)")  # fmt: skip
     g.add_argument("--epochs", type=int, default=None, help=f"training epochs (default: {recipe.epochs})")
     g.add_argument(
         "--batch-size", type=int, default=None, help=f"minibatch size (default: {recipe.batch_size or 'all points'})"
@@ -239,10 +251,20 @@ def _fit_parser(prog: str, family: Family, guide: GuideSpec, loss: Algorithm) ->
 
 
 def _select_parser(prog: str, family: Family, guide: GuideSpec, loss: Algorithm) -> argparse.ArgumentParser:
-    p = _Parser(prog=prog, description="Choose the number of clusters by held-out log-likelihood and LOO.")
-    p.add_argument("--model", default="gmm", help=f"one of: {', '.join(MODELS)} (default: gmm)")
+    from ..models.family import CRITERIA
+
+    p = _Parser(
+        prog=prog,
+        description="Choose the number of clusters, and the model's structure (gmm: the covariance), by BIC, ICL, "
+        "held-out log-likelihood or LOO.",
+    )
+    p.add_argument("--model", default="gmm", help=f"one of: {', '.join(MODELS)}, or FILE.py:CLASS (default: gmm)")
     _add_data_args(p)
-    p.add_argument("--clusters", default="2..12", help="candidate K: a range 2..12 or a list 2,4,8 (default: 2..12)")
+    p.add_argument("--clusters", default="1..9", help="candidate K: a range 1..9 or a list 2,4,8 (default: 1..9)")
+    offered = ", ".join(family.criteria) or "none"
+    p.add_argument("--criterion", default=None, choices=CRITERIA,
+                   help=f"what ranks the fits (default: {family.criteria[0] if family.criteria else '-'}; "
+                   f"{family.name} offers {offered})")  # fmt: skip
     p.add_argument("--heldout", type=float, default=0.2, help="fraction of points held out (default: 0.2)")
     p.add_argument("--epochs", type=int, default=None, help="training epochs (default: the family's recipe)")
     p.add_argument("--no-loo", action="store_true", help="skip the PSIS-LOO column")
@@ -522,27 +544,38 @@ def _cmd_select(args: list[str]) -> None:
 
     a, _ = _parse(_select_parser, "mixzoo select", args)
     ks = parse_clusters(a.clusters)
-    options = FitConfig(model=a.model, options=_options(a, "opt"), epochs=a.epochs).resolved().options
+    config = FitConfig(model=a.model, options=_options(a, "opt"), epochs=a.epochs).resolved()
     run_dir = prepare_run_dir(a.out, a.overwrite) if a.out else None
     d = load_dataset(a.data, data_dir=a.data_dir, scale=a.scale, pca=a.pca or None, subsample=a.subsample, seed=a.seed,
-                     dequantize=a.dequantize, label_column=a.label_column, columns=_columns(a.columns))  # fmt: skip
+                     dequantize=bool(a.dequantize), label_column=a.label_column, columns=_columns(a.columns))  # fmt: skip
     sel = select_clusters(
-        d.x, ks, model=a.model, heldout=a.heldout, seed=a.seed, loo=not a.no_loo, epochs=a.epochs, model_options=options
-    )
-    print(f"{a.model} on {a.data}: n_train={sel.n_train} n_heldout={sel.n_heldout} seed={a.seed}")
-    rows = [["K", "train_ll", "heldout_ll", "elpd_loo", "p_loo", "bic", "seconds", ""]]
-    for r in sel.rows:
-        mark = ("<- choice" if r.clusters == sel.choice else "") + (" (loo)" if r.clusters == sel.choice_loo else "")
-        values = (r.clusters, r.train_loglik, r.heldout_loglik, r.elpd_loo, r.p_loo, r.bic, r.seconds)
-        rows.append([_fmt(v) for v in values] + [mark.strip()])
-    print(_table(rows))
-    loo = f"; LOO prefers K={sel.choice_loo}" if sel.choice_loo is not None else ""
-    print(f"choice: K={sel.choice} (best held-out log-likelihood){loo}")
-    record = {"model": a.model, "data": a.data, "seed": a.seed, "clusters": ks, **sel.to_dict()}
+        d.x, ks, model=a.model, criterion=a.criterion, heldout=a.heldout, seed=a.seed, loo=not a.no_loo,
+        epochs=a.epochs, model_options=config.options,
+    )  # fmt: skip
+    print(_selection_table(config.family, sel, f"{config.family.name} on {a.data} (n={sel.n}, seed {a.seed})"))
+    record = {"model": config.to_dict()["model"], "data": a.data, "seed": a.seed, "clusters": ks, **sel.to_dict()}
     if run_dir is not None:
         write_json(run_dir / "selection.json", record)
     if a.json:
         print(json.dumps(record))
+
+
+def _selection_table(family: Family, sel: Any, title: str) -> str:
+    """The selection as printed: one row per candidate, the choice of each criterion marked."""
+    structure = family.structure if any(r.options for r in sel.rows) else None
+    head = ["K", *([structure] if structure else []), "loglik", "bic", "icl", "heldout_ll", "elpd_loo", "seconds", ""]
+    rows = [head]
+    for r in sel.rows:
+        marks = [c for c, (k, o) in sel.choices.items() if k == r.clusters and o == r.options]
+        mark = ("<- " + ", ".join(marks)) if marks else ("failed: " + r.error if r.error else "")
+        values = (r.loglik, r.bic, r.icl, r.heldout_loglik, r.elpd_loo, r.seconds)
+        rows.append([str(r.clusters), *([str(r.options.get(structure))] if structure else []), *map(_fmt, values), mark])
+    lines = [title, _table(rows)]
+    chosen = ", ".join(f"{k}={v}" for k, v in sel.choice_options.items())
+    lines.append(f"choice: K={sel.choice}{', ' + chosen if chosen else ''} (best {sel.criterion})")
+    if sel.note:
+        lines.append(f"note: {sel.note}")
+    return "\n".join(lines)
 
 
 _COMMANDS = {"fit": _cmd_fit, "select": _cmd_select, "evaluate": _cmd_evaluate, "predict": _cmd_predict}

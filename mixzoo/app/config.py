@@ -51,7 +51,9 @@ class FitConfig:
     data: str = "digits"
     guide: str | None = None
     loss: str | None = None
-    clusters: int | None = None
+    clusters: int | str | None = None
+    """K; ``"auto"``: chosen first by :func:`~mixzoo.app.selection.select_clusters` over K = 1..9 (and the family's
+    structure, unless given), by the family's first criterion; ``None``: the data's number of classes."""
     epochs: int | None = None
     batch_size: int | None = None
     lr: float | None = None
@@ -59,10 +61,11 @@ class FitConfig:
     pca: int | None = None
     """Principal components to keep; ``None``: the family's plan, 0: every feature."""
     scale: str | None = None
-    """How the features are rescaled before the fit (:data:`mixzoo.data.SCALES`): ``"common"`` divides them all by
-    one spread so that the fit does not depend on the data's units, ``"features"`` standardises each one, ``"none"``
-    keeps them; ``None``: the family's plan (``"common"`` for every family, ``"none"`` for a user's model, for data the
-    plan dequantizes and for a transfer classifier's features). ``True``/``False`` mean ``"features"``/``"none"``."""
+    """How the features are rescaled before the fit (:data:`mixzoo.data.SCALES`): ``"features"`` standardises each
+    one, ``"common"`` divides them all by one spread, ``"none"`` keeps them; ``None``: the family's plan (each feature
+    standardised for a table, one common spread for images and data on a grid of levels, whose features share a unit;
+    ``"none"`` for a user's model, for data the plan dequantizes and for a transfer classifier's features).
+    ``True``/``False`` mean ``"features"``/``"none"``."""
     dequantize: bool | None = None
     """Quantized data (integer images, a file of integers): each level v becomes (v + U[0, 1)) / levels, seeded (Li
     et al. 2020's preprocessing); ``None``: the family's plan (the density families dequantize)."""
@@ -218,7 +221,10 @@ def _check_settings(c: FitConfig) -> None:
         raise MixzooInputError("--classifier chooses the transfer classifier; it needs --pretrain-classes.")
     if c.classifier_epochs is not None and not c.pretrain_classes:
         raise MixzooInputError("--classifier-epochs applies to the transfer classifier; it needs --pretrain-classes.")
-    if c.clusters is not None:
+    if c.clusters == "auto":
+        if not c.family.criteria:
+            raise MixzooInputError(f"--clusters auto cannot choose K for model {c.family.name!r}: {c.family.criteria_note}.")
+    elif c.clusters is not None:
         check_n_clusters(c.clusters)
     check_device(c.device)
 

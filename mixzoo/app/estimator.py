@@ -44,7 +44,9 @@ class MixtureClusterer(ClusterMixin, DensityMixin, BaseEstimator):
 
     :param model: registered model name, e.g. ``"gmm"`` (``mixzoo models`` lists them), a user's class as
         ``"path/to/file.py:ClassName"``, or the class itself.
-    :param n_clusters: number of clusters K (>= 2).
+    :param n_clusters: number of clusters K (>= 1), or ``"auto"``: K (and the family's structure, unless
+        ``model_options`` names it) chosen first by the family's selection criterion over K = 1..9, kept in
+        ``selection_`` (:func:`~mixzoo.app.selection.select_clusters`).
     :param model_options: the family's options, e.g. ``{"covariance": "full"}`` for ``"gmm"``; checked
         by the family's options dataclass (``mixzoo fit --model NAME --help`` lists them).
     :param guide: guide name (default: the family's own), e.g. ``"posterior"`` or ``"encoder"``.
@@ -64,7 +66,8 @@ class MixtureClusterer(ClusterMixin, DensityMixin, BaseEstimator):
     :param threads: torch threads while training (``None``: 1 for small data, torch's default for large).
 
     Fitted attributes: ``model_``, ``guide_``, ``config_`` (the planned :class:`~mixzoo.app.config.FitConfig`),
-    ``preprocessing_`` (what the plan did to the features, or ``None``), ``n_features_in_``, ``labels_`` (training
+    ``preprocessing_`` (what the plan did to the features, or ``None``), ``n_clusters_`` (K, chosen where
+    ``n_clusters="auto"``, with ``selection_``), ``n_features_in_``, ``labels_`` (training
     clusters), ``history_`` (the :class:`~mixzoo.training.loop.FitResult` of the kept restart), ``final_loss_``
     (loss per point), ``n_iter_`` (epochs run) and ``converged_`` (training stopped at ``tol``, or the relative change
     of the loss over the last epoch was below ``1e-4``).
@@ -73,7 +76,7 @@ class MixtureClusterer(ClusterMixin, DensityMixin, BaseEstimator):
     def __init__(
         self,
         model: str | type = "gmm",
-        n_clusters: int = 8,
+        n_clusters: int | str = 8,
         model_options: dict[str, Any] | None = None,
         guide: str | None = None,
         guide_options: dict[str, Any] | None = None,
@@ -116,13 +119,13 @@ class MixtureClusterer(ClusterMixin, DensityMixin, BaseEstimator):
             data="X",
             guide=self.guide,
             loss=self.loss,
-            clusters=check_n_clusters(self.n_clusters),
+            clusters=self._k if self.n_clusters == "auto" else check_n_clusters(self.n_clusters),
             epochs=self.epochs,
             lr=self.lr,
             batch_size=self.batch_size,
             n_init=self.n_init,
             device=self.device,
-            options=dict(self.model_options or {}),
+            options=dict(self._options if self.n_clusters == "auto" else self.model_options or {}),
             guide_options=dict(self.guide_options or {}),
             loss_options=dict(self.loss_options or {}),
             threads=self.threads,
@@ -172,7 +175,10 @@ class MixtureClusterer(ClusterMixin, DensityMixin, BaseEstimator):
             raise MixzooInputError(
                 f"n_samples={x.shape[0]} is too few; a mixture needs at least 2 points (and n_clusters of them)."
             )
-        k = check_n_clusters(self.n_clusters)
+        self.selection_ = None
+        if self.n_clusters == "auto":
+            self._choose(x)
+        k = self._k if self.n_clusters == "auto" else check_n_clusters(self.n_clusters)
         if x.shape[0] < k:
             raise MixzooInputError(
                 f"n_samples={x.shape[0]} is fewer than n_clusters={k}; lower n_clusters or pass more data."
@@ -186,6 +192,7 @@ class MixtureClusterer(ClusterMixin, DensityMixin, BaseEstimator):
             best = fit_restarts(c, plan, x, seeds, loss=loss, progress=self.progress)
         self.final_loss_, self.model_, self.guide_, self.history_ = best
         self.config_, self.preprocessing_ = c, data.preprocessing
+        self.n_clusters_ = int(c.clusters)  # type: ignore[arg-type]
         losses = self.history_.losses
         self.n_iter_ = self.history_.epochs
         self.converged_ = self.history_.converged or (
@@ -193,6 +200,20 @@ class MixtureClusterer(ClusterMixin, DensityMixin, BaseEstimator):
         )
         self.labels_ = self._proba(x).argmax(axis=1)
         return self
+
+    def _choose(self, x: torch.Tensor) -> None:
+        """``n_clusters="auto"``: K, and the structure unless ``model_options`` names it, by the family's first
+        criterion over K = 1..9 (:func:`~mixzoo.app.selection.select_clusters`); kept in ``selection_``."""
+        from .selection import AUTO_CLUSTERS, select_clusters
+
+        params = {name: getattr(self, name) for name in ("guide", "loss", "epochs", "lr", "batch_size", "tol", "device")}
+        self.selection_ = select_clusters(
+            x.numpy(), [k for k in AUTO_CLUSTERS if k <= len(x)], model=self.model, loo=False,
+            seed=int(check_random_state(self.random_state).randint(2**31 - 1)), model_options=dict(self.model_options or {}),
+            **{k: v for k, v in params.items() if v is not None},
+        )  # fmt: skip
+        self._k = int(self.selection_.choice)
+        self._options = {**(self.model_options or {}), **self.selection_.choice_options}
 
     def _device(self) -> torch.device:
         return next(self.model_.parameters()).device

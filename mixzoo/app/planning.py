@@ -47,6 +47,7 @@ def planned(config: FitConfig, shape: DataShape, n_classes: int | None = None) -
     image = c.options.get("image")
     if image and shape.image_shape is None and int(np.prod(image)) == shape.dim:
         shape = replace(shape, image_shape=tuple(int(v) for v in image))  # the user's --image names the data's shape
+    one_unit = shape.image_shape is not None or shape.levels is not None  # pixels, counts: features share a unit
     if c.pca and not c.pretrain_classes:  # the user's --pca: the plan is for the reduced data (a transfer run's
         # --pca reduced the classifier's input, and the plan sees its features)
         if not 1 <= c.pca <= min(shape.n, shape.dim):
@@ -64,7 +65,10 @@ def planned(config: FitConfig, shape: DataShape, n_classes: int | None = None) -
         shape = replace(shape, levels=None)
     c.dequantize = bool(c.dequantize)
     if c.scale is None:
-        c.scale = "common" if plan.common_scale and not c.dequantize and not c.pretrain_classes else "none"
+        if not plan.rescale or c.dequantize or c.pretrain_classes:
+            c.scale = "none"
+        else:
+            c.scale = "common" if one_unit else "features"
     if c.clusters is None:
         if n_classes is None:
             raise MixzooInputError(f"data {c.data!r} has no known number of classes; pass --clusters K.")

@@ -13,7 +13,7 @@ import json
 import sys
 import time
 import warnings
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +69,29 @@ def load_data(config: FitConfig, *, as_read: bool = False) -> tuple[Dataset, dic
     )  # fmt: skip
     features = Dataset(f"{data.name}-transfer", td.features, td.labels, int(len(np.unique(td.labels))))
     return features, {"noise": td.noise, "classifier_accuracy": td.classifier_accuracy, "classifier": td.classifier}
+
+
+def _choose_clusters(c: FitConfig, data: Dataset, *, report: bool) -> tuple[FitConfig, dict[str, Any]]:
+    """``--clusters auto``: K (and the family's structure, unless given) by the family's first criterion over
+    :data:`~mixzoo.app.selection.AUTO_CLUSTERS`, with the run's own settings; the config with the choice, and the
+    selection's record."""
+    from .selection import AUTO_CLUSTERS, select_clusters
+
+    family = c.family
+    ks = [k for k in AUTO_CLUSTERS if k <= len(data.x)]
+    params = {name: getattr(c, name) for name in ("epochs", "lr", "batch_size", "tol") if getattr(c, name) is not None}
+    sel = select_clusters(data.x, ks, model=c.model, seed=c.seed, loo=False, model_options=dict(c.options),
+                          guide=c.guide, loss=c.loss, **params)  # fmt: skip
+    if sel.choice is None:
+        raise MixzooInputError(f"--clusters auto: no candidate K in 1..{ks[-1]} could be fitted ({sel.rows[0].error}).")
+    options = {**c.options, **sel.choice_options}
+    if report:
+        chosen = "".join(f", {k} {v}" for k, v in sel.choice_options.items() if k not in c.options)
+        print(f"mixzoo: --clusters auto chose K={sel.choice}{chosen} by {sel.criterion.upper() if sel.criterion in ('bic', 'icl') else sel.criterion} "
+              f"over K = 1..{ks[-1]}", file=sys.stderr, flush=True)  # fmt: skip
+    record = {"criterion": sel.criterion, "choice": sel.choice, "choice_options": sel.choice_options,
+              "clusters": ks, "table": [asdict(r) for r in sel.rows]}  # fmt: skip
+    return replace(c, clusters=sel.choice, options=options), record
 
 
 def _classes(text: str, flag: str) -> list[int]:
@@ -182,6 +205,9 @@ def execute(
     data, transfer = load_data(c, as_read=not c.pretrain_classes)  # a transfer run's stages precede its classifier
     if transfer:
         c = replace(c, classifier=transfer["classifier"])  # the run records the classifier it used
+    selection = None
+    if c.clusters == "auto":
+        c, selection = _choose_clusters(c, data, report=progress and main)
     c, data, plan = plan_for(c, data, report=progress and main)
     x = check_data(data.x)
     loss = c.algorithm.loss(c.loss_opts(), LossContext(noise=transfer.get("noise")))
@@ -212,6 +238,8 @@ def execute(
     }  # fmt: skip
     if distributed:
         record["processes"] = torch.distributed.get_world_size()
+    if selection is not None:
+        record["selection"] = selection
     if progress and main and record["clusters_used"] < c.clusters:
         print(f"mixzoo: warning: {record['clusters_used']} of the {c.clusters} clusters hold points at the end of "
               "training (no point has its largest probability in the others); fewer --clusters, other --n-init seeds "

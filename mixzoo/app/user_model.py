@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pyro
+import pyro.nn.module
 from torch import nn
 
 from ..contract import ModelCapabilities
@@ -117,8 +119,16 @@ def _user_plan(options: Any, data: DataShape, inference: Inference) -> Plan:
     return Plan(
         options=options,
         training=Training(epochs=200, lr=lr, batch_size=None if data.n <= 20000 else 1024),
-        common_scale=False,
+        rescale=False,
     )  # a user's model sees the data in the user's units
+
+
+def _criteria(cls: type, caps: Any) -> tuple[str, ...]:
+    """What select can rank a user's model by: held-out log-likelihood always (exact with y enumerated, an estimate
+    otherwise), LOO where it is exact, BIC and ICL where the model counts its parameters."""
+    exact = caps.enumerable_y and caps.normalized
+    counted = ("bic", "icl") if exact and hasattr(cls, "n_parameters") else ()
+    return (*counted, "heldout", *(("loo",) if exact else ()))
 
 
 def user_family(model: str | type) -> Family:
@@ -137,11 +147,14 @@ def _name(model: str | type) -> str:
 def _family_of_class(cls: type, name: str) -> Family:
     def build(dim: int, k: int, options: Any) -> nn.Module:
         try:
-            return cls(dim=dim, n_clusters=k)
+            model = cls(dim=dim, n_clusters=k)
         except Exception as err:
             raise MixzooInputError(
                 f"--model {name!r}: {cls.__name__}(dim={dim}, n_clusters={k}) failed ({err})."
             ) from None
+        if isinstance(model, nn.Module) and not isinstance(model, pyro.nn.PyroModule):
+            pyro.nn.module.to_pyro_module_(model)  # a plain torch module: Pyro then sees its parameters
+        return model
 
     options = type("UserOptions", (UserOptions,), {"owner": f"model {name!r}"})  # its own class: messages name it
     caps = ModelCapabilities.of(cls)
@@ -155,4 +168,6 @@ def _family_of_class(cls: type, name: str) -> Family:
         default_guide="empty" if caps.enumerable_y else "encoder",
         default_loss="trace-enum",
         plan=_user_plan,
+        criteria=_criteria(cls, caps),
+        criteria_note="" if hasattr(cls, "n_parameters") else "BIC and ICL need the model's n_parameters()",
     )

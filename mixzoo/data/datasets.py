@@ -138,8 +138,8 @@ def with_levels(d: Dataset) -> Dataset:
 
 
 SCALES = ("none", "common", "features")
-"""How :func:`preprocess` rescales features: not at all; by one common spread (each feature centred, images not);
-each feature to unit variance (``--scale``)."""
+"""How :func:`preprocess` rescales features: not at all; by one common spread (each feature centred, images and
+quantized data not); each feature to unit variance."""
 
 
 def scale_mode(scale: bool | str | None) -> str:

@@ -104,12 +104,13 @@ def check_data(x: Any, *, name: str = "data", dim: int | None = None) -> torch.T
 
 
 def check_n_clusters(n_clusters: Any, n_samples: int | None = None) -> int:
-    """Return ``n_clusters`` as an int >= 2 that does not exceed ``n_samples``."""
+    """Return ``n_clusters`` as an int >= 1 that does not exceed ``n_samples`` (1: one component, a density model;
+    "is there any cluster structure at all?" compares it with more)."""
     if isinstance(n_clusters, bool) or not isinstance(n_clusters, (int, np.integer)):
         raise MixzooInputError(f"number of clusters must be an integer, got {n_clusters!r}.")
     k = int(n_clusters)
-    if k < 2:
-        raise MixzooInputError(f"number of clusters must be at least 2, got {k}.")
+    if k < 1:
+        raise MixzooInputError(f"number of clusters must be at least 1, got {k}.")
     if n_samples is not None and n_samples < k:
         raise MixzooInputError(
             f"fewer points ({n_samples}) than clusters ({k}); lower the number of clusters or pass more data."

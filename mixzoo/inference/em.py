@@ -241,6 +241,9 @@ class ClosedFormEMStep:
         self.context = context or DistributedContext()
         self.model = model
         self._stats: dict[str, torch.Tensor] | None = None
+        self._worst: tuple[torch.Tensor, torch.Tensor] | None = None
+        self.reseeded = 0
+        """Components moved to the worst-explained points after they emptied (a model with ``reseed_empty``)."""
 
     def __call__(self, x: torch.Tensor, y: torch.Tensor | None, idx: torch.Tensor, **kwargs: Any) -> float:
         n_batch = len(idx)
@@ -258,6 +261,15 @@ class ClosedFormEMStep:
                     r[seen] = torch.nn.functional.one_hot(yb[seen], r.shape[-1]).to(r.dtype)
             stats = self.model.em_statistics(xb, r)
             self._stats = stats if self._stats is None else {k: self._stats[k] + v for k, v in stats.items()}
+            if hasattr(self.model, "reseed_empty"):  # the worst-explained points, where an empty component moves
+                keep = min(r.shape[-1], len(log_px))
+                low, at = torch.topk(-log_px, keep)
+                if self._worst is not None:
+                    low, rows = torch.cat([self._worst[0], low]), torch.cat([self._worst[1], xb[at]])
+                    low, order = torch.topk(low, min(r.shape[-1], len(low)))
+                    self._worst = (low, rows[order])
+                else:
+                    self._worst = (low, xb[at])
             return -self.context.sum(float(log_px.sum())) * x.shape[0] / n_batch
 
     def end_epoch(self) -> None:
@@ -269,8 +281,11 @@ class ClosedFormEMStep:
                 torch.distributed.all_reduce(value)
         if not all(bool(torch.isfinite(v).all()) for v in stats.values()):
             raise TrainingDivergedError("EM: the E-step's statistics are not finite; the parameters are those of the last iteration.")
+        worst, self._worst = self._worst, None
         with torch.no_grad():
             self.model.em_update(stats)
+            if worst is not None and self.context.world == 1:
+                self.reseeded += self.model.reseed_empty(stats["n"], worst[1])
 
     def get_state(self) -> dict[str, Any]:
         return {}
@@ -279,7 +294,7 @@ class ClosedFormEMStep:
         pass
 
     def restore(self, state: dict[str, Any]) -> None:
-        self._stats = None
+        self._stats, self._worst = None, None
 
     def scale_lr(self, factor: float) -> None:
         pass

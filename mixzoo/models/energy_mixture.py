@@ -297,5 +297,8 @@ FAMILY = register(
         default_guide="empty",
         default_loss="nce",
         plan=_plan,
+        criteria=("heldout",),
+        criteria_note="the normalizers are estimated by NCE, so its log-likelihood, held out, is an estimate; BIC, ICL "
+        "and LOO are not offered",
     )
 )

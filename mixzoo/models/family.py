@@ -51,6 +51,7 @@ __all__ = [
     "principal_components",
     "MODELS",
     "default_start",
+    "CRITERIA",
 ]
 
 
@@ -101,9 +102,11 @@ class Plan:
         trains on.
     :param dequantize: turn integer intensities into a continuous density's values first (uniform noise one
         level wide).
-    :param common_scale: divide the features by one common spread before the fit (unless the data are dequantized,
-        or the user chose ``--scale``), so that the clusters do not depend on the data's units; the preprocessing is
-        recorded in the run and applied to new points.
+    :param rescale: rescale the features before the fit, so that the clusters do not depend on the data's units
+        (unless the data are dequantized, or the user chose ``--scale``): each feature to unit variance for a table of
+        continuous features, which may each come in its own unit; by one common spread for images and data on a
+        common grid of levels, whose features share their unit. The preprocessing is recorded in the run and applied
+        to new points.
     :param start: the data-dependent start (:data:`Start`); :func:`default_start` by default.
     :param schedules: ``schedules(model, guide) -> list``: per-epoch schedules of the model (annealing); the
         guide's own come from its registration.
@@ -121,7 +124,7 @@ class Plan:
     training: Training
     pca: int | None = None
     dequantize: bool = False
-    common_scale: bool = True
+    rescale: bool = True
     start: Start = default_start
     schedules: Callable[[nn.Module, nn.Module], list[Schedule]] = field(default=lambda model, guide: [])
     step: StepFactory | None = None
@@ -132,6 +135,10 @@ class Plan:
 
 
 PlanFunction = Callable[[Any, DataShape, Inference], Plan]
+
+CRITERIA = ("bic", "icl", "heldout", "loo")
+"""How ``mixzoo select`` ranks fits: BIC and ICL (lower is better; ICL adds the entropy of the clustering, Biernacki
+et al. 2000), the mean log-likelihood of held-out points and PSIS-LOO's expected log predictive density (higher)."""
 
 
 def principal_components(data: DataShape, above: int = 100, keep: int = 50) -> int | None:
@@ -157,6 +164,11 @@ class Family:
     :param default_guide: the guide of the default recipe.
     :param default_loss: the loss of the default recipe.
     :param plan: ``plan(options, data, inference) -> Plan``.
+    :param structure: the option that chooses the model's structure (the Gaussian mixture's ``covariance``), whose
+        values ``mixzoo select`` searches beside K.
+    :param criteria: what ``mixzoo select`` can rank the family's fits by (:data:`CRITERIA`): every one for a model
+        with an exact likelihood and a parameter count, fewer where it lacks them.
+    :param criteria_note: why criteria are missing or approximate, said where the family is selected.
     """
 
     name: str
@@ -168,6 +180,16 @@ class Family:
     default_guide: str
     default_loss: str
     plan: PlanFunction
+    structure: str | None = None
+    criteria: tuple[str, ...] = ("bic", "icl", "heldout", "loo")
+    criteria_note: str = ""
+
+    def structures(self) -> tuple[Any, ...]:
+        """The values of :attr:`structure` (its option's choices), or ``()``."""
+        if self.structure is None:
+            return ()
+        info = next(i for i in self.options.infos() if i.name == self.structure)
+        return tuple(info.choices or ())
 
     @property
     def capabilities(self) -> ModelCapabilities:

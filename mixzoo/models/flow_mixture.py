@@ -223,5 +223,8 @@ FAMILY = register(
         default_guide="empty",
         default_loss="trace-enum",
         plan=_plan,
+        criteria=("heldout", "loo"),
+        criteria_note="the flows' network weights are not a count of free parameters BIC could charge, so BIC and ICL "
+        "are not offered",
     )
 )

@@ -566,7 +566,7 @@ def _plan(o: GMVAEOptions, data: DataShape, inference: Inference) -> Plan:
     return Plan(
         options=o, training=Training(epochs=epochs, lr=1e-3, batch_size=128), pca=_reduction(data, o),
         dequantize=o.dequantize_noise == "off" and data.levels is not None, start=partial(_start, o=o),
-        common_scale=o.dequantize_noise == "off",  # fresh noise dequantizes the levels as read, every epoch
+        rescale=o.dequantize_noise == "off",  # fresh noise dequantizes the levels as read, every epoch
         schedules=partial(_schedules, o=o), step=_step(o), laplace_summary=False,
     )  # fmt: skip
 
@@ -583,5 +583,8 @@ FAMILY = register(
         default_guide="qzxy",
         default_loss="vimco",
         plan=_plan,
+        criteria=("heldout",),
+        criteria_note="log p(x) integrates z by importance sampling, so the held-out log-likelihood is an estimate; "
+        "BIC, ICL and LOO are not offered",
     )
 )

@@ -412,5 +412,8 @@ FAMILY = register(
         default_guide="posterior",
         default_loss="em",
         plan=_plan,
+        criteria=(),
+        criteria_note="its sigmoid relevance scores are not a density of the data, so no likelihood-based criterion "
+        "applies; choose K with a density family on the same features",
     )
 )

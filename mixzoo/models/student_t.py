@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Literal
 
 import pyro
 import pyro.distributions as dist
@@ -47,10 +48,15 @@ from ..nets.kmeans import kmeans
 from ..options import Options, option
 from .family import DataShape, Family, Inference, Plan, Training, principal_components, register
 
-__all__ = ["StudentTMixture", "DiagonalStudentT"]
+__all__ = ["StudentTMixture", "DiagonalStudentT", "SCALE_STRUCTURES"]
 
 INITIAL_DF = 5.0
 """Degrees of freedom at the start of training (moderately heavy tails), when inside the learned range."""
+
+SCALE_STRUCTURES = ("diag", "spherical", "tied-diag", "tied-spherical")
+"""The scale structures of the product of univariate t's: each component's own per-feature scales, or one scale for
+all features, or those shared by all components (the diagonal structures of the Gaussian mixture; a full scale
+matrix needs the multivariate t, which this product is not)."""
 
 INIT_STARTS = 5
 """k-means runs tried by :meth:`StudentTMixture.initialize`."""
@@ -125,8 +131,11 @@ class StudentTMixture(PyroModule):
         min_df: float = 1.0,
         max_df: float = 100.0,
         min_scale: float = 1e-2,
+        scales: str = "diag",
     ) -> None:
         super().__init__()
+        if scales not in SCALE_STRUCTURES:
+            raise MixzooInputError(f"scales must be one of {', '.join(SCALE_STRUCTURES)}, got {scales!r}.")
         if df is not None and not (math.isfinite(df) and df > 0):
             raise MixzooInputError(f"df must be a positive number (or None to learn it), got {df!r}.")
         if not (0 < min_df < max_df and math.isfinite(max_df)):
@@ -136,10 +145,11 @@ class StudentTMixture(PyroModule):
         self.fixed_df = None if df is None else float(df)
         self.min_df, self.max_df = float(min_df), float(max_df)
         self.min_scale = float(min_scale)
+        self.scales = scales
         k, d = self.n_clusters, self.dim
         self.logits = nn.Parameter(torch.zeros(k))
         self.loc = nn.Parameter(torch.randn(k, d))
-        self.log_scale = nn.Parameter(torch.zeros(k, d))
+        self.log_scale = nn.Parameter(torch.zeros(1 if scales.startswith("tied") else k, 1 if scales.endswith("spherical") else d))
         if self.fixed_df is None:
             self.df_logit = nn.Parameter(torch.full((k,), self._df_logit(self._initial_df())))
 
@@ -167,7 +177,7 @@ class StudentTMixture(PyroModule):
     @property
     def scale(self) -> torch.Tensor:
         """Scales (K, D) of the components (not standard deviations: the variance is scale^2 df/(df-2))."""
-        return self.log_scale.exp() + self.min_scale
+        return (self.log_scale.exp() + self.min_scale).expand(self.n_clusters, self.dim)
 
     @property
     def df(self) -> torch.Tensor:
@@ -199,9 +209,10 @@ class StudentTMixture(PyroModule):
         return F.log_softmax(self.logits, -1) + self.component_log_prob(x)
 
     def n_parameters(self) -> int:
-        """Free parameters, for BIC/AIC: K-1 weights, K*D locations, K*D scales and K learned degrees of freedom."""
+        """Free parameters, for BIC/AIC: K-1 weights, K*D locations, the scales of the structure and K learned
+        degrees of freedom."""
         k, d = self.n_clusters, self.dim
-        return (k - 1) + 2 * k * d + (k if self.learns_df else 0)
+        return (k - 1) + k * d + self.log_scale.numel() + (k if self.learns_df else 0)
 
     @torch.no_grad()
     def initialize(self, x: torch.Tensor, seed: int = 0, n_starts: int = INIT_STARTS) -> StudentTMixture:
@@ -238,11 +249,15 @@ class StudentTMixture(PyroModule):
         df0 = self.fixed_df if self.fixed_df is not None else self._initial_df()
         shrink = math.sqrt((df0 - 2) / df0) if df0 > 2 else 1.0
         floor = self.min_scale**2 + 1e-6
-        for j in range(self.n_clusters):
-            xj = x[labels == j]
-            diff = xj - self.loc[j] if len(xj) > 1 else x - self.loc[j]
-            std = diff.pow(2).mean(0).clamp(min=floor).sqrt() * shrink
-            self.log_scale[j] = (std - self.min_scale).clamp(min=1e-6).log()
+        var = torch.stack([
+            ((x[labels == j] if int(counts[j]) > 1 else x) - self.loc[j]).pow(2).mean(0) for j in range(self.n_clusters)
+        ])  # fmt: skip
+        if self.scales.startswith("tied"):
+            var = (counts[:, None] * var).sum(0, keepdim=True) / counts.sum()
+        if self.scales.endswith("spherical"):
+            var = var.mean(-1, keepdim=True)
+        std = var.clamp(min=floor).sqrt() * shrink
+        self.log_scale.copy_((std - self.min_scale).clamp(min=1e-6).log())
         if self.fixed_df is None:
             self.df_logit.fill_(self._df_logit(df0))
 
@@ -280,6 +295,10 @@ class StudentTOptions(Options):
     df: float = option(0.0, "fixed degrees of freedom of every component (0: learn one per component)", low=0)
     min_df: float = option(1.0, "smallest learned degrees of freedom", low=0.01, requires=("df", 0.0))
     max_df: float = option(100.0, "largest learned degrees of freedom", high=1e4, requires=("df", 0.0))
+    scales: Literal["diag", "spherical", "tied-diag", "tied-spherical"] = option(
+        "diag", "scale structure: per feature (diag) or one for all features (spherical), each component its own or "
+        "tied, one for all"
+    )  # fmt: skip
 
     def check(self) -> None:
         if self.df == 0 and not self.min_df < self.max_df:
@@ -289,7 +308,7 @@ class StudentTOptions(Options):
 
 
 def _build(dim: int, k: int, o: StudentTOptions) -> StudentTMixture:
-    return StudentTMixture(dim, k, df=o.df or None, min_df=o.min_df, max_df=o.max_df)
+    return StudentTMixture(dim, k, df=o.df or None, min_df=o.min_df, max_df=o.max_df, scales=o.scales)
 
 
 def _plan(o: StudentTOptions, data: DataShape, inference: Inference) -> Plan:
@@ -303,7 +322,7 @@ def _plan(o: StudentTOptions, data: DataShape, inference: Inference) -> Plan:
 FAMILY = register(
     Family(
         name="student-t",
-        description="Student-t mixture, diagonal scales, learned degrees of freedom, maximum likelihood with y enumerated",
+        description="Student-t mixture, diagonal, spherical or tied scales, learned degrees of freedom, maximum likelihood with y enumerated",
         cite="Peel and McLachlan 2000",
         options=StudentTOptions,
         model=StudentTMixture,
@@ -311,5 +330,6 @@ FAMILY = register(
         default_guide="empty",
         default_loss="trace-enum",
         plan=_plan,
+        structure="scales",
     )
 )
