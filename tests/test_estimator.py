@@ -12,6 +12,7 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 from mixzoo.app.estimator import MixtureClusterer
 from mixzoo.errors import MixzooInputError
 
+
 @parametrize_with_checks([MixtureClusterer(model="gmm", epochs=20), MixtureClusterer(model="student-t", epochs=20)])
 def test_sklearn_compatible(estimator, check):
     """scikit-learn's whole check_estimator, with no expected failure, for the Gaussian and Student-t mixtures."""

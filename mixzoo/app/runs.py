@@ -77,7 +77,6 @@ def _choose_clusters(c: FitConfig, data: Dataset, *, report: bool) -> tuple[FitC
     selection's record."""
     from .selection import AUTO_CLUSTERS, select_clusters
 
-    family = c.family
     ks = [k for k in AUTO_CLUSTERS if k <= len(data.x)]
     params = {name: getattr(c, name) for name in ("epochs", "lr", "batch_size", "tol") if getattr(c, name) is not None}
     sel = select_clusters(data.x, ks, model=c.model, seed=c.seed, loo=False, model_options=dict(c.options),

@@ -1,4 +1,4 @@
-"""Choosing the number of clusters K, and the model's structure, as model-based clustering does.
+r"""Choosing the number of clusters K, and the model's structure, as model-based clustering does.
 
 :func:`select_clusters` fits the model for every candidate K and, for a family with a structural option (the
 Gaussian mixture's covariance structure, the Student-t mixture's scales), for every value of it, and ranks the fits by

@@ -233,7 +233,7 @@ class GaussianMixture(PyroModule):
 
     @torch.no_grad()
     def reseed_empty(self, n: torch.Tensor, worst: torch.Tensor) -> int:
-        """Move each component that held no point (``n``: the last E-step's :math:`N_k`) to one of the ``worst``
+        r"""Move each component that held no point (``n``: the last E-step's :math:`N_k`) to one of the ``worst``
         explained points (rows of lowest :math:`\log p(x)`, worst first), with the mean spread of the others and a
         weight of one point, as k-means implementations relocate an empty cluster; returns how many moved."""
         dead = torch.nonzero(n <= 1e-8).flatten().tolist()[: len(worst)]
