@@ -67,7 +67,7 @@ def test_fit_json_contract_and_evaluate(tmp_path, capsys):
         (["fit", "--model", "gmm", "--guide", "encoder", "--loss", "nce"], "loss 'nce' .* needs the empty guide, not 'encoder'"),
         (["fit", "--data", "nope"], "unknown data 'nope'"),
         (["fit", "--data", "mnist"], "pass --data-dir PATH or set MIXZOO_DATA"),
-        (["fit", "--clusters", "1"], "at least 2"),
+        (["fit", "--clusters", "0"], "number of clusters must be at least 1, got 0"),
         (
             ["fit", "--data", "moons", "--subsample", "3", "--clusters", "4"],
             "fewer points \\(3\\) than clusters \\(4\\)",

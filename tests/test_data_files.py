@@ -147,7 +147,7 @@ def test_load_dataset_preprocesses_files(tmp_path):
     np.testing.assert_allclose(s.x.std(axis=0), 1.0, atol=1e-4)
     sub = load_dataset(path, subsample=10, seed=1)
     assert sub.x.shape == (10, 3) and sub.labels.shape == (10,) and sub.name == "d.npz"
-    with pytest.raises(MixzooInputError, match="'d.npz' has no integer intensity levels to dequantize"):
+    with pytest.raises(MixzooInputError, match="'d.npz' has no evenly spaced levels to dequantize"):
         load_dataset(path, dequantize=True)
 
 

@@ -138,11 +138,19 @@ def _record_training(monkeypatch) -> list[tuple[list[float], float, float, bool]
     return seen
 
 
-def _check_progress(name: str, losses: list[float], start: float, end: float, moved: bool, falls: bool = True) -> None:
+SAMPLED = ("trace", "trace-graph", "vimco", "rws")
+"""Losses whose gradients are Monte Carlo estimates: from a start that is already a fit (the Gaussian mixture's
+best-of-several k-means++ start, its encoder at the posterior), a few noisy steps may lose a little."""
+
+
+def _check_progress(
+    name: str, losses: list[float], start: float, end: float, moved: bool, falls: bool = True, sampled: bool = False
+) -> None:
     assert len(losses) >= 4 and all(math.isfinite(v) for v in [*losses, start, end]), (name, losses, start, end)
     assert moved, f"{name}: training left the model's parameters as they were"
     if falls:
-        assert end < start, f"{name}: the loss on all of the data rose from {start:.4f} to {end:.4f}"
+        slack = 0.01 * abs(start) if sampled else 0.0
+        assert end < start + slack, f"{name}: the loss on all of the data rose from {start:.4f} to {end:.4f}"
 
 
 @pytest.mark.parametrize(("model", "guide", "loss"), VALID, ids=[f"{m} {g}/{a}" for m, g, a in VALID])
@@ -150,7 +158,7 @@ def test_every_valid_triple_of_a_family_trains(model, guide, loss, monkeypatch):
     seen = _record_training(monkeypatch)
     _check_training(model, guide, loss)
     own_estep = MODELS[model].capabilities.states_posterior and get_guide(guide).held_fixed
-    _check_progress(f"{model} {guide}/{loss}", *seen[0], falls=not own_estep)
+    _check_progress(f"{model} {guide}/{loss}", *seen[0], falls=not own_estep, sampled=loss in SAMPLED)
 
 
 @pytest.mark.parametrize("pair", USER_VALID)

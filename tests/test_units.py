@@ -5,6 +5,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 from conftest import QUICK_OPTIONS
 from sklearn.metrics import adjusted_rand_score
 
@@ -13,6 +14,7 @@ from mixzoo.app.config import FitConfig, config_from_json
 from mixzoo.app.runs import execute, run_fit
 from mixzoo.data import Dataset, detect_levels, load_dataset, preprocess
 from mixzoo.models import MODELS
+from mixzoo.models.gmm import GaussianMixture
 
 FAMILIES = list(MODELS)
 
@@ -122,14 +124,26 @@ def test_old_runs_keep_their_units():
     assert config_from_json({**raw, "scale": True}, "run").scale == "features"
 
 
-def test_a_singular_covariance_is_one_error_line(tmp_path, capsys):
+def test_data_in_thousands_fit_and_a_singular_covariance_is_one_error_line(tmp_path, capsys, monkeypatch):
     d = load_dataset("digits", subsample=300)
     path = _write(tmp_path, "big", (d.x * 1000).astype(np.float32), d.labels)
-    assert main(["fit", "--model", "gmm", "--data", path, "--scale", "none", "--covariance", "full"]) == 1
+    raw = ["fit", "--model", "gmm", "--data", path, "--scale", "none", "--covariance", "full", "--no-dequantize"]
+    assert main([*raw, "--epochs", "5"]) == 0  # constant pixels, 64 dims: the covariance floor keeps every factor
+    assert main(["fit", "--model", "gmm", "--data", path, "--json"]) == 0  # the default rescaling
+    assert json.loads(capsys.readouterr().out.splitlines()[-1])["acc"] > 0.6
+
+    def singular(*args, **kwargs):
+        raise torch.linalg.LinAlgError("linalg.cholesky: The factorization could not be completed.\nmore")
+
+    monkeypatch.setattr(GaussianMixture, "initialize", singular)  # outside training: the start
+    assert main(raw) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("mixzoo: error: a covariance matrix is not positive-definite"), err
-    assert main(["fit", "--model", "gmm", "--data", path, "--json"]) == 0  # the default common scale fits it
-    assert json.loads(capsys.readouterr().out.splitlines()[-1])["acc"] > 0.6
+    monkeypatch.undo()
+    monkeypatch.setattr(GaussianMixture, "log_joint", singular)  # inside training: a diverged epoch
+    assert main([*raw, "--loss", "trace-enum", "--guide", "empty"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "a covariance matrix is no longer positive-definite" in err[0], err
 
 
 def test_a_fit_with_empty_clusters_says_so(capsys):

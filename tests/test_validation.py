@@ -37,8 +37,8 @@ def test_good_data_becomes_float32():
 @pytest.mark.parametrize(
     "k, n, message",
     [
-        (1, 10, "at least 2"),
-        (0, 10, "at least 2"),
+        (0, 10, "at least 1, got 0"),
+        (-3, 10, "at least 1, got -3"),
         (5, 3, "fewer points \\(3\\) than clusters \\(5\\)"),
         (2.5, 10, "integer"),
     ],
@@ -46,6 +46,10 @@ def test_good_data_becomes_float32():
 def test_bad_cluster_counts(k, n, message):
     with pytest.raises(MixzooInputError, match=message):
         check_n_clusters(k, n)
+
+
+def test_one_cluster_is_a_density_model():
+    assert check_n_clusters(1, 10) == 1
 
 
 def test_labels():

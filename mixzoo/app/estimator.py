@@ -204,10 +204,11 @@ class MixtureClusterer(ClusterMixin, DensityMixin, BaseEstimator):
     def _choose(self, x: torch.Tensor) -> None:
         """``n_clusters="auto"``: K, and the structure unless ``model_options`` names it, by the family's first
         criterion over K = 1..9 (:func:`~mixzoo.app.selection.select_clusters`); kept in ``selection_``."""
-        from .selection import AUTO_CLUSTERS, select_clusters
+        from .search import AUTO_CLUSTERS, search_clusters
 
         params = {name: getattr(self, name) for name in ("guide", "loss", "epochs", "lr", "batch_size", "tol", "device")}
-        self.selection_ = select_clusters(
+        self.selection_ = search_clusters(
+            type(self),
             x.numpy(), [k for k in AUTO_CLUSTERS if k <= len(x)], model=self.model, loo=False,
             seed=int(check_random_state(self.random_state).randint(2**31 - 1)), model_options=dict(self.model_options or {}),
             **{k: v for k, v in params.items() if v is not None},

@@ -314,8 +314,10 @@ def _plan(o: GMMOptions, data: DataShape, inference: Inference) -> Plan:
         # their ACC; on small standardised tables, where the loss per point is near 0, the tolerance is absolute
         # (mixzoo.training.convergence), like scikit-learn's
         training = Training(epochs=300, lr=None, batch_size=10000, tol=1e-4)
-    elif o.covariance in ("full", "tied"):  # Cholesky factors are badly conditioned for Adam at lr 0.1
-        training = Training(epochs=300, lr=0.01, lr_decay=0.99, batch_size=2048, tol=1e-4)
+    elif o.covariance in ("full", "tied"):
+        # Adam moves every Cholesky entry by about lr whatever its scale: an image's near-constant pixels (standard
+        # deviation near the floor) lose their fit at lr 0.01 within a few steps; the k-means start is close
+        training = Training(epochs=300, lr=0.001, lr_decay=0.99, batch_size=2048, tol=1e-4)
     else:  # tol 1e-4 stops digits well before 300 epochs at the same ACC
         training = Training(epochs=300, lr=0.1, lr_decay=0.98, batch_size=2048, tol=1e-4)
     return Plan(options=o, training=training, pca=principal_components(data))
