@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sys
 
@@ -82,6 +83,31 @@ def test_a_model_file_trains_writes_a_run_and_is_evaluated_only_when_named_again
     model_file.write_text(MODEL + "\n# edited\n")
     assert main(["evaluate", "--run", str(run), "--model", spec]) == 2
     assert "changed since the run" in capsys.readouterr().err
+
+
+def test_a_run_directory_imports_the_model_file_only_when_named_again(model_file, tmp_path, capsys):
+    """Opening a run made by a model file must not run that file's code until --model names it again."""
+    run = tmp_path / "run"
+    assert main(["fit", "--model", f"{model_file}:MyMixture", "--data", "moons", "--epochs", "1", "--out", str(run)]) == 0
+    # A model file that leaves a trace when imported, and not yet imported by this process (a fresh session
+    # opening the run): the run now names it, as if it had been made by it.
+    sentinel = tmp_path / "imported.txt"
+    traced = tmp_path / "traced" / "traced_model.py"
+    traced.parent.mkdir()
+    traced.write_text(f"open({str(sentinel)!r}, 'a').write('imported\\n')\n" + MODEL)
+    spec = f"{traced}:MyMixture"
+    config = json.loads((run / "config.json").read_text())
+    config.update(model=spec, model_file_sha256=hashlib.sha256(traced.read_bytes()).hexdigest())
+    (run / "config.json").write_text(json.dumps(config))
+    capsys.readouterr()
+    for command in (["evaluate", "--run", str(run)], ["predict", "--run", str(run), "--data", "moons"]):
+        assert main(command) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("mixzoo: error: ") and f"pass --model {spec}" in err[0], err
+        assert not sentinel.exists(), f"{command[0]} imported the model file before refusing"
+    # named again, the file is imported (the trace works) and the run evaluates
+    assert main(["evaluate", "--run", str(run), "--model", spec]) == 0
+    assert sentinel.read_text() == "imported\n"
 
 
 def test_a_module_path_names_a_class_too(model_file, capsys, monkeypatch):
