@@ -2,10 +2,12 @@ import numpy as np
 import pytest
 import torch
 from pyro.infer import Trace_ELBO
+from scipy.stats import multivariate_normal
 
 import mixzoo
 from mixzoo import EmptyGuide, GaussianMixture, MixzooInputError
 from mixzoo.analysis.metrics import cluster_accuracy, hungarian_match
+from mixzoo.models.gmm import COVARIANCES
 
 
 @pytest.mark.parametrize("covariance", ["diag", "full"])
@@ -23,31 +25,62 @@ def test_recovers_means_and_weights(blobs, covariance):
         np.testing.assert_allclose(model.scale_tril[k].diagonal().detach().numpy(), [0.5, 1.0], atol=0.08)
 
 
-def test_generic_enumeration_equals_closed_form(blobs):
-    x = blobs[0][:100]
-    model = GaussianMixture(2, 3, covariance="full")
-    model.initialize(blobs[0], seed=1)
+def _random_mixture(covariance, d=3, k=4, seed=0):
+    """A mixture whose every parameter (weights, means, spreads, correlations) is away from its start."""
+    torch.manual_seed(seed)
+    model = GaussianMixture(d, k, covariance=covariance)
     with torch.no_grad():
-        model.tril.normal_(0, 0.3)
-        expected = model.log_joint(x)
-    got = mixzoo.cluster_log_joint(model, EmptyGuide(), x)
-    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-4)
-    torch.testing.assert_close(
-        mixzoo.log_likelihood(model, EmptyGuide(), x), torch.logsumexp(expected, -1), rtol=1e-5, atol=1e-4
-    )
-    torch.testing.assert_close(
-        mixzoo.cluster_proba(model, EmptyGuide(), x), torch.softmax(expected, -1), rtol=1e-5, atol=1e-6
+        for p in model.parameters():
+            p.copy_(torch.randn_like(p) * 0.5)
+    return model
+
+
+def _scipy_log_joint(model, x):
+    """(N, K) log pi_k + log N(x_n; mu_k, Sigma_k) by scipy, from the mixture's weights, means and covariances."""
+    with torch.no_grad():
+        w, loc, cov = (t.double().numpy() for t in (model.weights, model.loc, model.covariances))
+    x = x.double().numpy()
+    return torch.as_tensor(
+        np.stack([np.log(w[k]) + multivariate_normal(loc[k], cov[k]).logpdf(x) for k in range(len(w))], 1)
     )
 
 
-def test_loss_is_exact_negative_log_likelihood(blobs):
-    x = blobs[0][:64]
-    model = GaussianMixture(2, 3).initialize(blobs[0], seed=0)
-    guide = EmptyGuide()
+@pytest.mark.parametrize("covariance", COVARIANCES)
+def test_enumeration_and_closed_form_give_scipys_densities(covariance):
+    model = _random_mixture(covariance)
+    x = torch.randn(60, 3) * 2
+    want = _scipy_log_joint(model, x)
+    with torch.no_grad():
+        cov = model.covariances
+        if covariance.startswith("tied"):
+            assert torch.allclose(cov, cov[:1].expand_as(cov))  # one covariance shared by all components
+        if covariance in ("diag", "spherical", "tied-diag", "tied-spherical"):
+            assert torch.equal(cov, torch.diag_embed(cov.diagonal(dim1=-2, dim2=-1)))
+        if covariance.endswith("spherical"):
+            assert torch.allclose(cov, torch.eye(3) * cov[:, :1, :1])
+        got = {
+            "log_joint": model.log_joint(x),
+            "component_log_prob": model.weights.log() + model.component_log_prob(x),
+            "enumerated": mixzoo.cluster_log_joint(model, EmptyGuide(), x),
+        }
+    for name, value in got.items():
+        torch.testing.assert_close(value.double(), want, rtol=1e-5, atol=1e-4, msg=name)
+    torch.testing.assert_close(
+        mixzoo.log_likelihood(model, EmptyGuide(), x).double(), torch.logsumexp(want, -1), rtol=1e-5, atol=1e-4
+    )
+    torch.testing.assert_close(
+        mixzoo.cluster_proba(model, EmptyGuide(), x).double(), torch.softmax(want, -1), rtol=1e-4, atol=1e-5
+    )
+
+
+@pytest.mark.parametrize("covariance", ["diag", "full", "tied-spherical"])
+def test_loss_is_exact_negative_log_likelihood(covariance):
+    model = _random_mixture(covariance, d=2, k=3, seed=1)
+    x = torch.randn(64, 2) * 2
     from pyro.infer import TraceEnum_ELBO
 
-    loss = TraceEnum_ELBO(max_plate_nesting=1).loss(model, guide, x)
-    assert loss == pytest.approx(-model.log_joint(x).logsumexp(-1).sum().item(), rel=1e-5)
+    loss = TraceEnum_ELBO(max_plate_nesting=1).loss(model, EmptyGuide(), x)
+    assert loss == pytest.approx(-torch.logsumexp(_scipy_log_joint(model, x), -1).sum().item(), rel=1e-5)
 
 
 def test_trace_elbo_is_refused_for_enumerated_y(blobs):
