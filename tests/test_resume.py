@@ -1,7 +1,9 @@
 """Divergence retries, resumable training states and safe loading."""
 
+import io
 import os
 import pickle
+from itertools import pairwise
 
 import pytest
 import torch
@@ -71,21 +73,46 @@ def test_resume_refuses_other_data_and_missing_state(blobs, tmp_path):
         mixzoo.fit(model, guide, x, epochs=3, progress=False, resume=True)
 
 
-def test_checkpoint_files_are_replaced_atomically(blobs, tmp_path):
+def test_checkpoint_files_are_replaced_atomically(blobs, tmp_path, monkeypatch):
+    """Each save writes a new file and renames it over the old one: a reader sees a whole checkpoint or the
+    previous one, never a file being written, and a save that dies halfway leaves the previous one intact."""
     x = blobs[0][:300]
+    path = tmp_path / "s.pt"
     model, guide = _gmm(x)
     seen = []
-    mixzoo.fit(
-        model,
-        guide,
-        x,
-        epochs=4,
-        progress=False,
-        checkpoint=tmp_path / "s.pt",
-        callback=lambda e, r: seen.append(sorted(os.listdir(tmp_path))),
-    )
+
+    def look(epoch, result):  # called after each epoch, before that epoch's save
+        if path.exists():
+            seen.append((sorted(os.listdir(tmp_path)), path.stat().st_ino, safe_load(path)["epoch"]))
+        else:
+            seen.append((sorted(os.listdir(tmp_path)), None, None))
+
+    mixzoo.fit(model, guide, x, epochs=4, progress=False, checkpoint=path, callback=look)
+    assert [listing for listing, _, _ in seen] == [[], ["s.pt"], ["s.pt"], ["s.pt"]]  # never a temporary file
+    assert [epoch for _, _, epoch in seen] == [None, 1, 2, 3]
+    inodes = [ino for _, ino, _ in seen[1:]] + [path.stat().st_ino]
+    assert all(a != b for a, b in pairwise(inodes)), f"a save wrote into the old file: inodes {inodes}"
     assert sorted(os.listdir(tmp_path)) == ["s.pt"]  # no temporary file left behind
-    assert safe_load(tmp_path / "s.pt")["epoch"] == 4
+    assert safe_load(path)["epoch"] == 4
+
+    real_save, calls = torch.save, []
+
+    def dies_halfway(obj, f, *args, **kwargs):  # the third save is killed after writing half its bytes
+        calls.append(f)
+        if len(calls) < 3:
+            return real_save(obj, f, *args, **kwargs)
+        buffer = io.BytesIO()
+        real_save(obj, buffer, *args, **kwargs)
+        with open(f, "wb") as out:
+            out.write(buffer.getvalue()[: len(buffer.getvalue()) // 2])
+        raise OSError("no space left on device")
+
+    monkeypatch.setattr(torch, "save", dies_halfway)
+    model, guide = _gmm(x)
+    with pytest.raises(OSError, match="no space left"):
+        mixzoo.fit(model, guide, x, epochs=4, progress=False, checkpoint=path)
+    assert len(calls) == 3
+    assert safe_load(path)["epoch"] == 2  # the last whole checkpoint is still there
 
 
 def _poison_once(model, at_epoch):
