@@ -10,6 +10,7 @@ import torch
 
 import mixzoo
 from mixzoo import EmptyGuide, GaussianMixture, MixzooInputError, TrainingDivergedError
+from mixzoo.guides.encoder import ClusterEncoder
 from mixzoo.inference import VIMCO
 from mixzoo.models import GMVAE
 from mixzoo.models.gmvae import GMVAEGuide
@@ -24,6 +25,11 @@ def _gmm(x):
     return GaussianMixture(2, 3).initialize(x, seed=0), EmptyGuide()
 
 
+def _gmm_encoder(x):
+    torch.manual_seed(0)
+    return GaussianMixture(2, 3).initialize(x, seed=0), ClusterEncoder(2, 3, hidden=(8,)).initialize(x)
+
+
 def _gmvae():
     torch.manual_seed(0)
     return GMVAE(2, 3, latent=2, hidden=(8,)), GMVAEGuide(2, 3, latent=2, hidden=(8,))
@@ -33,17 +39,25 @@ def _state(*modules):
     return [{k: v.clone() for k, v in m.state_dict().items()} for m in modules]
 
 
-@pytest.mark.parametrize("family", ["gmm", "gmvae-vimco"])
+@pytest.mark.parametrize("family", ["gmm", "gmm-encoder-trace", "gmvae-vimco"])
 def test_resumed_run_ends_with_the_uninterrupted_parameters(blobs, tmp_path, family):
-    """Kill after epoch 4 of 9, resume from the epoch-4 state: bit-identical parameters and history."""
+    """Kill after epoch 4 of 9, resume from the epoch-4 state: bit-identical parameters and history.
+
+    The sampling losses (the encoder's clusters drawn under ``trace``, VIMCO's particles) draw from the global torch
+    generator: they repeat only if its state is saved and put back as well as the minibatch order's."""
     x = blobs[0][:600]
-    build = (lambda: _gmm(x)) if family == "gmm" else _gmvae
     kwargs = dict(epochs=9, batch_size=100, lr=0.02, lr_decay=0.9, seed=5, progress=False)
-    if family != "gmm":
-        kwargs["loss"] = VIMCO(num_particles=3)  # Monte Carlo: the RNG streams must be restored too
+    if family == "gmm":
+        build = lambda: _gmm(x)  # noqa: E731
+    elif family == "gmm-encoder-trace":
+        build = lambda: _gmm_encoder(x)  # noqa: E731
+        kwargs["loss"] = "trace"  # the cluster drawn from the encoder at every step
+    else:
+        build = _gmvae
+        kwargs["loss"] = VIMCO(num_particles=3)
     model, guide = build()
     full = mixzoo.fit(model, guide, x, checkpoint=tmp_path / "full.pt", checkpoint_every=2, **kwargs)
-    expected = _state(model, guide)
+    expected, rng_after = _state(model, guide), torch.get_rng_state()
 
     def interrupt(epoch, result):
         if epoch == 4:
@@ -56,6 +70,7 @@ def test_resumed_run_ends_with_the_uninterrupted_parameters(blobs, tmp_path, fam
     model, guide = build()
     resumed = mixzoo.fit(model, guide, x, checkpoint=tmp_path / "cut.pt", resume=True, **kwargs)
     assert resumed.losses == full.losses and resumed.epochs == 9
+    assert torch.equal(torch.get_rng_state(), rng_after)
     for got, want in zip(_state(model, guide), expected, strict=True):
         for k in want:
             torch.testing.assert_close(got[k], want[k], rtol=0, atol=0)
