@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import io
 
 import numpy as np
 import pytest
 
 import mixzoo
+from mixzoo.training import loop
 from mixzoo.training.progress import Progress
 
 
@@ -32,7 +34,22 @@ def test_a_short_run_or_a_silent_process_prints_nothing() -> None:
     assert out.getvalue() == ""
 
 
-def test_fit_writes_no_bar_into_a_log(capfd: pytest.CaptureFixture[str]) -> None:
+def test_fit_writes_no_bar_into_a_log(capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Standard error is not a terminal here: fit reports each epoch as a plain line (every epoch once the
+    interval is zero), with no carriage return."""
+    monkeypatch.setattr(loop, "Progress", functools.partial(Progress, interval=0.0))
     x = np.random.default_rng(0).normal(size=(200, 2)).astype(np.float32)
-    mixzoo.fit(mixzoo.GaussianMixture(2, 2), mixzoo.EmptyGuide(), x, epochs=5)
-    assert "\r" not in capfd.readouterr().err
+    result = mixzoo.fit(mixzoo.GaussianMixture(2, 2), mixzoo.EmptyGuide(), x, epochs=5)
+    err = capfd.readouterr().err
+    assert "\r" not in err
+    lines = [line for line in err.splitlines() if line.startswith("fit: ")]
+    assert len(lines) == 5, err
+    for epoch, (line, loss) in enumerate(zip(lines, result.losses, strict=True), start=1):
+        assert line.startswith(f"fit: epoch {epoch}/5, loss {loss:.4g}, ") and line.endswith(" left"), line
+
+
+def test_fit_without_progress_prints_nothing(capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(loop, "Progress", functools.partial(Progress, interval=0.0))
+    x = np.random.default_rng(0).normal(size=(200, 2)).astype(np.float32)
+    mixzoo.fit(mixzoo.GaussianMixture(2, 2), mixzoo.EmptyGuide(), x, epochs=5, progress=False)
+    assert "fit: " not in capfd.readouterr().err
