@@ -1,4 +1,7 @@
-"""Property-based checks: random, often malformed arrays give a valid result or a ValueError, never a crash or NaN."""
+"""Property-based checks: random, often malformed arrays give a valid result or mixzoo's own input error naming the
+problem, never a crash, NaN or a bare ValueError from deep inside numpy, torch or scikit-learn."""
+
+import re
 
 import numpy as np
 import pytest
@@ -37,6 +40,18 @@ def arrays(draw, max_side=12):
     return a
 
 
+PROBLEMS = re.compile(
+    r"Expected 2D array|Found array with dim \d|not numeric|Found array with 0 (sample|feature)\(s\)|NaN/inf values"
+    r"|values as large as|n_samples=\d+ is (too few|fewer than n_clusters)|number of clusters must be"
+    r"|X has \d+ features, but"
+)
+"""How mixzoo's refusals of an array name what is wrong with it (shape, type, size, values, K)."""
+
+
+def _names_the_problem(err):
+    assert PROBLEMS.search(str(err)), f"the message does not name the problem: {err}"
+
+
 def _valid_proba(p, n, k):
     return p.shape == (n, k) and np.isfinite(p).all() and np.allclose(p.sum(axis=1), 1.0, atol=1e-5)
 
@@ -57,11 +72,12 @@ def test_check_data_returns_clean_float32_or_raises(a):
 
 @SETTINGS
 @given(arrays(max_side=10), st.integers(min_value=-1, max_value=12))
-def test_estimator_fit_gives_probabilities_or_value_error(a, k):
+def test_estimator_fit_gives_probabilities_or_names_the_problem(a, k):
     est = MixtureClusterer(n_clusters=k, epochs=2, n_init=1, random_state=0)
     try:
         est.fit(a)
-    except ValueError:
+    except MixzooInputError as err:  # mixzoo's own refusal: a bare ValueError from numpy, torch or sklearn fails
+        _names_the_problem(err)
         return
     x = np.asarray(a, dtype=np.float64)
     assert _valid_proba(est.predict_proba(x), len(x), k)
@@ -76,10 +92,11 @@ def fitted():
 
 @SETTINGS
 @given(a=arrays(max_side=8))
-def test_predict_proba_gives_probabilities_or_value_error(fitted, a):
+def test_predict_proba_gives_probabilities_or_names_the_problem(fitted, a):
     try:
         p = fitted.predict_proba(a)
-    except ValueError:
+    except MixzooInputError as err:
+        _names_the_problem(err)
         return
     assert _valid_proba(p, np.asarray(a).shape[0], 2)
 
