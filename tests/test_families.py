@@ -173,6 +173,21 @@ def test_bad_option_values_are_refused_with_the_flag_named(name, capsys, monkeyp
         assert info.flag in err, err
 
 
+def _help_entries(out: str) -> dict[str, str]:
+    """Each option's entry in an argparse help text, by its first flag: the flag's line and the wrapped lines under it."""
+    entries: dict[str, str] = {}
+    flag = None
+    for line in out.splitlines():
+        if line.startswith("  -"):
+            flag = line.split()[0].rstrip(",")
+            entries[flag] = line
+        elif flag is not None and line.startswith("   ") and line.strip():
+            entries[flag] += "\n" + line
+        else:
+            flag = None
+    return entries
+
+
 @pytest.mark.parametrize("name", FAMILIES)
 def test_help_shows_exactly_the_family_options_with_their_defaults(name, capsys):
     with pytest.raises(SystemExit) as exit_:
@@ -180,8 +195,12 @@ def test_help_shows_exactly_the_family_options_with_their_defaults(name, capsys)
     assert exit_.value.code == 0
     out = capsys.readouterr().out
     own = {i.flag for i in MODELS[name].options.infos()}
+    entries = _help_entries(out)
     for info in MODELS[name].options.infos():
-        assert info.flag in out and "default:" in out
+        assert info.flag in entries, f"{info.flag} has no entry in the help"
+        default = ",".join(map(str, info.default)) if isinstance(info.default, tuple) else str(info.default)
+        entry = "".join(entries[info.flag].split())  # argparse wraps lines at spaces and hyphens
+        assert f"(default:{''.join((default or 'none').split())}" in entry, (info.flag, info.default, entries[info.flag])
     others = {i.flag for f in MODELS.values() for i in f.options.infos()} - own
     assert not any(f"  {flag} " in out or f"  {flag}\n" in out for flag in others)
 
