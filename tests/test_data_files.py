@@ -119,11 +119,22 @@ def test_parquet_tables_follow_the_csv_rules(tmp_path, monkeypatch):
         load_file(tmp_path / "p.parquet", columns=["n", "a"])
 
 
-def test_parquet_without_pandas_or_pyarrow_names_the_extra(tmp_path, monkeypatch):
+def test_parquet_without_pyarrow_names_the_install(tmp_path, monkeypatch):
     (tmp_path / "p.parquet").write_bytes(b"PAR1")
-    monkeypatch.setitem(sys.modules, "pandas", None)  # import pandas now raises ImportError
-    with pytest.raises(MixzooInputError, match=r'needs pandas and pyarrow: pip install "mixzoo\[parquet\]"'):
+    monkeypatch.setitem(sys.modules, "pyarrow", None)  # import pyarrow now raises ImportError
+    monkeypatch.setitem(sys.modules, "fastparquet", None)
+    pattern = r'reading p.parquet needs pyarrow: pip install pyarrow \(or pip install "mixzoo\[parquet\]"\)'
+    with pytest.raises(MixzooInputError, match=pattern):
         load_file(tmp_path / "p.parquet")
+
+
+def test_tables_without_pandas_name_the_install(tmp_path, monkeypatch):
+    (tmp_path / "p.parquet").write_bytes(b"PAR1")
+    p = _write(tmp_path / "d.csv", "a,b\n1,2\n3,4\n")
+    monkeypatch.setitem(sys.modules, "pandas", None)  # import pandas now raises ImportError
+    for path in (p, tmp_path / "p.parquet"):
+        with pytest.raises(MixzooInputError, match=r"needs pandas, a dependency of mixzoo: pip install pandas"):
+            load_file(path)
 
 
 def test_is_data_path(tmp_path, monkeypatch):
@@ -302,3 +313,159 @@ def test_folder_without_idx_files_names_the_missing_file(tmp_path):
         load_dataset(str(tmp_path / "empty"))
     with pytest.raises(MixzooInputError, match="--columns needs a table.*a folder of MNIST idx files"):
         load_file(tmp_path / "empty", columns=["a"])
+
+
+# ------------------------------------------------------------------------------------------------ readers
+
+
+def _engines():
+    """pandas' engines load_file reads CSV/TSV with: its C engine always, pyarrow's where pyarrow is installed."""
+    try:
+        import pyarrow  # noqa: F401
+    except ImportError:
+        return ["c", pytest.param("pyarrow", marks=pytest.mark.skip(reason="pyarrow is not installed"))]
+    return ["c", "pyarrow"]
+
+
+@pytest.fixture(params=_engines())
+def engine(request, monkeypatch):
+    import mixzoo.data.files as files
+
+    monkeypatch.setattr(files, "_has_pyarrow", lambda: request.param == "pyarrow")
+    return request.param
+
+
+def _table():
+    pd = pytest.importorskip("pandas")
+    rng = np.random.default_rng(3)
+    n = 50
+    return pd.DataFrame(
+        {
+            "x": rng.normal(0, 100, n),
+            "count": rng.integers(-5, 10**6, n),  # whole numbers
+            "kind": rng.choice(["setosa", "virginica", "versicolor"], n),
+            "tiny": rng.normal(0, 1e-30, n),
+            "y": rng.normal(5, 1, n).round(3),
+        }
+    )
+
+
+def test_csv_tsv_and_parquet_give_identical_arrays(tmp_path, engine):
+    df = _table()
+    df.to_csv(tmp_path / "t.csv", index=False)
+    df.to_csv(tmp_path / "t.tsv", index=False, sep="\t")
+    paths = [tmp_path / "t.csv", tmp_path / "t.tsv"]
+    try:
+        import pyarrow  # noqa: F401
+
+        df.to_parquet(tmp_path / "t.parquet")
+        paths.append(tmp_path / "t.parquet")
+    except ImportError:
+        pass
+    expected = df[["x", "count", "tiny", "y"]].to_numpy(dtype=np.float64).astype(np.float32)
+    _, codes = np.unique(df["kind"].to_numpy(dtype=str), return_inverse=True)
+    for path in paths:
+        d = load_file(path, label_column="kind")
+        assert d.x.dtype == np.float32 and d.x.flags.c_contiguous, path
+        np.testing.assert_array_equal(d.x, expected, err_msg=str(path))
+        np.testing.assert_array_equal(d.labels, codes, err_msg=str(path))
+        assert d.features == ("x", "count", "tiny", "y") and d.n_classes == 3
+        sub = load_file(path, columns="y, count")
+        np.testing.assert_array_equal(sub.x, expected[:, [3, 1]])
+
+
+def test_whole_numbers_are_read_as_float32(tmp_path, engine):
+    p = _write(tmp_path / "w.csv", "a,b\n1,-2\n3,16777216\n5,0\n")
+    d = load_file(p)
+    assert d.x.dtype == np.float32
+    np.testing.assert_array_equal(d.x, np.array([[1, -2], [3, 16777216], [5, 0]], np.float32))
+
+
+def test_spaces_blank_lines_quotes_and_a_bom_read_as_before(tmp_path, engine):
+    text = '\ufeffa, b ,label\n\n1, 2.5, "u, v"\n  \n3 ,4,w\n\n5,  6 ,"u, v"\n'
+    d = load_file(_write(tmp_path / "s.csv", text), label_column="label")
+    np.testing.assert_array_equal(d.x, np.array([[1, 2.5], [3, 4], [5, 6]], np.float32))
+    np.testing.assert_array_equal(d.labels, [0, 1, 0])
+    assert d.features == ("a", "b")
+
+
+def test_missing_tokens_in_any_case_and_spacing_are_missing(tmp_path, engine):
+    for cell in ("NONE", " none ", "N/A", "null", "  ", "nan", "-nan"):
+        p = _write(tmp_path / "m.csv", f"a,b\n1,2\n\n3,{cell}\n")
+        pattern = r"a missing value at data row 2 \(.*line 4 of the file\), column 'b'"
+        with pytest.raises(MixzooInputError, match=pattern):
+            load_file(p)
+
+
+@pytest.mark.parametrize(
+    ("text", "pattern"),
+    [
+        ("a,b\n1,2\n3,4\n5\n", r"data row 3 \(counting from 1 below the header; line 4 of the file\) has 1 fields"),
+        ("a,b\n1,2,9\n3,4\n", r"data row 1 \(counting from 1 below the header; line 2 of the file\) has 3 fields"),
+        ("a,b\n1,2\n\n3,4,9\n", r"data row 2 \(counting from 1 below the header; line 4 of the file\) has 3 fields"),
+        ("a,b,c\n1,2,\n3,4,5\n6,7\n", r"data row 3 .*line 4 of the file\) has 2 fields but the header has 3"),
+        ("a,b\n1,2\n3,x\n", r"column 'b' of d.csv is not numeric; data row 2 \(.*line 3 of the file\) holds 'x'"),
+        ("a,b\n1,2\n3,True\n", r"column 'b' of d.csv is not numeric; data row 2 .* holds 'True'"),
+        ("a,b\n1,2\n\n3,1e500\n", r"an infinite value \(or one too large\) at data row 2 \(.*line 4.*column 'b'"),
+        ("a,b\n1,2\n3,-inf\n", r"an infinite value .* at data row 2 \(.*line 3 of the file\), column 'b'"),
+        ("a,b\n1,\n,4\n", r"a missing value at data row 1 \(.*line 2 of the file\), column 'b'"),
+    ],
+)
+def test_each_table_error_names_its_row_and_column(tmp_path, engine, text, pattern):
+    with pytest.raises(MixzooInputError, match=pattern):
+        load_file(_write(tmp_path / "d.csv", text))
+
+
+def test_label_errors_name_row_and_column(tmp_path, engine):
+    p = _write(tmp_path / "d.csv", "a,y\n1,2\n2,3\n\n3,inf\n")
+    with pytest.raises(MixzooInputError, match=r"missing or infinite label at data row 3 \(.*line 5.*column 'y'"):
+        load_file(p, label_column="y")
+    p = _write(tmp_path / "e.csv", "a,y\n1,u\n2,NA\n3,v\n")
+    with pytest.raises(MixzooInputError, match=r"missing or infinite label at data row 2 \(.*line 3.*column 'y'"):
+        load_file(p, label_column="y")
+
+
+def test_a_file_that_is_not_utf8_names_the_byte(tmp_path, engine):
+    p = tmp_path / "b.csv"
+    p.write_bytes(b"a,b\n" + b"1,2\n" * 5000 + b"3,\xff\n")
+    with pytest.raises(MixzooInputError, match=r"b.csv is not UTF-8 text \(invalid start byte at byte 20006\)"):
+        load_file(p)
+
+
+def test_npy_float32_is_memory_mapped_not_copied(tmp_path):
+    x = np.random.default_rng(0).normal(size=(1000, 3)).astype(np.float32)
+    np.save(tmp_path / "f.npy", x)
+    d = load_file(tmp_path / "f.npy")
+    assert type(d.x) is np.ndarray and not d.x.flags.owndata and d.x.flags.writeable
+    assert isinstance(d.x.base, np.memmap)
+    np.testing.assert_array_equal(d.x, x)
+    d.x[0, 0] = 7.0  # copy-on-write: the file keeps its values
+    np.testing.assert_array_equal(np.load(tmp_path / "f.npy"), x)
+
+
+def test_npz_uncompressed_x_is_memory_mapped_and_compressed_is_read(tmp_path):
+    x = np.random.default_rng(0).normal(size=(500, 4)).astype(np.float32)
+    y = np.arange(500) % 3
+    np.savez(tmp_path / "u.npz", y=y, x=x)
+    np.savez_compressed(tmp_path / "c.npz", x=x, y=y)
+    np.savez(tmp_path / "f.npz", x=np.asfortranarray(x.astype(np.float64)), y=y)
+    for name in ("u.npz", "c.npz", "f.npz"):
+        d = load_file(tmp_path / name)
+        np.testing.assert_array_equal(d.x, x, err_msg=name)
+        np.testing.assert_array_equal(d.labels, y)
+    assert isinstance(load_file(tmp_path / "u.npz").x.base, np.memmap)
+
+
+def test_arrays_of_other_dtypes_are_converted_in_blocks(tmp_path, monkeypatch):
+    import mixzoo.data.files as files
+
+    monkeypatch.setattr(files, "_CHUNK_ROWS", 7)
+    x = np.arange(100 * 3, dtype=np.int64).reshape(100, 3)
+    np.save(tmp_path / "i.npy", x)
+    np.testing.assert_array_equal(load_file(tmp_path / "i.npy").x, x.astype(np.float32))
+    bad = x.astype(np.float64)
+    bad[52, 2] = 1e300
+    np.save(tmp_path / "b.npy", bad)
+    pattern = r"an infinite \(or too large\) value at row 53 \(counting from 1\), column 3"
+    with pytest.raises(MixzooInputError, match=pattern):
+        load_file(tmp_path / "b.npy")
