@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from mixzoo import MixzooInputError
-from mixzoo.data import load_dataset, pinwheel, read_idx
+from mixzoo.data import Dataset, load_dataset, pinwheel, read_idx
 from mixzoo.data.datasets import DATASETS
 
 
@@ -119,3 +119,48 @@ def test_transformed_data_cannot_be_dequantized_again():
         with pytest.raises(MixzooInputError, match="no evenly spaced levels"):
             preprocess(d, dequantize=True)
     assert load_dataset("digits", subsample=100).levels == 17  # subsampling keeps the integer levels
+
+
+def _one_pass(d, dequantize, scale, seed):
+    """What preprocess computes, on the whole array at once in float64 (the reference for the blockwise passes)."""
+    x = d.x.astype(np.float64)
+    if dequantize:
+        level = np.rint((d.x - d.bottom) / (d.top - d.bottom) * (d.levels - 1))
+        x = (level + np.random.default_rng([seed, 1]).random(x.shape)) / d.levels
+    if scale == "features":
+        sd = x.std(0)
+        x = (x - x.mean(0)) / np.where(sd > 0, sd, 1.0)
+    elif scale == "common":
+        keep_zero = d.image_shape is not None or (d.levels is not None and not dequantize)
+        x = (x - (0 if keep_zero else x.mean(0))) / np.sqrt(x.var(0).mean())
+    return x
+
+
+@pytest.mark.parametrize("scale", ["none", "features", "common"])
+@pytest.mark.parametrize("dequantize", [False, True])
+def test_blockwise_preprocessing_equals_the_whole_array_at_once(monkeypatch, scale, dequantize):
+    import mixzoo.data.datasets as datasets
+
+    d = load_dataset("digits", subsample=300)
+    expected = _one_pass(d, dequantize, scale, seed=5)
+    monkeypatch.setattr(datasets, "_BLOCK", 64 * 7)  # blocks of 7 rows
+    p = datasets.preprocess(d, scale=scale, dequantize=dequantize, seed=5)
+    assert p.x.dtype == np.float32 and p.x.flags.c_contiguous
+    np.testing.assert_allclose(p.x, expected, rtol=1e-6, atol=1e-6)
+    if dequantize and scale == "none":
+        np.testing.assert_array_equal(p.x, expected.astype(np.float32))  # the same noise, drawn block after block
+
+
+def test_scaling_statistics_stay_exact_over_millions_of_rows():
+    from mixzoo.data.datasets import common_spread, preprocess
+
+    x = np.full((3_000_000, 2), 1.1, dtype=np.float32)  # float32 sums drift: x.mean(axis=0) is 1.0735 here
+    x[:, 1] = np.tile(np.array([0.1, 2.1], np.float32), 1_500_000)
+    d = preprocess(Dataset("big", x, None, None), scale="features")
+    mean, sd = d.preprocessing.arrays["mean"], d.preprocessing.arrays["sd"]
+    low, high, one = (float(np.float32(v)) for v in (0.1, 2.1, 1.1))
+    np.testing.assert_allclose(mean, [one, (low + high) / 2], rtol=1e-12)
+    np.testing.assert_allclose(sd, [1.0, (high - low) / 2], rtol=1e-12)  # a constant column keeps unit spread
+    np.testing.assert_allclose(np.unique(d.x[:, 1]), [-1.0, 1.0], rtol=1e-6)
+    assert not d.x[:, 0].any()
+    assert common_spread(x) == pytest.approx(sd[1] / np.sqrt(2), rel=1e-12)

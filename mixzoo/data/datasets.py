@@ -7,7 +7,7 @@ semi-supervised fit asks for them explicitly.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import replace
 
 import numpy as np
@@ -156,8 +156,49 @@ def scale_mode(scale: bool | str | None) -> str:
 def common_spread(x: np.ndarray) -> float:
     """The root mean square of the features' standard deviations: one spread for all features, so that dividing by
     it makes the data's units (a common factor on every feature) disappear; 1 for constant data."""
-    s = float(np.sqrt(np.mean(np.var(x, axis=0, dtype=np.float64))))
+    x = np.asarray(x)
+    return _spread(_moments(_blocks(x), x.shape[1])[1])
+
+
+def _spread(var: np.ndarray) -> float:
+    s = float(np.sqrt(np.mean(var)))
     return s if s > 0 and np.isfinite(s) else 1.0
+
+
+_BLOCK = 1 << 22
+"""Values (rows x features) :func:`preprocess` handles at a time: its float64 temporaries take 32 MB, not the data's
+size in float64 several times over."""
+
+
+def _block_rows(x: np.ndarray) -> int:
+    return max(1, _BLOCK // max(1, x.shape[1]))
+
+
+def _blocks(x: np.ndarray, dequantize: Callable[[np.ndarray], np.ndarray] | None = None) -> Iterator[np.ndarray]:
+    """``x`` a block of rows at a time, as float64 (dequantized by ``dequantize`` first where given)."""
+    step = _block_rows(x)
+    for s in range(0, len(x), step):
+        block = x[s : s + step]
+        yield dequantize(block) if dequantize is not None else block.astype(np.float64)
+
+
+def _moments(blocks: Iterable[np.ndarray], dim: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per-feature mean and variance (ddof 0) in float64, the blocks' combined by Chan et al.'s pairwise update: exact
+    to float64 rounding where float32 sums over millions of rows drift (12M rows of 10.0 have a float32 mean of 8.6);
+    NaN for no rows."""
+    n, mean, m2 = 0, np.full(dim, np.nan), np.full(dim, np.nan)
+    for block in blocks:
+        nb = len(block)
+        mb = block.mean(axis=0)
+        m2b = np.square(block - mb).sum(axis=0)
+        if n == 0:
+            n, mean, m2 = nb, mb, m2b
+            continue
+        delta, total = mb - mean, n + nb
+        mean = mean + delta * (nb / total)
+        m2 = m2 + m2b + np.square(delta) * (n * nb / total)
+        n = total
+    return mean, m2 / max(n, 1)
 
 
 def preprocess(
@@ -197,23 +238,46 @@ def preprocess(
         if subsample < len(x):
             idx = np.sort(np.random.default_rng(seed).choice(len(x), subsample, replace=False))
             x, y = x[idx], (None if y is None else y[idx])
+    # dequantization and scaling apply a block of rows at a time, into one array of the result (see _BLOCK)
+    noise: Callable[[], np.random.Generator] | None = None
     if dequantize:
         assert d.levels is not None and d.top is not None
         fitted.arrays.update(levels=np.array(d.levels), top=np.array(d.top), bottom=np.array(d.bottom))
-        values = np.rint((x - d.bottom) / (d.top - d.bottom) * (d.levels - 1))
-        u = np.random.default_rng([seed, 1]).random(x.shape)
-        x = (values + u) / d.levels
+        n_levels, top_level, bottom_level = d.levels, d.top, d.bottom
+        noise = lambda: np.random.default_rng([seed, 1])  # noqa: E731 - the same draws, row after row, each pass
+
+    def blocks() -> Iterator[np.ndarray]:
+        if noise is None:
+            yield from _blocks(x)
+            return
+        rng = noise()
+
+        def spread(b: np.ndarray) -> np.ndarray:  # level l of a value, and u ~ U[0, 1): (l + u) / L
+            level = np.rint((b - bottom_level) / (top_level - bottom_level) * (n_levels - 1))
+            return (level + rng.random(b.shape)) / n_levels
+
+        yield from _blocks(x, spread)
+
+    mean = sd = None
     if mode == "features":
-        mean, sd = x.mean(axis=0), x.std(axis=0)
+        mean, var = _moments(blocks(), x.shape[1])
+        sd = np.sqrt(var)
         sd = np.where(sd > 0, sd, 1.0)
-        fitted.arrays.update(mean=mean, sd=sd)
-        x = (x - mean) / sd
     elif mode == "common":
         keep_zero = d.image_shape is not None or (d.levels is not None and not dequantize)  # images, counts
-        mean = np.zeros(x.shape[1]) if keep_zero else x.mean(axis=0, dtype=np.float64)
-        sd = np.full(x.shape[1], common_spread(x))
+        mean, var = _moments(blocks(), x.shape[1])
+        if keep_zero:
+            mean = np.zeros(x.shape[1])
+        sd = np.full(x.shape[1], _spread(var))
+    if mean is not None:
         fitted.arrays.update(mean=mean, sd=sd)
-        x = (x - mean) / sd
+    if dequantize or mean is not None:
+        wide = pca is not None and (dequantize or mode == "common")  # PCA fits on float64 there, float32 elsewhere
+        out = np.empty(x.shape, dtype=np.float64 if wide else np.float32)
+        step = _block_rows(x)
+        for s, block in zip(range(0, len(x), step), blocks(), strict=True):
+            out[s : s + step] = block if mean is None else (block - mean) / sd
+        x = out
     if pca is not None:
         if not 1 <= pca <= min(x.shape):
             raise MixzooInputError(f"--pca must be between 1 and {min(x.shape)} for this data, got {pca}.")
