@@ -3,6 +3,7 @@ import re
 
 import pytest
 import torch
+from cli_errors import one_error_line
 
 from mixzoo.app.cli import main
 
@@ -49,7 +50,7 @@ def test_fit_json_contract_and_evaluate(tmp_path, capsys):
     assert ev["acc"] == pytest.approx(rec["acc"])
     # an existing run is never overwritten silently
     assert main(args) == 2
-    assert "already holds a run; pass --overwrite" in capsys.readouterr().err
+    assert "already holds a run; pass --overwrite" in one_error_line(capsys)
     assert main(args + ["--overwrite", "--epochs", "2"]) == 0
 
 
@@ -117,7 +118,7 @@ def test_flow_mixture_semi_supervised_from_the_cli(capsys):
 )
 def test_flow_mixture_bad_input(args, message, capsys):
     assert main(["fit", "--epochs", "1", *args]) == 2
-    assert re.search(message, capsys.readouterr().err)
+    assert re.search(message, one_error_line(capsys))
 
 
 def test_deep_transfer_recipe_from_the_cli(capsys):
@@ -135,7 +136,7 @@ def test_deep_transfer_recipe_from_the_cli(capsys):
 def test_deep_transfer_bad_classes(classes, message, capsys):
     args = ["fit", "--model", "energy-mixture", "--data", "digits", "--pretrain-classes", classes, "--epochs", "1"]
     assert main(args) == 2
-    assert re.search(message, capsys.readouterr().err)
+    assert re.search(message, one_error_line(capsys))
 
 
 def test_neural_mixture_two_fold_from_the_cli(capsys):

@@ -3,6 +3,7 @@
 import json
 
 import pytest
+from cli_errors import one_error_line
 
 import mixzoo
 from mixzoo.app.cli import main
@@ -38,4 +39,4 @@ def test_the_default_gmm_command_stops_when_done_and_tol_0_trains_every_epoch(ca
     record = json.loads(capsys.readouterr().out.splitlines()[-1])
     assert not record["converged"] and record["epochs"] == 40
     assert main(["fit", "--data", "moons", "--tol", "-1"]) == 2
-    assert "--tol must be a number >= 0" in capsys.readouterr().err
+    assert "--tol must be a number >= 0" in one_error_line(capsys)

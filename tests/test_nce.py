@@ -4,6 +4,7 @@ import numpy as np
 import pyro.distributions as dist
 import pytest
 import torch
+from cli_errors import one_error_line
 from conftest import for_shape
 
 import mixzoo
@@ -290,9 +291,9 @@ def test_cluster_classes_choose_which_held_out_classes_are_clustered(capsys):
     record = json.loads(capsys.readouterr().out.splitlines()[-1])
     assert record["clusters"] == 2 and record["n"] == td.features.shape[0]
     assert main([*args, "--cluster-classes", "4,5"]) == 2
-    assert "--cluster-classes must name at least 2 of the held-out classes [5, 6, 7, 8, 9]; [4] are not among them" in capsys.readouterr().err
+    assert "--cluster-classes must name at least 2 of the held-out classes [5, 6, 7, 8, 9]; [4] are not among them" in one_error_line(capsys)
     assert main(["fit", "--data", "digits", "--cluster-classes", "5,6"]) == 2
-    assert "needs --pretrain-classes" in capsys.readouterr().err
+    assert "needs --pretrain-classes" in one_error_line(capsys)
 
 
 class _TwoPassNCE(NCE):

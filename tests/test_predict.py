@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+from cli_errors import one_error_line
 
 from mixzoo.app.cli import main
 
@@ -52,8 +53,9 @@ def test_fit_a_csv_then_predict_new_rows_in_input_order(blobs, tmp_path, capsys)
     np.testing.assert_array_equal(table[:, 0].astype(int), train_proba.argmax(1))
     np.testing.assert_allclose(table[:, 2:], train_proba, atol=1e-5)
     # never overwritten without --overwrite; stdout without --out
+    capsys.readouterr()
     assert main(["predict", "--run", str(run), "--data", str(tmp_path / "new.csv"), "--out", str(out)]) == 2
-    assert "--overwrite" in capsys.readouterr().err
+    assert "--overwrite" in one_error_line(capsys)
     assert main(["predict", "--run", str(run), "--data", str(tmp_path / "new.csv")]) == 0
     assert capsys.readouterr().out.splitlines()[1:] == lines[1:]
 
@@ -66,12 +68,12 @@ def test_predict_refuses_other_columns_and_feature_counts(blobs, tmp_path, capsy
     capsys.readouterr()
     _write_table(tmp_path / "other.csv", x, names=("a", "c"))
     assert main(["predict", "--run", str(run), "--data", str(tmp_path / "other.csv")]) == 2
-    assert "the run was fitted on the columns a, b" in capsys.readouterr().err
+    assert "the run was fitted on the columns a, b" in one_error_line(capsys)
     np.save(tmp_path / "three.npy", np.ones((4, 3)))
     assert main(["predict", "--run", str(run), "--data", str(tmp_path / "three.npy")]) == 2
-    assert "fitted on 2 features, these data have 3" in capsys.readouterr().err
+    assert "fitted on 2 features, these data have 3" in one_error_line(capsys)
     assert main(["predict", "--run", str(run), "--data", str(tmp_path / "three.npy"), "--out", str(tmp_path / "x.txt")]) == 2
-    assert ".csv, .parquet, .npy" in capsys.readouterr().err
+    assert ".csv, .parquet, .npy" in one_error_line(capsys)
 
 
 def test_npy_prediction_of_a_built_in_run_applies_its_scaling(tmp_path, capsys):

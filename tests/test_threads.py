@@ -4,6 +4,7 @@ import json
 
 import pytest
 import torch
+from cli_errors import one_error_line
 
 from mixzoo.app.cli import main
 from mixzoo.errors import MixzooInputError
@@ -28,7 +29,7 @@ def test_the_cli_records_the_threads_and_puts_torch_back(capsys):
     assert json.loads(capsys.readouterr().out.splitlines()[-1])["threads"] == 2
     assert torch.get_num_threads() == before
     assert main(["fit", "--data", "moons", "--threads", "0"]) == 2
-    assert "--threads must be an integer of at least 1" in capsys.readouterr().err
+    assert "--threads must be an integer of at least 1" in one_error_line(capsys)
 
 
 def test_the_estimator_takes_threads():

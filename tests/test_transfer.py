@@ -8,6 +8,7 @@ import math
 
 import pytest
 import torch
+from cli_errors import one_error_line
 
 from mixzoo.app.cli import main
 from mixzoo.app.config import FitConfig, config_from_json
@@ -99,8 +100,8 @@ def test_the_classifier_option_is_saved_and_refused_where_it_cannot_apply(capsys
     }  # fmt: skip
     for args, message in cases.items():
         assert main(list(args)) == 2
-        err = capsys.readouterr().err
-        assert err.startswith("mixzoo: error: ") and message in err, err
+        err = one_error_line(capsys)
+        assert message in err, err
     with pytest.raises(MixzooInputError, match="--classifier must be one of mlp, cnn"):
         FitConfig(model="energy-mixture", pretrain_classes="0,1,2,3,4", classifier="resnet").resolved()
 

@@ -7,6 +7,7 @@ import json
 import sys
 
 import pytest
+from cli_errors import one_error_line
 
 from mixzoo.app.cli import main
 
@@ -75,14 +76,14 @@ def test_a_model_file_trains_writes_a_run_and_is_evaluated_only_when_named_again
     assert saved["model"] == spec and len(saved["model_file_sha256"]) == 64
     # a run folder never imports code by itself
     assert main(["evaluate", "--run", str(run)]) == 2
-    assert f"pass --model {spec}" in capsys.readouterr().err
+    assert f"pass --model {spec}" in one_error_line(capsys)
     assert main(["evaluate", "--run", str(run), "--model", f"{model_file}:Other"]) == 2
-    capsys.readouterr()
+    assert f"was made by --model {spec}, not {model_file}:Other" in one_error_line(capsys)
     assert main(["evaluate", "--run", str(run), "--model", spec, "--json"]) == 0
     assert _json(capsys)["acc"] == pytest.approx(record["acc"])
     model_file.write_text(MODEL + "\n# edited\n")
     assert main(["evaluate", "--run", str(run), "--model", spec]) == 2
-    assert "changed since the run" in capsys.readouterr().err
+    assert "changed since the run" in one_error_line(capsys)
 
 
 def test_a_run_directory_imports_the_model_file_only_when_named_again(model_file, tmp_path, capsys):
