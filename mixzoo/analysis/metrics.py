@@ -6,7 +6,8 @@ classes with the Hungarian algorithm (:func:`scipy.optimize.linear_sum_assignmen
 on the contingency table. Calibration follows Matsuda and Hyvärinen (2019) (Table 2): the
 expected number of misclassified points under the model's own posterior is
 :math:`\\sum_n (1 - \\max_k p(k \\mid x_n))`, compared with the number actually
-misclassified after matching.
+misclassified after matching, and by the expected calibration error of each point's confidence (Naeini et al. 2015);
+:mod:`mixzoo.analysis.calibration` says how mixzoo makes them agree.
 """
 
 from __future__ import annotations
@@ -25,6 +26,10 @@ __all__ = [
     "expected_misclassified",
     "misclassified",
     "clusters_used",
+    "correct_after_matching",
+    "reliability",
+    "expected_calibration_error",
+    "calibration_metrics",
     "clustering_report",
 ]
 
@@ -100,6 +105,48 @@ def clusters_used(proba: Any) -> int:
     return int(np.unique(p.argmax(axis=1)).size)
 
 
+def correct_after_matching(labels_true: Any, proba: Any) -> np.ndarray:
+    """(N,) whether each point's most probable cluster, matched one-to-one to the classes by the Hungarian
+    algorithm, is its class."""
+    labels_true = np.asarray(labels_true)
+    pred = np.asarray(proba).argmax(axis=1)
+    match = hungarian_match(labels_true, pred)
+    return np.array([match.get(int(k), -1) == int(t) for k, t in zip(pred, labels_true, strict=True)])
+
+
+def reliability(labels_true: Any, proba: Any, bins: int = 10) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per confidence bin (``bins`` equal widths on [0, 1]): the mean confidence, the fraction correct after
+    matching, and the number of points (bins without points give NaN)."""
+    p = np.asarray(proba)
+    confidence = p.max(axis=1)
+    correct = correct_after_matching(labels_true, p)
+    which = np.minimum((confidence * bins).astype(int), bins - 1)
+    counts = np.bincount(which, minlength=bins)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean_conf = np.bincount(which, confidence, minlength=bins) / counts
+        accuracy = np.bincount(which, correct.astype(float), minlength=bins) / counts
+    return mean_conf, accuracy, counts
+
+
+def expected_calibration_error(labels_true: Any, proba: Any, bins: int = 10) -> float:
+    """:math:`\\sum_b \\frac{n_b}{N} |\\mathrm{acc}_b - \\mathrm{conf}_b|` over ``bins`` equal-width confidence bins."""
+    conf, acc, counts = reliability(labels_true, proba, bins)
+    used = counts > 0
+    return float((counts[used] * np.abs(acc[used] - conf[used])).sum() / counts.sum())
+
+
+def calibration_metrics(labels_true: Any, proba: Any) -> dict[str, float | None]:
+    """``calibration_ratio``: expected over actual misclassified (``None`` when nothing is misclassified), and
+    ``ece``: the expected calibration error over 10 bins."""
+    p = np.asarray(proba)
+    expected = float((1.0 - p.max(axis=1)).sum())
+    actual = int((~correct_after_matching(labels_true, p)).sum())
+    return {
+        "calibration_ratio": expected / actual if actual else None,
+        "ece": expected_calibration_error(labels_true, p),
+    }
+
+
 def clustering_report(labels_true: Any, proba: Any) -> dict[str, float]:
     """All metrics for posterior cluster probabilities ``proba`` of shape (N, K)."""
     p = np.asarray(proba)
@@ -112,4 +159,5 @@ def clustering_report(labels_true: Any, proba: Any) -> dict[str, float]:
         "expected_misclassified": expected_misclassified(p),
         "misclassified": misclassified(labels_true, pred),
         "clusters_used": clusters_used(p),
+        **calibration_metrics(labels_true, p),
     }

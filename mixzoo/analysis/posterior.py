@@ -110,13 +110,20 @@ def cluster_log_proba(
         return _in_chunks(one, x, batch_size)
 
 
-def cluster_proba(model: Callable[..., Any], guide: Callable[..., Any], x: Any, **kwargs: Any) -> torch.Tensor:
-    """(N, K) cluster probabilities; see :func:`cluster_log_proba`.
+def cluster_proba(
+    model: Callable[..., Any], guide: Callable[..., Any], x: Any, *, temperature: float = 1.0, **kwargs: Any
+) -> torch.Tensor:
+    r"""(N, K) cluster probabilities; see :func:`cluster_log_proba`.
 
+    :param temperature: :math:`T`: the probabilities :math:`\operatorname{softmax}(\log p / T)`, as a run reports
+        them (its ``calibration.json``; :mod:`mixzoo.analysis.calibration`); 1 gives the model's own.
     :raises MixzooInputError: for points whose probabilities cannot be computed (every cluster's
         density underflows or overflows, e.g. data far outside the training range), instead of NaN rows.
     """
-    proba = cluster_log_proba(model, guide, x, **kwargs).exp()
+    log_proba = cluster_log_proba(model, guide, x, **kwargs)
+    if temperature != 1.0:
+        log_proba = torch.log_softmax(log_proba / temperature, dim=-1)
+    proba = log_proba.exp()
     bad = ~torch.isfinite(proba).all(dim=-1)
     if bad.any():
         rows = torch.nonzero(bad).flatten()

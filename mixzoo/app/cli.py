@@ -24,6 +24,7 @@ from typing import Any
 import torch
 
 from .. import __version__
+from ..analysis.calibration import CALIBRATIONS
 from ..data import DATASETS, SCALES
 from ..data.shape import DataShape
 from ..errors import MixzooInputError, TrainingDivergedError
@@ -48,7 +49,8 @@ class _Parser(argparse.ArgumentParser):
         raise MixzooInputError(f"{message} (see `{self.prog} --help`)")
 
 
-_METRICS = ("acc", "nmi", "ari", "purity", "expected_misclassified", "misclassified", "clusters_used", "seconds")
+_METRICS = ("acc", "nmi", "ari", "purity", "expected_misclassified", "misclassified", "calibration_ratio", "ece",
+            "clusters_used", "seconds")  # fmt: skip
 
 _FIT_EXAMPLES = """examples:
   mixzoo fit --model gmm --data digits                      # the default recipe of a family
@@ -191,6 +193,14 @@ def _add_training_args(parser: argparse.ArgumentParser, family: Family, guide: G
     )
     g.add_argument("--labels", type=int, default=None, help="semi-supervised: reveal N labels (balanced, seeded)")
     g.add_argument(
+        "--calibration",
+        choices=CALIBRATIONS,
+        default="replicate",
+        help="make the reported probabilities honest: replicate refits once on a bootstrap replicate and divides the "
+        "log probabilities by the temperature that fits its labels (with --labels, the revealed labels fit it); none "
+        "reports the fit's own (default: replicate)",
+    )
+    g.add_argument(
         "--retries", type=int, default=0, help="retry a diverged epoch with half the learning rate N times (default: 0)"
     )
     g.add_argument(
@@ -300,8 +310,11 @@ def _fmt(v: Any) -> str:
 
 
 def _print_record(record: dict[str, Any], as_json: bool) -> None:
+    cal = record.get("calibration") or {}
+    tempered = f", temperature {record['temperature']:.3g} ({cal.get('method')})" if cal.get("method", "none") != "none" else ""
     print(
         f"{record['model']} ({record['guide']}, {record['loss']}) on {record['data']}: n={record['n']} K={record['clusters']}"
+        + tempered
     )
     print(_table([list(_METRICS), [_fmt(record.get(k)) for k in _METRICS]]))
     if as_json:
@@ -447,7 +460,7 @@ def _fit_one(a: argparse.Namespace, parser: argparse.ArgumentParser, distributed
                 resume_config(a.resume), out=a.resume, resume=True, progress=progress, distributed=distributed
             )
     else:
-        settings = {k: getattr(a, k) for k in (*TRAINING_FIELDS, "guide", "loss", "clusters", "labels", "retries",
+        settings = {k: getattr(a, k) for k in (*TRAINING_FIELDS, "guide", "loss", "clusters", "labels", "calibration", "retries",
                     "pretrain_classes", "cluster_classes", "classifier_epochs", "classifier", "seed", "device", "checkpoint_every", "threads")}  # fmt: skip
         if a.out and settings["checkpoint_every"] is None:
             settings["checkpoint_every"] = 1  # an interrupted run with --out can always be resumed

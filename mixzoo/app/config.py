@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..analysis.calibration import CALIBRATIONS
 from ..data.datasets import scale_mode
 from ..data.shape import DataShape
 from ..data.validation import check_device, check_n_clusters
@@ -96,6 +97,10 @@ class FitConfig:
     records the one it used."""
     labels: int | None = None
     """Reveal this many true labels (balanced over classes, seeded) for semi-supervised training."""
+    calibration: str = "replicate"
+    """How the reported cluster probabilities are made honest (:data:`mixzoo.analysis.calibration.CALIBRATIONS`):
+    ``"replicate"``, a temperature fitted to a refit on a bootstrap replicate (to the revealed labels with
+    ``labels``); ``"none"``: the fit's own probabilities."""
     dim: int | None = None
     """Features of the data the model trains on (recorded by the plan)."""
     n: int | None = None
@@ -174,6 +179,8 @@ class FitConfig:
                     f"{', '.join(given)} cannot apply to loss {c.loss!r} of model {c.model!r}: it sets the parameters "
                     "in closed form, with no learning rate (use --loss trace-enum for gradient training)."
                 )
+        if c.calibration not in CALIBRATIONS:
+            raise MixzooInputError(f"--calibration must be one of {', '.join(CALIBRATIONS)}, got {c.calibration!r}.")
         if c.labels and not algorithm.takes_labels:
             raise MixzooInputError(f"--labels cannot apply to loss {c.loss!r}: it does not observe cluster labels.")
         options = c.family_options()

@@ -28,6 +28,7 @@ from ..data import Dataset
 from ..data.validation import check_columns, check_data, check_n_clusters
 from ..errors import MixzooInputError
 from ..training.threads import choose_threads, torch_threads
+from .calibrate import calibrate
 from .config import FitConfig
 from .planning import plan_for
 from .restarts import fit_restarts
@@ -64,12 +65,17 @@ class MixtureClusterer(ClusterMixin, DensityMixin, BaseEstimator):
     :param tol: stop when the relative change of the epoch loss stays below ``tol`` for 3 epochs (``None``:
         the family's plan, 0: never).
     :param threads: torch threads while training (``None``: 1 for small data, torch's default for large).
+    :param calibration: ``"replicate"`` (default): ``predict_proba`` reports the probabilities divided by the
+        temperature that fits the labels of one refit on a bootstrap replicate
+        (:mod:`mixzoo.analysis.calibration`), so that their confidence matches how stable the clusters are;
+        ``"none"``: the model's own probabilities.
 
     Fitted attributes: ``model_``, ``guide_``, ``config_`` (the planned :class:`~mixzoo.app.config.FitConfig`),
     ``preprocessing_`` (what the plan did to the features, or ``None``), ``n_clusters_`` (K, chosen where
     ``n_clusters="auto"``, with ``selection_``), ``n_features_in_``, ``labels_`` (training
     clusters), ``history_`` (the :class:`~mixzoo.training.loop.FitResult` of the kept restart), ``final_loss_``
-    (loss per point), ``n_iter_`` (epochs run) and ``converged_`` (training stopped at ``tol``, or the relative change
+    (loss per point), ``calibration_`` (the :class:`~mixzoo.analysis.calibration.Calibration`: ``temperature_`` and
+    where it came from), ``n_iter_`` (epochs run) and ``converged_`` (training stopped at ``tol``, or the relative change
     of the loss over the last epoch was below ``1e-4``).
     """
 
@@ -91,6 +97,7 @@ class MixtureClusterer(ClusterMixin, DensityMixin, BaseEstimator):
         progress: bool = False,
         threads: int | None = None,
         tol: float | None = None,
+        calibration: str = "replicate",
     ) -> None:
         self.model = model
         self.n_clusters = n_clusters
@@ -108,6 +115,7 @@ class MixtureClusterer(ClusterMixin, DensityMixin, BaseEstimator):
         self.progress = progress
         self.threads = threads
         self.tol = tol
+        self.calibration = calibration
 
     def _config(self) -> FitConfig:
         for name in ("model_options", "guide_options", "loss_options"):
@@ -130,6 +138,7 @@ class MixtureClusterer(ClusterMixin, DensityMixin, BaseEstimator):
             loss_options=dict(self.loss_options or {}),
             threads=self.threads,
             tol=self.tol,
+            calibration=self.calibration,
         ).resolved()
 
     def _validate(self, X: Any, reset: bool) -> torch.Tensor:
@@ -190,7 +199,12 @@ class MixtureClusterer(ClusterMixin, DensityMixin, BaseEstimator):
         seeds = [int(rng.randint(np.iinfo(np.int32).max)) for _ in range(c.n_init)]  # type: ignore[arg-type]
         with torch_threads(choose_threads(c.threads, int(x.shape[0]), int(x.shape[1]), int(c.clusters))):  # type: ignore[arg-type]
             best = fit_restarts(c, plan, x, seeds, loss=loss, progress=self.progress)
-        self.final_loss_, self.model_, self.guide_, self.history_ = best
+            self.final_loss_, self.model_, self.guide_, self.history_ = best
+            self.calibration_ = calibrate(
+                c, plan, self.model_, self.guide_, x, make_loss=lambda: c.algorithm.loss(c.loss_opts()),
+                seed=int(rng.randint(np.iinfo(np.int32).max - c.n_init)),  # type: ignore[operator]
+            )
+        self.temperature_ = self.calibration_.temperature
         self.config_, self.preprocessing_ = c, data.preprocessing
         self.n_clusters_ = int(c.clusters)  # type: ignore[arg-type]
         losses = self.history_.losses
@@ -220,7 +234,7 @@ class MixtureClusterer(ClusterMixin, DensityMixin, BaseEstimator):
         return next(self.model_.parameters()).device
 
     def _proba(self, x: torch.Tensor) -> np.ndarray:
-        return cluster_proba(self.model_, self.guide_, x.to(self._device())).cpu().double().numpy()
+        return cluster_proba(self.model_, self.guide_, x.to(self._device()), temperature=self.temperature_).cpu().double().numpy()
 
     def predict_proba(self, X: Any) -> np.ndarray:
         """Cluster probabilities (n_samples, n_clusters): exact posterior, or q(y|x) for amortized guides."""

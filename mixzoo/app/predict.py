@@ -19,6 +19,7 @@ from ..data import load_dataset
 from ..data.transform import PREPROCESSING, Preprocessing
 from ..data.validation import check_data, check_device
 from ..errors import MixzooInputError
+from .run_dir import run_temperature
 from .runs import load_run
 
 __all__ = ["predict_run", "check_output", "write_predictions", "OUTPUT_SUFFIXES"]
@@ -46,7 +47,7 @@ def predict_run(run_dir: str, data: str, *, model: str | None = None, device: st
     x = check_data(prep.apply(raw.x), dim=c.dim)
     m.to(device)
     g.to(device)
-    return cluster_proba(m, g, x.to(device)).cpu().double().numpy()
+    return cluster_proba(m, g, x.to(device), temperature=run_temperature(run_dir)).cpu().double().numpy()
 
 
 def _table(proba: np.ndarray) -> tuple[list[str], np.ndarray, np.ndarray]:

@@ -23,6 +23,8 @@ __all__ = ["prepare_run_dir", "save_checkpoint", "load_checkpoint", "write_json"
 
 CHECKPOINT = "checkpoint.pt"
 CONFIG = "config.json"
+CALIBRATION = "calibration.json"
+"""The temperature of the run's reported probabilities (:class:`mixzoo.analysis.calibration.Calibration`)."""
 
 
 def prepare_run_dir(path: str | os.PathLike[str], overwrite: bool = False) -> Path:
@@ -66,3 +68,18 @@ def load_checkpoint(run_dir: str | os.PathLike[str]) -> tuple[dict[str, dict[str
     except json.JSONDecodeError as err:
         raise MixzooInputError(f"{str(d / CONFIG)!r} is not valid JSON ({err}).") from None
     return state, config
+
+
+def run_temperature(run_dir: str | os.PathLike[str]) -> float:
+    """The temperature a run divides its log probabilities by (1 for a run written before runs were calibrated)."""
+    path = Path(run_dir) / CALIBRATION
+    if not path.is_file():
+        return 1.0
+    try:
+        t = float(json.loads(path.read_text()).get("temperature", 1.0))
+    except (ValueError, TypeError, AttributeError) as err:
+        raise MixzooInputError(f"{str(path)!r} is not a calibration record ({err}); fit the run again.") from None
+    if not (t > 0 and t < float("inf")):
+        raise MixzooInputError(f"{str(path)!r} gives the temperature {t}, which must be positive and finite.")
+    return t
+

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..analysis.calibration import Calibration
 from ..analysis.metrics import clustering_report, clusters_used
 from ..analysis.posterior import cluster_proba, has_exact_likelihood
 from ..data import Dataset, load_dataset
@@ -31,10 +32,11 @@ from ..errors import MixzooInputError
 from ..inference.registry import LossContext
 from ..training.loop import FitResult
 from ..training.threads import choose_threads, torch_threads
+from .calibrate import REPLICATE_SEED, calibrate
 from .config import FitConfig, config_from_json
 from .planning import plan_for
 from .restarts import BEST_RESTART, TRAIN_STATE, build_pair, fit_restarts, load_pair
-from .run_dir import CONFIG, load_checkpoint, prepare_run_dir, save_checkpoint, write_json
+from .run_dir import CALIBRATION, CONFIG, load_checkpoint, prepare_run_dir, run_temperature, save_checkpoint, write_json
 from .transfer import transfer_split
 from .user_model import file_digest, is_user_model
 
@@ -101,9 +103,9 @@ def _classes(text: str, flag: str) -> list[int]:
 
 
 def _metrics(
-    model: nn.Module, guide: nn.Module, x: torch.Tensor, labels: np.ndarray | None
+    model: nn.Module, guide: nn.Module, x: torch.Tensor, labels: np.ndarray | None, temperature: float = 1.0
 ) -> tuple[np.ndarray, dict[str, Any]]:
-    proba = cluster_proba(model, guide, x).cpu().numpy()
+    proba = cluster_proba(model, guide, x, temperature=temperature).cpu().numpy()
     if labels is None:
         keys = ("acc", "nmi", "ari", "purity", "misclassified")
         return proba, {**dict.fromkeys(keys), "expected_misclassified": float((1 - proba.max(1)).sum()),
@@ -227,13 +229,21 @@ def execute(
             resume=resume, distributed=distributed, describe=describe,
         )  # fmt: skip
     seconds = time.perf_counter() - start
-    proba, report = _metrics(model, guide, x.to(result.device), data.labels)
+    with torch_threads(threads):
+        calibration = calibrate(
+            c, plan, model, guide, x, make_loss=lambda: c.algorithm.loss(c.loss_opts(), LossContext(noise=transfer.get("noise"))),
+            seed=c.seed + REPLICATE_SEED, revealed=reveal_labels(data.labels, c.labels, c.seed) if c.labels else None,
+            distributed=distributed,
+        )  # fmt: skip
+    proba, report = _metrics(model, guide, x.to(result.device), data.labels, calibration.temperature)
     record = {
         "model": c.to_dict()["model"], "guide": c.guide, "loss": c.loss, "data": c.data, "n": int(x.shape[0]), "dim": c.dim,
         "clusters": c.clusters, **report, "final_loss": final, "epochs": result.epochs, "converged": result.converged, "seconds": round(seconds, 3),
         "device": result.device, "threads": threads, "seed": c.seed, "n_init": c.n_init, "pca": c.pca, "labels": c.labels or 0,
         **({"classifier": transfer["classifier"], "classifier_accuracy": transfer["classifier_accuracy"]} if transfer else {}),
         **({"restarts": result.restarts} if c.n_init > 1 else {}),
+        "temperature": round(calibration.temperature, 4), "calibration": calibration.to_dict(),
+        "calibration_seconds": round(time.perf_counter() - start - seconds, 3),
     }  # fmt: skip
     if distributed:
         record["processes"] = torch.distributed.get_world_size()
@@ -272,6 +282,7 @@ def _write_run(
     write_json(run_dir / "metrics.json", record)
     write_json(run_dir / "history.json", {"loss": result.losses, "val_loss": result.val_losses, **result.step_history})
     np.save(run_dir / "proba.npy", proba)
+    write_json(run_dir / CALIBRATION, record.get("calibration") or Calibration().to_dict())
     if data.preprocessing is not None:
         data.preprocessing.save(run_dir / PREPROCESSING)
     xd = x.to(result.device)
@@ -371,7 +382,7 @@ def run_evaluate(
     m.to(device)
     g.to(device)
     start = time.perf_counter()
-    _, report = _metrics(m, g, x.to(device), ds.labels)
+    _, report = _metrics(m, g, x.to(device), ds.labels, run_temperature(run_dir))
     return {
         "model": c.model, "guide": c.guide, "loss": c.loss, "data": c.data, "n": int(x.shape[0]), "clusters": c.clusters,
         **report, "seconds": round(time.perf_counter() - start, 3), "device": device, "seed": c.seed, "run": str(run_dir),

@@ -213,6 +213,7 @@ def search_clusters(
         raise MixzooInputError(
             f"model {family.name!r} cannot be ranked by {criterion}: {why}; use --criterion {' or '.join(offered)}."
         )
+    estimator_params.pop("calibration", None)
     xt = check_data(x).numpy()
     ks = sorted({check_n_clusters(k, len(xt)) for k in clusters})
     options = dict(model_options or {})
@@ -227,7 +228,9 @@ def search_clusters(
         for k in ks:
             start = time.perf_counter()
             row = SelectionRow(clusters=k, options=chosen)
-            params = dict(model=model, n_clusters=k, model_options={**options, **chosen}, random_state=seed)
+            # ICL charges the model's own posterior; the candidates need no calibrating refit
+            params = dict(model=model, n_clusters=k, model_options={**options, **chosen}, random_state=seed,
+                          calibration="none")  # fmt: skip
             try:
                 if whole:
                     est = make(**params, **estimator_params).fit(xt)
