@@ -230,6 +230,8 @@ def fit(
     x_val = None if val_data is None else check_data(val_data, name="val_data", dim=x.shape[1]).to(dev)
     saver = None if checkpoint is None else TrainingCheckpoint(checkpoint, checkpoint_every, x, ctx, checkpoint_meta)
     saved = saver.load() if saver is not None and resume else None
+    if seed is not None:
+        set_seed(seed)  # a guide given by name is built here: its starting weights follow the seed
     named = resolve(model, guide, loss, x, guide_options=guide_options, loss_options=loss_options, seed=seed, lr=lr)
     guide, loss = named.guide, named.loss
     step = step or named.step
