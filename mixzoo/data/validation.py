@@ -16,6 +16,7 @@ string and complex data, and a feature count that differs from the model's.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -57,7 +58,7 @@ def check_data(x: Any, *, name: str = "data", dim: int | None = None) -> torch.T
         if x.is_complex():
             raise MixzooInputError(f"{name} has dtype {x.dtype}; pass real numbers (float).")
         t = x.detach().cpu()
-        finite_before = bool(torch.isfinite(t).all()) if t.is_floating_point() else True
+        finite_before = _finite(*_extremes(t)) if t.is_floating_point() else True
     else:
         try:
             arr = np.asarray(x)
@@ -69,7 +70,7 @@ def check_data(x: Any, *, name: str = "data", dim: int | None = None) -> torch.T
             )
         if np.iscomplexobj(arr):
             raise MixzooInputError(f"{name} is complex; pass real numbers.")
-        finite_before = bool(np.isfinite(arr).all()) if np.issubdtype(arr.dtype, np.floating) else True
+        finite_before = _finite(*_np_extremes(arr)) if np.issubdtype(arr.dtype, np.floating) else True
         t = torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32))
     if t.ndim != 2:
         raise MixzooInputError(
@@ -81,8 +82,9 @@ def check_data(x: Any, *, name: str = "data", dim: int | None = None) -> torch.T
     if dim is not None and t.shape[1] != dim:
         raise MixzooInputError(f"{name} has {t.shape[1]} features but the model was built for {dim}.")
     t = t.to(torch.float32).contiguous()
-    bad = ~torch.isfinite(t)
-    if bad.any():
+    lo, hi = _extremes(t)  # min and max: no temporary of the data's size (the mask below only on an error)
+    if not _finite(lo, hi):
+        bad = ~torch.isfinite(t)
         rows = torch.nonzero(bad.any(dim=1)).flatten()
         if finite_before:
             raise MixzooInputError(
@@ -93,7 +95,7 @@ def check_data(x: Any, *, name: str = "data", dim: int | None = None) -> torch.T
             f"{name} contains {int(bad.sum())} NaN/inf values (first in row {int(rows[0])}); "
             "drop or impute those rows before fitting."
         )
-    big = t.abs().amax()
+    big = max(-lo, hi)  # the largest magnitude
     if big > MAX_ABS:
         row = int(torch.nonzero(t.abs().amax(dim=1) > MAX_ABS).flatten()[0])
         raise MixzooInputError(
@@ -101,6 +103,26 @@ def check_data(x: Any, *, name: str = "data", dim: int | None = None) -> torch.T
             "distances overflow float32 densities. Standardise the data (--scale or StandardScaler)."
         )
     return t
+
+
+def _extremes(t: torch.Tensor) -> tuple[float, float]:
+    """The smallest and largest value of a floating tensor in one reduction (NaN where it holds a NaN)."""
+    if t.numel() == 0:
+        return 0.0, 0.0
+    lo, hi = torch.aminmax(t)
+    return float(lo), float(hi)
+
+
+def _np_extremes(a: np.ndarray) -> tuple[float, float]:
+    if a.size == 0:
+        return 0.0, 0.0
+    with np.errstate(invalid="ignore"):
+        return float(np.min(a)), float(np.max(a))
+
+
+def _finite(lo: float, hi: float) -> bool:
+    """Whether every value is finite, from the extremes: a NaN makes them NaN, an infinity is one of them."""
+    return math.isfinite(lo) and math.isfinite(hi)
 
 
 def check_n_clusters(n_clusters: Any, n_samples: int | None = None) -> int:
