@@ -45,8 +45,8 @@ def test_fit_out_writes_summary_and_plots(tmp_path, capsys):
     argv = ["fit", "--data", "pinwheel", "--subsample", "300", "--epochs", "30", "--out", str(out), "--json"]
     assert main(argv) == 0
     record = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    for name in ("loss.png", "clusters.png", "confidence.png", "confusion.png", "summary.nc"):
+    for name in ("loss.png", "clusters.png", "confidence.png", "confusion.png", "reliability.png", "summary.nc"):
         assert (out / name).stat().st_size > 1000, name
     data = az.from_netcdf(str(out / "summary.nc"))
-    assert data["log_likelihood"]["x"].shape == (1, 200, record["n"])
+    assert data["log_likelihood"]["x"].shape == (1, 100, record["n"])
     assert data["cluster_posterior"]["responsibility"].shape == (1, 1, record["n"], record["clusters"])

@@ -49,7 +49,9 @@ def test_summary_groups_shapes_and_netcdf(tmp_path):
     np.testing.assert_allclose(np.median(post["loc"].values[0], 0), est.model_.loc.detach().numpy(), atol=0.2)
     resp = data["cluster_posterior"]["responsibility"]
     assert resp.dims == ("chain", "draw", "obs", "cluster") and resp.shape == (1, 1, 120, 3)
-    np.testing.assert_allclose(resp.values[0, 0], est.predict_proba(x), rtol=1e-5)
+    # the model's own posterior, not the run's calibrated report (the temperature divides the log probabilities)
+    raw = np.exp(np.log(est.predict_proba(x)) * est.temperature_)
+    np.testing.assert_allclose(resp.values[0, 0], raw / raw.sum(1, keepdims=True), rtol=1e-4, atol=1e-6)
     ll = data["log_likelihood"]["x"]
     assert ll.dims == ("chain", "draw", "obs") and ll.shape == (1, 30, 120)
     # the draws scatter around the point estimate's log-likelihood, and are not all equal
@@ -165,3 +167,29 @@ def test_loo_with_too_few_draws_is_flagged_on_both_arviz_lines():
                     arviz_compat.loo(data(draws))
         enough = arviz_compat.loo(data(arviz_compat.MIN_LOO_DRAWS))
     assert np.isfinite(enough.elpd_loo) and np.isfinite(enough.pareto_k_max) and enough.n_samples == 30
+
+
+def test_a_full_covariance_fit_on_digits_summarizes_without_warnings():
+    """Thousands of Cholesky entries: the diagonal Laplace draws are shrunk until they lose the log-likelihood the
+    approximation predicts, directions the probes cannot tell from flat are held at the fit, and nothing warns."""
+    import warnings
+
+    import torch
+
+    from mixzoo.analysis.posterior import log_likelihood
+    from mixzoo.data import load_dataset
+
+    pixels = load_dataset("digits", subsample=300, seed=0).x  # 4 x 4096 Cholesky entries
+    est = MixtureClusterer(n_clusters=4, random_state=0, calibration="none").fit(pixels)  # posterior guide, EM
+    x = est.model_inputs(pixels)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        data = summarize(est.model_, est.guide_, x, n_draws=10)
+    attrs = data.attrs
+    assert attrs["mixzoo_loglik_draws"] == "laplace" and attrs["mixzoo_laplace_held_fixed"] > 0
+    assert 0 < attrs["mixzoo_laplace_scale"] < 1
+    ll = data["log_likelihood"]["x"].values[0]
+    assert np.isfinite(ll).all() and ll.std(0).mean() > 0
+    at_fit = float(log_likelihood(est.model_, est.guide_, torch.as_tensor(x)).sum())
+    moved = sum(p.numel() for p in est.model_.parameters())
+    assert at_fit - 2 * moved / 2 <= ll.sum(1).mean() < at_fit  # the draws lose about P/2 in all, at most twice that

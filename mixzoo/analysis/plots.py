@@ -24,7 +24,7 @@ from matplotlib.figure import Figure
 
 from ..data.validation import check_columns, check_data
 from ..errors import MixzooInputError
-from .metrics import contingency, hungarian_match
+from .metrics import contingency, expected_calibration_error, hungarian_match, reliability
 from .posterior import as_input, cluster_proba
 
 __all__ = [
@@ -32,6 +32,7 @@ __all__ = [
     "plot_clusters",
     "plot_confidence",
     "plot_confusion",
+    "plot_reliability",
     "write_fit_plots",
     "plot_decision_regions",
     "plot_component_densities",
@@ -213,6 +214,34 @@ def plot_confusion(labels_true: Any, labels_pred: Any, path: PathLike) -> Path:
     return _save(fig, path)
 
 
+def plot_reliability(
+    labels_true: Any, probas: dict[str, Any] | Any, path: PathLike, *, bins: int = 10, title: str = "reliability"
+) -> Path:
+    """Reliability diagram: per confidence bin, the fraction of points whose matched cluster is their class against
+    the mean confidence (the diagonal is perfect calibration), one line per set of probabilities, with the expected
+    calibration error in the legend (:func:`~mixzoo.analysis.metrics.reliability`).
+
+    :param labels_true: N integer class labels.
+    :param probas: (N, K) cluster probabilities, or ``{name: (N, K) probabilities}`` to compare several.
+    :raises MixzooInputError: on bad labels or probabilities.
+    """
+    named = probas if isinstance(probas, dict) else {"": probas}
+    t = _labels(labels_true, "labels_true")
+    checked = {name: _proba(p, len(t)) for name, p in named.items()}
+    fig = Figure(figsize=(4.5, 4.2))
+    ax = fig.add_subplot()
+    ax.plot([0, 1], [0, 1], color="0.7", lw=1, ls="--")
+    for name, p in checked.items():
+        conf, acc, counts = reliability(t, p, bins)
+        used = counts > 0
+        ece = expected_calibration_error(t, p, bins)
+        ax.plot(conf[used], acc[used], marker="o", ms=3, label=f"{name} (ECE {ece:.3f})".strip())
+    ax.set(xlim=(0, 1.02), ylim=(0, 1.02), xlabel="confidence (largest cluster probability)",
+           ylabel="fraction correct after matching", title=title)  # fmt: skip
+    ax.legend(fontsize=7, loc="upper left")
+    return _save(fig, path)
+
+
 def write_fit_plots(
     run_dir: PathLike,
     *,
@@ -222,7 +251,8 @@ def write_fit_plots(
     labels: Any | None = None,
     val_losses: Any | None = None,
 ) -> list[Path]:
-    """Write ``loss.png``, ``clusters.png``, ``confidence.png`` and, with true labels, ``confusion.png``.
+    """Write ``loss.png``, ``clusters.png``, ``confidence.png`` and, with true labels, ``confusion.png`` and
+    ``reliability.png``.
 
     Every input is checked before the first file is written.
 
@@ -244,6 +274,7 @@ def write_fit_plots(
     ]
     if labels is not None:
         paths.append(plot_confusion(labels, pred, d / "confusion.png"))
+        paths.append(plot_reliability(labels, proba, d / "reliability.png"))
     return paths
 
 
@@ -327,12 +358,16 @@ def plot_component_samples(model: Any, image_shape: Sequence[int], path: PathLik
     with torch.no_grad():
         rows = [model.sample(per_component, generator=g, clusters=torch.full((per_component,), j))[0].cpu() for j in range(k)]
     low, high = np.percentile(torch.cat(rows).numpy(), [1, 99])
-    fig = Figure(figsize=(per_component, k))
+    h, w = int(image_shape[0]), int(np.prod(image_shape[1:]))
+    mosaic = np.full((k * (h + 1) - 1, per_component * (w + 1) - 1), np.nan)  # one pixel of gap between images
     for j, s in enumerate(rows):
         for i in range(per_component):
-            ax = fig.add_subplot(k, per_component, j * per_component + i + 1)
-            ax.imshow(s[i].reshape(tuple(image_shape)).numpy(), cmap="gray", vmin=low, vmax=max(high, low + 1e-12))
-            ax.axis("off")
+            mosaic[j * (h + 1) : j * (h + 1) + h, i * (w + 1) : i * (w + 1) + w] = s[i].reshape(h, w).numpy()
+    fig = Figure(figsize=(per_component, k))
+    ax = fig.add_axes((0, 0, 1, 1))
+    ax.imshow(mosaic, cmap="gray", vmin=low, vmax=max(high, low + 1e-12), interpolation="nearest")
+    ax.set_facecolor("white")
+    ax.axis("off")
     return _save(fig, path)
 
 

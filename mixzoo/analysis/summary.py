@@ -24,9 +24,13 @@ computed with :mod:`torch.autograd` (exactly, one Hessian-vector product per ent
 to ``max_exact`` entries; above that with Hutchinson's estimator), and ``n_draws``
 parameter vectors :math:`\theta_s \sim \mathcal N(\hat\theta, \operatorname{diag}(h)^{-1})`
 are evaluated. Entries with zero curvature do not touch the likelihood (for example
-the unused upper triangle of a Cholesky parameter) and stay fixed; entries with
-negative or tiny curvature (a saddle or an unconverged fit) are floored at
-``min_curvature`` with a warning. This is cheap and honest about what it is: a local,
+the unused upper triangle of a Cholesky parameter) and stay fixed; so do entries with
+negative or tiny curvature (below ``min_curvature``: a flat direction, a saddle, an unconverged fit, or Hutchinson's
+estimate of a small curvature), where a Gaussian around the fit would not describe the likelihood: the attribute
+``mixzoo_laplace_held_fixed`` counts them. A diagonal ignores how parameters move together (the entries of a
+Cholesky factor, a network's weights), and its draws can fall far below the likelihood of the fit; the standard
+deviations are shrunk by one factor until a few pilot draws lose the log-likelihood the approximation predicts for
+itself (half the number of moved entries), recorded as ``mixzoo_laplace_scale``. This is cheap and honest about what it is: a local,
 diagonal approximation of the likelihood surface under a flat prior, enough to rank
 models with LOO, not a full Bayesian posterior. Bootstrap refits would be closer to
 frequentist uncertainty but cost one training run per draw.
@@ -71,12 +75,13 @@ import numpy as np
 import pyro.poutine as poutine
 import torch
 from pyro.infer import Predictive, TraceEnum_ELBO
+from pyro.poutine.util import site_is_subsample
 
 from ..contract import in_data_plate
 from ..errors import MixzooInputError
 from ..param_store import StateDict, isolated_param_store, modules_of
 from .arviz_adapter import ArvizData, save, to_arviz
-from .posterior import as_input, cluster_proba, log_likelihood
+from .posterior import as_input, cluster_log_joint, cluster_proba, has_exact_likelihood, log_likelihood
 
 __all__ = ["summarize", "laplace_diagonal", "save_summary", "ArvizData"]
 
@@ -127,7 +132,8 @@ def laplace_diagonal(
     total, otherwise Hutchinson's estimate :math:`E[v \\odot Hv]` with ``n_probes``
     Rademacher vectors. With more than ``max_points`` points the Hessian of the sum is
     estimated from a seeded random subset of ``max_points`` of them, scaled by
-    :math:`N / m` (the sum's Hessian is N times the mean's). A model's own ``laplace_loss``
+    :math:`N / m` (the sum's Hessian is N times the mean's). An estimated entry within two standard errors (over the
+    probes) of zero is NaN: the probes cannot tell its curvature from zero. A model's own ``laplace_loss``
     replaces the negative log-likelihood, and the modules are in evaluation mode throughout
     (see the module docstring). Returns one tensor per parameter of ``modules_of(model, guide)``.
     """
@@ -170,6 +176,7 @@ def _hessian_diagonal(
                     out[j] = row.reshape(-1)[j]
     else:
         gen = torch.Generator().manual_seed(seed)
+        squares = [torch.zeros_like(p) for p in params]
         for _ in range(n_probes):
             vs = [torch.randint(0, 2, p.shape, generator=gen).to(p) * 2 - 1 for p, _ in used]
             hv = torch.autograd.grad(
@@ -178,6 +185,10 @@ def _hessian_diagonal(
             for (p, _), v, h in zip(used, vs, hv, strict=True):
                 if h is not None:
                     diag[index[id(p)]] += v * h / n_probes
+                    squares[index[id(p)]] += (v * h).square() / n_probes
+        for d, sq in zip(diag, squares, strict=True):  # an estimate within two standard errors of zero says nothing
+            stderr = ((sq - d.square()).clamp(min=0) / max(n_probes - 1, 1)).sqrt()
+            d.masked_fill_((sq > 0) & (d <= 2 * stderr), float("nan"))
     return [d.detach() for d in diag]
 
 
@@ -188,37 +199,73 @@ def _laplace_loglik(
     n_draws: int,
     seed: int,
     min_curvature: float,
-) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """Pointwise log-likelihood draws (n_draws, N) and the quantities of each draw, under the diagonal Laplace
-    approximation around the fitted parameters."""
+) -> tuple[np.ndarray, dict[str, np.ndarray], int, float]:
+    """Pointwise log-likelihood draws (n_draws, N), the quantities of each draw, under the diagonal Laplace
+    approximation around the fitted parameters, how many parameter entries were held at the fit, and the factor on
+    the standard deviations (:func:`_laplace_scale`)."""
     params = [p for m in modules_of(model, guide) for p in m.parameters() if p.requires_grad]
     diag = laplace_diagonal(model, guide, x, seed=seed)
-    bad = sum(int(((d != 0) & (d < min_curvature)).sum()) for d in diag)
-    if bad:
-        objective = "model's laplace_loss" if _names_laplace_loss(model) else "negative log-likelihood"
-        warnings.warn(
-            f"the Hessian diagonal of the {objective} is below {min_curvature} for {bad} parameter "
-            "entries (not at a strict local optimum); floored there. Train longer for a sharper Laplace approximation.",
-            RuntimeWarning,
-            stacklevel=3,
-        )
-    std = [torch.where(d == 0, torch.zeros_like(d), d.clamp(min=min_curvature).rsqrt()) for d in diag]
+    # the approximation holds where the likelihood curves upward: flat, saddle or unconverged directions (curvature
+    # below min_curvature, or an estimate of it) are held at the fit, and counted in the data's attributes
+    fixed = sum(int(((d != 0) & ~(d >= min_curvature)).sum()) for d in diag)
+    std = [torch.where(d >= min_curvature, d.clamp(min=min_curvature).rsqrt(), torch.zeros_like(d)) for d in diag]
+    exact = has_exact_likelihood(model, guide, x)  # once: the draws move parameters, not the model's latents
     saved = [p.detach().clone() for p in params]
     gen = torch.Generator().manual_seed(seed)
+
+    def pointwise() -> np.ndarray:
+        point = torch.logsumexp(cluster_log_joint(model, guide, x), -1) if exact else log_likelihood(model, guide, x)
+        return point.cpu().double().numpy()
+
+    def perturb(scale: float) -> None:
+        with torch.no_grad():
+            for p, p0, sd in zip(params, saved, std, strict=True):
+                p.copy_(p0 + scale * sd * torch.randn(p.shape, generator=gen).to(p))
+
     out = np.empty((n_draws, x.shape[0]))
     draws: list[dict[str, np.ndarray]] = []
     try:
+        scale = _laplace_scale(pointwise, perturb, sum(int((sd > 0).sum()) for sd in std))
         for s in range(n_draws):
+            perturb(scale)
             with torch.no_grad():
-                for p, p0, sd in zip(params, saved, std, strict=True):
-                    p.copy_(p0 + sd * torch.randn(p.shape, generator=gen).to(p))
                 draws.append(_quantities(model, guide, x))
-            out[s] = log_likelihood(model, guide, x).cpu().double().numpy()
+            out[s] = pointwise()
     finally:
         with torch.no_grad():
             for p, p0 in zip(params, saved, strict=True):
                 p.copy_(p0)
-    return out, {name: np.stack([d[name] for d in draws])[None] for name in draws[0]}
+    return out, {name: np.stack([d[name] for d in draws])[None] for name in draws[0]}, fixed, scale
+
+
+LAPLACE_PILOT_DRAWS = 4
+
+
+def _laplace_scale(pointwise: Callable[[], np.ndarray], perturb: Callable[[float], None], moved: int) -> float:
+    r"""The factor :math:`c \le 1` on the Laplace standard deviations that makes the draws lose, on average, the
+    log-likelihood a Gaussian approximation predicts for itself.
+
+    Under :math:`\theta \sim \mathcal N(\hat\theta, H^{-1})` with the exact Hessian :math:`H` of the negative
+    log-likelihood :math:`L`, :math:`E[L(\theta) - L(\hat\theta)] \approx \frac12 E[\delta^\top H \delta] =
+    P / 2` for :math:`P` moved entries. The diagonal of :math:`H` ignores how the entries move together (a Cholesky
+    factor's entries, a network's weights), so its draws can lose hundreds of nats per point; shrinking them by
+    :math:`c` until a few pilot draws lose about :math:`P / 2` in all keeps the draws where the likelihood is (Ritter,
+    Botev and Barber 2018 temper their Laplace posteriors for the same reason)."""
+    base = float(pointwise().sum())
+    target = max(moved, 1) / 2
+    scale = 1.0
+    for _ in range(12):
+        losses = []
+        for _ in range(LAPLACE_PILOT_DRAWS):
+            perturb(scale)
+            total = float(pointwise().sum())
+            losses.append(base - total if np.isfinite(total) else np.inf)
+        loss = float(np.mean(losses))
+        if loss <= 2 * target:  # within a factor of two of what the approximation predicts (or better)
+            return scale
+        # the loss grows with the variance, c^2: step towards the target, at most a factor 100 at a time
+        scale *= max(0.1, min(0.9, float(np.sqrt(target / loss)) if np.isfinite(loss) else 0.1))
+    return scale
 
 
 def _guide_global_draws(
@@ -232,6 +279,7 @@ def _guide_global_draws(
             for name, site in tr.nodes.items()
             if site["type"] == "sample"
             and not site["is_observed"]
+            and not site_is_subsample(site)  # a plate's own site, not a latent
             and not in_data_plate(site)
         ]
         if not names:
@@ -328,7 +376,7 @@ def summarize(
     for name, value in posterior.items():
         dims[f"posterior/{name}"] = ["chain", "draw"] + [f"{name}_dim_{i}" for i in range(value.ndim - 2)]
 
-    method = "point"
+    method, held, shrink = "point", 0, 1.0
     global_draws = _guide_global_draws(guide, xt, n_draws, param_state) if n_draws else {}
     if global_draws:
         method = "guide"
@@ -341,7 +389,7 @@ def summarize(
     elif n_draws and any(p.requires_grad for m in mods for p in m.parameters()):
         method = "laplace"
         with isolated_param_store(param_state):
-            loglik, posterior = _laplace_loglik(model, guide, xt, n_draws, seed, min_curvature)  # the draws themselves
+            loglik, posterior, held, shrink = _laplace_loglik(model, guide, xt, n_draws, seed, min_curvature)
     else:
         loglik = log_likelihood(model, guide, xt, param_state=param_state).cpu().double().numpy()[None]
 
@@ -365,5 +413,6 @@ def summarize(
         }
     )
     coords = {"obs": np.arange(n), "cluster": np.arange(k), "feature": np.arange(d)}
-    attrs = {"mixzoo_loglik_draws": method, "mixzoo_n_draws": int(loglik.shape[0])}
+    attrs = {"mixzoo_loglik_draws": method, "mixzoo_n_draws": int(loglik.shape[0]), "mixzoo_laplace_held_fixed": held,
+             "mixzoo_laplace_scale": shrink}  # fmt: skip
     return to_arviz(groups, dims, coords, attrs)
