@@ -105,6 +105,8 @@ def main() -> None:
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--cache", default=str(ROOT / "runs" / "inference-matrix.jsonl"))
     ap.add_argument("--out", default=None, help="write the sections into this file (default docs/benchmarks.md)")
+    ap.add_argument("--from-cache", action="store_true", help="write the sections from the cached runs, run nothing")
+    ap.add_argument("--measured-at", default=None, help="the commit the cached runs were measured at (default HEAD)")
     a = ap.parse_args()
     datas, seeds = a.data.split(","), [int(s) for s in a.seeds.split(",")]
     models = [README_MODEL if m == "readme" else m for m in a.models.split(",")]
@@ -116,7 +118,7 @@ def main() -> None:
             for guide, loss in _valid(model):
                 for seed in seeds:
                     key = (data, _model_name(model), guide, loss, seed)
-                    if key in done:
+                    if key in done or a.from_cache:
                         continue
                     row = {"data": data, "model": _model_name(model), "guide": guide, "loss": loss, "seed": seed,
                            **_run(model, data, guide, loss, seed)}  # fmt: skip
@@ -131,7 +133,8 @@ def _write(done: dict[tuple, dict], datas: list[str], models: list[str], seeds: 
     header = ["model", "guide / loss", "ACC", "NMI", "expected / actual misclassified (ratio)", "min clusters used", "seconds"]
     body = [
         f"Command: `{command()}`  ",
-        f"Machine: {machine()}; commit {_commit()}  ",
+        f"Machine: {machine()}; commit {a.measured_at or _commit()}"
+        + (f" (the runs were measured at that commit; HEAD is {_commit()})" if a.measured_at else "") + "  ",
         "Every (guide, loss) that each model's declared capabilities allow (`mixzoo models`), trained with the model's "
         "plan for the data, exactly as `mixzoo fit --model M --data D --guide G --loss L --seed S --calibration none` "
         "does (the fit's own probabilities: the section `calibration` measures the default's), one torch "
@@ -173,7 +176,8 @@ def _write(done: dict[tuple, dict], datas: list[str], models: list[str], seeds: 
     summary = [
         "## Inference matrix, in short",
         "",
-        f"From the section `inference-matrix` (command: `{command()}`; commit {_commit()}): per model and data set, the "
+        f"From the section `inference-matrix` (command: `{command()}`; commit {a.measured_at or _commit()}): per model "
+        "and data set, the "
         "number of (guide, loss) pairs that serve it, the mean ACC over seeds of its default recipe, and its best and "
         "worst pair.",
         "",
