@@ -121,7 +121,7 @@ def temper(log_proba: Any, temperature: float) -> np.ndarray:
 
 
 def _log_confidence(lp: np.ndarray, temperature: float) -> tuple[np.ndarray, np.ndarray]:
-    """``log c_n`` and ``log(1 - c_n)`` of the tempered confidence :math:`c_n = \max_k \operatorname{softmax}(\log
+    r"""``log c_n`` and ``log(1 - c_n)`` of the tempered confidence :math:`c_n = \max_k \operatorname{softmax}(\log
     p_n / T)_k`, computed from the log probabilities without rounding ``1 - c_n`` to 0."""
     z = _log_softmax(lp / temperature)
     top = z.argmax(axis=1)
@@ -137,7 +137,7 @@ def _log_confidence(lp: np.ndarray, temperature: float) -> tuple[np.ndarray, np.
 
 
 def fit_temperature(log_proba: Any, labels: np.ndarray, floor: float | None = None) -> float:
-    """The temperature whose confidences best predict whether ``labels`` agree with the most probable clusters:
+    r"""The temperature whose confidences best predict whether ``labels`` agree with the most probable clusters:
     the maximum of :math:`\sum_n a_n \log c_n + (1 - a_n) \log (1 - c_n)`, with :math:`a_n` whether ``labels[n]``
     is the most probable cluster of point n and :math:`c_n` its tempered confidence, at least ``floor``; a
     one-dimensional bounded search over :math:`\log T` in [0.01, 1000]."""
