@@ -4,7 +4,7 @@ r"""Gaussian mixture model with the cluster site enumerated.
     y_n \sim \operatorname{Cat}(\pi), \qquad
     x_n \mid y_n = k \sim \mathcal N(\mu_k, \Sigma_k).
 
-The covariances take one of six structures (:data:`COVARIANCES`), scikit-learn's four and two more that cost nothing
+The covariances take one of six structures (:data:`~mixzoo.models.gmm.COVARIANCES`), scikit-learn's four and two more that cost nothing
 once those exist; in the volume/shape/orientation notation of mclust (Fraley and Raftery 2002, Table 1):
 
 ============================  =======  ========================================================
@@ -62,7 +62,7 @@ class GaussianMixture(PyroModule):
 
     :param dim: number of features D.
     :param n_clusters: number of components K (1 is a single Gaussian, a density model).
-    :param covariance: one of :data:`COVARIANCES`.
+    :param covariance: one of :data:`~mixzoo.models.gmm.COVARIANCES`.
     :param min_scale: lower bound on the component standard deviations.
     """
 
