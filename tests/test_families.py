@@ -221,11 +221,12 @@ def test_a_reloaded_run_gives_the_same_probabilities(name, tmp_path):
     import numpy as np
 
     from mixzoo.analysis.posterior import cluster_proba
+    from mixzoo.app.run_dir import run_temperature
     from mixzoo.app.runs import load_run
 
     run = tmp_path / "run"
     run_fit(_quick(name, seed=5), out=str(run), progress=False)
     model, guide, c = load_run(str(run))
     data, _ = load_data(c)
-    proba = cluster_proba(model, guide, data.x).numpy()
+    proba = cluster_proba(model, guide, data.x, temperature=run_temperature(run)).numpy()
     np.testing.assert_allclose(proba, np.load(run / "proba.npy"), atol=1e-5)

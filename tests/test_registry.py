@@ -147,8 +147,9 @@ def test_mixzoo_run_is_mixzoo_fit_from_python(tmp_path):
     run = mixzoo.run("gmm", data="pinwheel", out=str(tmp_path / "run"))
     assert run.config.guide == "posterior" and run.config.loss == "em" and run.metrics["acc"] > 0.95
     assert run.proba.shape == (len(run.data.x), 5) and (tmp_path / "run" / "checkpoint.pt").is_file()
-    again = mixzoo.cluster_proba(run.model, run.guide, run.data.x).numpy()
+    again = mixzoo.cluster_proba(run.model, run.guide, run.data.x, temperature=run.temperature).numpy()
     np.testing.assert_allclose(again, run.proba, atol=1e-6)
+    assert run.temperature == run.record["calibration"]["temperature"] > 1.0
     with pytest.raises(MixzooInputError, match="unknown setting\\(s\\) epoch"):
         mixzoo.run("gmm", data="pinwheel", epoch=3)
 

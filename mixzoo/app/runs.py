@@ -178,9 +178,17 @@ class Run:
     history: FitResult
 
     @property
+    def temperature(self) -> float:
+        """The temperature :attr:`proba` was computed with (:mod:`mixzoo.analysis.calibration`): pass it to
+        :func:`mixzoo.cluster_proba` to reproduce them from :attr:`model` and :attr:`guide`."""
+        return float((self.record.get("calibration") or {}).get("temperature", 1.0))
+
+    @property
     def metrics(self) -> dict[str, Any]:
-        """ACC, NMI, ARI, purity, expected and actual misclassified, clusters used (``None`` without labels)."""
-        keys = ("acc", "nmi", "ari", "purity", "expected_misclassified", "misclassified", "clusters_used")
+        """ACC, NMI, ARI, purity, expected and actual misclassified, their ratio and the expected calibration error,
+        clusters used (``None`` without labels)."""
+        keys = ("acc", "nmi", "ari", "purity", "expected_misclassified", "misclassified", "calibration_ratio", "ece",
+                "clusters_used")  # fmt: skip
         return {k: self.record.get(k) for k in keys}
 
 
