@@ -126,7 +126,7 @@ def reference_plots(fit, tmp_path_factory) -> SimpleNamespace:
     d = tmp_path_factory.mktemp("reference")
     data = _draw_data_plots(fit, d / "data", fit.x, fit.proba)
     labels = _draw_label_plots(fit, d / "labels", fit.y, fit.proba.argmax(1), fit.losses)
-    assert len(data) == 8 and len(labels) == 7
+    assert len(data) == 9 and len(labels) == 8  # write_fit_plots: loss, clusters, confidence, confusion, reliability
     return SimpleNamespace(data=data, labels=labels)
 
 
