@@ -58,3 +58,15 @@ def plan_of(name, shape=None, guide=None, loss=None, **options):
     family = get_family(name)
     inference = Inference(guide or family.default_guide, loss or family.default_loss, given=frozenset(options))
     return family.plan(family.make_options(options), shape or DataShape(200, 8), inference)
+
+
+def random_gmm(covariance, d=3, k=4, seed=0):
+    """A Gaussian mixture whose every parameter (weights, means, spreads, correlations) is away from its start."""
+    from mixzoo.models.gmm import GaussianMixture
+
+    torch.manual_seed(seed)
+    model = GaussianMixture(d, k, covariance=covariance)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(torch.randn_like(p) * 0.5)
+    return model

@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 import torch
+from conftest import random_gmm
 from pyro.infer import Trace_ELBO
 from scipy.stats import multivariate_normal
 
@@ -25,16 +26,6 @@ def test_recovers_means_and_weights(blobs, covariance):
         np.testing.assert_allclose(model.scale_tril[k].diagonal().detach().numpy(), [0.5, 1.0], atol=0.08)
 
 
-def _random_mixture(covariance, d=3, k=4, seed=0):
-    """A mixture whose every parameter (weights, means, spreads, correlations) is away from its start."""
-    torch.manual_seed(seed)
-    model = GaussianMixture(d, k, covariance=covariance)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.copy_(torch.randn_like(p) * 0.5)
-    return model
-
-
 def _scipy_log_joint(model, x):
     """(N, K) log pi_k + log N(x_n; mu_k, Sigma_k) by scipy, from the mixture's weights, means and covariances."""
     with torch.no_grad():
@@ -47,7 +38,7 @@ def _scipy_log_joint(model, x):
 
 @pytest.mark.parametrize("covariance", COVARIANCES)
 def test_enumeration_and_closed_form_give_scipys_densities(covariance):
-    model = _random_mixture(covariance)
+    model = random_gmm(covariance)
     x = torch.randn(60, 3) * 2
     want = _scipy_log_joint(model, x)
     with torch.no_grad():
@@ -75,7 +66,7 @@ def test_enumeration_and_closed_form_give_scipys_densities(covariance):
 
 @pytest.mark.parametrize("covariance", ["diag", "full", "tied-spherical"])
 def test_loss_is_exact_negative_log_likelihood(covariance):
-    model = _random_mixture(covariance, d=2, k=3, seed=1)
+    model = random_gmm(covariance, d=2, k=3, seed=1)
     x = torch.randn(64, 2) * 2
     from pyro.infer import TraceEnum_ELBO
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from conftest import random_gmm
 from scipy.stats import multivariate_normal
 from sklearn.mixture import GaussianMixture as SkGMM
 
@@ -16,18 +17,9 @@ from mixzoo.models.gmm import COVARIANCES, GaussianMixture
 SKLEARN = ("full", "diag", "spherical", "tied")
 
 
-def _random_model(covariance: str, d: int = 3, k: int = 4, seed: int = 0) -> GaussianMixture:
-    torch.manual_seed(seed)
-    m = GaussianMixture(d, k, covariance=covariance)
-    with torch.no_grad():
-        for p in m.parameters():
-            p.copy_(torch.randn_like(p) * 0.5)
-    return m
-
-
 @pytest.mark.parametrize("covariance", COVARIANCES)
 def test_component_densities_are_scipys(covariance: str) -> None:
-    m = _random_model(covariance)
+    m = random_gmm(covariance)
     x = torch.randn(50, 3) * 2
     got = m.component_log_prob(x).detach().double().numpy()
     cov = m.covariances.detach().double().numpy()
