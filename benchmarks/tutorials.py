@@ -66,7 +66,8 @@ def main() -> None:
             seconds = execute(path, a.timeout)
         except Exception as err:  # one failing notebook does not stop the others
             failed.append(path.name)
-            print(f"{path.name}: failed: {str(err).splitlines()[0] if str(err) else type(err).__name__}", flush=True)
+            lines = [line for line in str(err).splitlines() if line.strip()] or [type(err).__name__]
+            print(f"{path.name}: failed:", *lines[-12:], sep="\n", flush=True)  # the cell and its error, not just a heading
             continue
         print(f"{path.name}: {seconds:.0f} s", flush=True)
     if failed:
