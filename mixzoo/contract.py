@@ -11,7 +11,7 @@ A mixzoo model and guide are Pyro programs ``fn(x, y=None, subsample=None)``:
 **What a model can do** is declared by the Protocols of this module, checked on the model's class (so before any
 data are read): :class:`StatesLogJoint` (its (B, K) table of :math:`\\log p(x_n, y_n = k)`),
 :class:`StatesPosterior` (its own :math:`p(y \\mid x)`), :class:`ClosedFormEM`, :class:`SamplesData`,
-:class:`SummaryQuantities`, :class:`Initializable` and :class:`CountsParameters`; two class attributes say what
+:class:`SummaryQuantities`, :class:`Initializable`, :class:`CountsParameters` and :class:`ParameterPriors`; two class attributes say what
 the contract cannot see from the methods: :attr:`LocalLatents.local_latents` (per-point latents besides ``y``,
 which a guide must sample) and :attr:`Unnormalized.normalized` (``False`` for a model known only up to its
 normalizers). :class:`ModelCapabilities` gathers them. A guide declares :class:`GuideTraits`. Which guides and
@@ -43,6 +43,7 @@ __all__ = [
     "SummaryQuantities",
     "Initializable",
     "CountsParameters",
+    "ParameterPriors",
     "LocalLatents",
     "Unnormalized",
     "GuideTraits",
@@ -127,6 +128,14 @@ class SummaryQuantities(Protocol):
 
 
 @runtime_checkable
+class ParameterPriors(Protocol):
+    """A model that states a proper prior for each of its (unconstrained) module parameters, keyed as
+    ``named_parameters()`` names them: what sampling its posterior with NUTS (:mod:`mixzoo.inference.nuts`) needs."""
+
+    def parameter_priors(self) -> dict[str, Any]: ...
+
+
+@runtime_checkable
 class Initializable(Protocol):
     """A model (or guide) with a data-dependent start, called before training: ``initialize(x, seed=...)``."""
 
@@ -184,6 +193,7 @@ class ModelCapabilities:
     samples: bool = False
     summary_quantities: bool = False
     counts_parameters: bool = False
+    parameter_priors: bool = False
 
     @property
     def enumerable_y(self) -> bool:
@@ -207,6 +217,7 @@ class ModelCapabilities:
             samples=has(SamplesData),
             summary_quantities=has(SummaryQuantities),
             counts_parameters=has(CountsParameters),
+            parameter_priors=has(ParameterPriors),
         )
 
     def names(self) -> list[str]:
@@ -221,6 +232,7 @@ class ModelCapabilities:
             (self.samples, "sample"),
             (self.summary_quantities, "summary quantities"),
             (self.counts_parameters, "n_parameters"),
+            (self.parameter_priors, "parameter priors"),
         )
         return out + [name for on, name in flags if on]
 

@@ -32,6 +32,7 @@ __all__ = [
     "ArvizData",
     "LooResult",
     "MIN_LOO_DRAWS",
+    "convergence",
     "NETCDF_ENGINE",
     "arviz_major",
     "compare",
@@ -160,6 +161,23 @@ def loo(data: ArvizData, var_name: str | None = None) -> LooResult:
         n_samples=int(res["n_samples"]),
         n_data_points=int(res["n_data_points"]),
     )
+
+
+def convergence(data: ArvizData) -> tuple[float, float]:
+    """The largest rank-normalized split R-hat and the smallest bulk effective sample size over every entry of the
+    ``posterior`` group (``az.rhat`` and ``az.ess``, as :func:`arviz.summary` reports them, unrounded), ignoring
+    entries that do not vary (their R-hat is undefined)."""
+    import arviz as az
+
+    def values(result: Any) -> np.ndarray:
+        ds = result if isinstance(result, xr.Dataset) else result.to_dataset()
+        out = [np.ravel(np.asarray(v, dtype=float)) for v in ds.data_vars.values()]
+        return np.concatenate(out) if out else np.array([np.nan])
+
+    r_hat, ess = values(az.rhat(data)), values(az.ess(data, method="bulk"))
+    finite = np.isfinite(r_hat)
+    return (float(r_hat[finite].max()) if finite.any() else float("nan"),
+            float(np.nanmin(ess)) if np.isfinite(ess).any() else float("nan"))  # fmt: skip
 
 
 def compare(datasets: Mapping[str, ArvizData], var_name: str | None = None) -> Any:

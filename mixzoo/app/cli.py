@@ -29,6 +29,7 @@ from ..data import DATASETS, SCALES
 from ..data.shape import DataShape
 from ..errors import MixzooInputError, TrainingDivergedError
 from ..guides.registry import GUIDES, GuideSpec, get_guide
+from ..inference.nuts import NUTS_DEFAULTS, SAMPLERS
 from ..inference.registry import ALGORITHMS, Algorithm, get_algorithm
 from ..models import MODELS, Family, get_family
 from ..models.family import Inference
@@ -195,10 +196,25 @@ def _add_training_args(parser: argparse.ArgumentParser, family: Family, guide: G
     g.add_argument(
         "--calibration",
         choices=CALIBRATIONS,
-        default="replicate",
+        default=None,
         help="make the reported probabilities honest: replicate refits once on a bootstrap replicate and divides the "
         "log probabilities by the temperature that fits its labels (with --labels, the revealed labels fit it); none "
-        "reports the fit's own (default: replicate)",
+        "reports the fit's own (default: replicate; none with --sampler nuts)",
+    )
+    g.add_argument(
+        "--sampler",
+        choices=SAMPLERS,
+        default=None,
+        help="after the fit, sample the posterior of the model's parameters (nuts: Pyro's NUTS with y summed out, "
+        "for models that state priors: gmm, student-t) and report the posterior predictive probabilities, R-hat and "
+        "ESS (default: none, the fit's point estimate)",
+    )
+    g.add_argument("--chains", type=int, default=None, help=f"NUTS chains (default: {NUTS_DEFAULTS['chains']})")
+    g.add_argument(
+        "--warmup", type=int, default=None, help=f"NUTS warm-up steps per chain (default: {NUTS_DEFAULTS['warmup']})"
+    )
+    g.add_argument(
+        "--draws", type=int, default=None, help=f"NUTS draws kept per chain (default: {NUTS_DEFAULTS['draws']})"
     )
     g.add_argument(
         "--retries", type=int, default=0, help="retry a diverged epoch with half the learning rate N times (default: 0)"
@@ -312,9 +328,11 @@ def _fmt(v: Any) -> str:
 def _print_record(record: dict[str, Any], as_json: bool) -> None:
     cal = record.get("calibration") or {}
     tempered = f", temperature {record['temperature']:.3g} ({cal.get('method')})" if cal.get("method", "none") != "none" else ""
+    sampled = (f", posterior by NUTS ({record['chains']} chains x {record['draws']} draws, R-hat max "
+               f"{record['r_hat_max']:.3f}, ESS min {record['ess_min']:.0f})" if record.get("sampler") else "")  # fmt: skip
     print(
         f"{record['model']} ({record['guide']}, {record['loss']}) on {record['data']}: n={record['n']} K={record['clusters']}"
-        + tempered
+        + tempered + sampled
     )
     print(_table([list(_METRICS), [_fmt(record.get(k)) for k in _METRICS]]))
     if as_json:
@@ -460,7 +478,7 @@ def _fit_one(a: argparse.Namespace, parser: argparse.ArgumentParser, distributed
                 resume_config(a.resume), out=a.resume, resume=True, progress=progress, distributed=distributed
             )
     else:
-        settings = {k: getattr(a, k) for k in (*TRAINING_FIELDS, "guide", "loss", "clusters", "labels", "calibration", "retries",
+        settings = {k: getattr(a, k) for k in (*TRAINING_FIELDS, "guide", "loss", "clusters", "labels", "calibration", "sampler", "chains", "warmup", "draws", "retries",
                     "pretrain_classes", "cluster_classes", "classifier_epochs", "classifier", "seed", "device", "checkpoint_every", "threads")}  # fmt: skip
         if a.out and settings["checkpoint_every"] is None:
             settings["checkpoint_every"] = 1  # an interrupted run with --out can always be resumed

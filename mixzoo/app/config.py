@@ -18,6 +18,7 @@ from ..data.shape import DataShape
 from ..data.validation import check_device, check_n_clusters
 from ..errors import MixzooInputError
 from ..guides.registry import GuideSpec, get_guide
+from ..inference.nuts import NUTS_DEFAULTS, SAMPLERS, nuts_refusal
 from ..inference.registry import Algorithm, get_algorithm
 from ..models import get_family
 from ..models.family import Family, Inference
@@ -97,10 +98,21 @@ class FitConfig:
     records the one it used."""
     labels: int | None = None
     """Reveal this many true labels (balanced over classes, seeded) for semi-supervised training."""
-    calibration: str = "replicate"
+    calibration: str | None = None
     """How the reported cluster probabilities are made honest (:data:`mixzoo.analysis.calibration.CALIBRATIONS`):
     ``"replicate"``, a temperature fitted to a refit on a bootstrap replicate (to the revealed labels with
-    ``labels``); ``"none"``: the fit's own probabilities."""
+    ``labels``); ``"none"``: the fit's own probabilities (or, with ``sampler``, the posterior predictive ones).
+    ``None``: ``"replicate"``, or ``"none"`` with ``sampler``."""
+    sampler: str | None = None
+    """``"nuts"``: after the fit, sample the posterior of the model's parameters with NUTS
+    (:mod:`mixzoo.inference.nuts`) and report the posterior predictive cluster probabilities
+    (:mod:`mixzoo.analysis.draws`); ``None``: the fit's point estimate."""
+    chains: int | None = None
+    """NUTS chains (with ``sampler``; default :data:`~mixzoo.inference.nuts.NUTS_DEFAULTS`)."""
+    warmup: int | None = None
+    """NUTS warm-up steps per chain (with ``sampler``)."""
+    draws: int | None = None
+    """NUTS draws kept per chain (with ``sampler``)."""
     dim: int | None = None
     """Features of the data the model trains on (recorded by the plan)."""
     n: int | None = None
@@ -179,6 +191,9 @@ class FitConfig:
                     f"{', '.join(given)} cannot apply to loss {c.loss!r} of model {c.model!r}: it sets the parameters "
                     "in closed form, with no learning rate (use --loss trace-enum for gradient training)."
                 )
+        _check_sampler(c, family)
+        if c.calibration is None:
+            c.calibration = "none" if c.sampler else "replicate"
         if c.calibration not in CALIBRATIONS:
             raise MixzooInputError(f"--calibration must be one of {', '.join(CALIBRATIONS)}, got {c.calibration!r}.")
         if c.labels and not algorithm.takes_labels:
@@ -199,6 +214,33 @@ class FitConfig:
 def _positive_int(value: Any, flag: str, low: int = 1) -> None:
     if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < low):
         raise MixzooInputError(f"{flag} must be an integer of at least {low}, got {value!r}.")
+
+
+def _check_sampler(c: FitConfig, family: Family) -> None:
+    """``--sampler`` and its settings: a known sampler, a model it can sample (its class, before any data are read),
+    no setting that cannot apply; fills the defaults of :data:`~mixzoo.inference.nuts.NUTS_DEFAULTS`."""
+    settings = {"chains": c.chains, "warmup": c.warmup, "draws": c.draws}
+    if c.sampler is None:
+        given = [f"--{k}" for k, v in settings.items() if v is not None]
+        if given:
+            raise MixzooInputError(f"{', '.join(given)} cannot apply without --sampler nuts: they set its chains.")
+        return
+    if c.sampler not in SAMPLERS:
+        raise MixzooInputError(f"--sampler must be one of {', '.join(SAMPLERS)}, got {c.sampler!r}.")
+    why = nuts_refusal(family.model)
+    if why is not None:
+        raise MixzooInputError(f"--sampler nuts cannot apply to model {family.name!r}: {why}.")
+    if c.calibration == "replicate":
+        raise MixzooInputError(
+            "--calibration replicate cannot apply with --sampler nuts: the posterior predictive probabilities over "
+            "the draws already carry the parameters' uncertainty; drop --calibration."
+        )
+    if c.labels:
+        raise MixzooInputError("--labels cannot apply with --sampler nuts: it samples the posterior of the unlabelled model.")
+    for name, value in settings.items():
+        _positive_int(value, f"--{name}")
+        if value is None:
+            setattr(c, name, NUTS_DEFAULTS[name])
 
 
 def _check_settings(c: FitConfig) -> None:

@@ -23,6 +23,7 @@ from sklearn.base import BaseEstimator, ClusterMixin, DensityMixin
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from ..analysis.draws import predictive_proba
 from ..analysis.posterior import cluster_proba, log_likelihood
 from ..data import Dataset
 from ..data.validation import check_columns, check_data, check_n_clusters
@@ -32,6 +33,7 @@ from .calibrate import calibrate
 from .config import FitConfig
 from .planning import plan_for
 from .restarts import fit_restarts
+from .sampling import sample_fit
 
 __all__ = ["MixtureClusterer"]
 
@@ -65,17 +67,23 @@ class MixtureClusterer(ClusterMixin, DensityMixin, BaseEstimator):
     :param tol: stop when the relative change of the epoch loss stays below ``tol`` for 3 epochs (``None``:
         the family's plan, 0: never).
     :param threads: torch threads while training (``None``: 1 for small data, torch's default for large).
-    :param calibration: ``"replicate"`` (default): ``predict_proba`` reports the probabilities divided by the
-        temperature that fits the labels of one refit on a bootstrap replicate
+    :param calibration: ``"replicate"`` (the default without ``sampler``): ``predict_proba`` reports the
+        probabilities divided by the temperature that fits the labels of one refit on a bootstrap replicate
         (:mod:`mixzoo.analysis.calibration`), so that their confidence matches how stable the clusters are;
-        ``"none"``: the model's own probabilities.
+        ``"none"``: the model's own probabilities (the default with ``sampler``).
+    :param sampler: ``"nuts"``: after the fit, sample the posterior of the model's parameters with NUTS
+        (:mod:`mixzoo.inference.nuts`; for models that state priors, such as ``"gmm"`` and ``"student-t"``);
+        ``predict_proba`` then reports the posterior predictive probabilities over the draws
+        (:mod:`mixzoo.analysis.draws`).
+    :param chains: NUTS chains (default 4); ``warmup`` and ``draws``: steps per chain (default 300 each).
 
     Fitted attributes: ``model_``, ``guide_``, ``config_`` (the planned :class:`~mixzoo.app.config.FitConfig`),
     ``preprocessing_`` (what the plan did to the features, or ``None``), ``n_clusters_`` (K, chosen where
     ``n_clusters="auto"``, with ``selection_``), ``n_features_in_``, ``labels_`` (training
     clusters), ``history_`` (the :class:`~mixzoo.training.loop.FitResult` of the kept restart), ``final_loss_``
     (loss per point), ``calibration_`` (the :class:`~mixzoo.analysis.calibration.Calibration`: ``temperature_`` and
-    where it came from), ``n_iter_`` (epochs run) and ``converged_`` (training stopped at ``tol``, or the relative change
+    where it came from), with ``sampler`` ``draws_`` (the relabelled
+    :class:`~mixzoo.analysis.draws.RelabelledDraws`) and ``sampling_`` (R-hat, ESS, divergences, seconds), ``n_iter_`` (epochs run) and ``converged_`` (training stopped at ``tol``, or the relative change
     of the loss over the last epoch was below ``1e-4``).
     """
 
@@ -97,7 +105,11 @@ class MixtureClusterer(ClusterMixin, DensityMixin, BaseEstimator):
         progress: bool = False,
         threads: int | None = None,
         tol: float | None = None,
-        calibration: str = "replicate",
+        calibration: str | None = None,
+        sampler: str | None = None,
+        chains: int | None = None,
+        warmup: int | None = None,
+        draws: int | None = None,
     ) -> None:
         self.model = model
         self.n_clusters = n_clusters
@@ -116,6 +128,10 @@ class MixtureClusterer(ClusterMixin, DensityMixin, BaseEstimator):
         self.threads = threads
         self.tol = tol
         self.calibration = calibration
+        self.sampler = sampler
+        self.chains = chains
+        self.warmup = warmup
+        self.draws = draws
 
     def _config(self) -> FitConfig:
         for name in ("model_options", "guide_options", "loss_options"):
@@ -139,6 +155,10 @@ class MixtureClusterer(ClusterMixin, DensityMixin, BaseEstimator):
             threads=self.threads,
             tol=self.tol,
             calibration=self.calibration,
+            sampler=self.sampler,
+            chains=self.chains,
+            warmup=self.warmup,
+            draws=self.draws,
         ).resolved()
 
     def _validate(self, X: Any, reset: bool) -> torch.Tensor:
@@ -204,6 +224,9 @@ class MixtureClusterer(ClusterMixin, DensityMixin, BaseEstimator):
                 c, plan, self.model_, self.guide_, x, make_loss=lambda: c.algorithm.loss(c.loss_opts()),
                 seed=int(rng.randint(np.iinfo(np.int32).max - c.n_init)),  # type: ignore[operator]
             )
+            self.draws_, self.sampling_ = (
+                sample_fit(c, self.model_, self.guide_, x, torch.get_num_threads(), report=False) if c.sampler else (None, {})
+            )
         self.temperature_ = self.calibration_.temperature
         self.config_, self.preprocessing_ = c, data.preprocessing
         self.n_clusters_ = int(c.clusters)  # type: ignore[arg-type]
@@ -234,6 +257,8 @@ class MixtureClusterer(ClusterMixin, DensityMixin, BaseEstimator):
         return next(self.model_.parameters()).device
 
     def _proba(self, x: torch.Tensor) -> np.ndarray:
+        if self.draws_ is not None:
+            return predictive_proba(self.model_, self.draws_, x.cpu())
         return cluster_proba(self.model_, self.guide_, x.to(self._device()), temperature=self.temperature_).cpu().double().numpy()
 
     def predict_proba(self, X: Any) -> np.ndarray:

@@ -14,13 +14,14 @@ from pathlib import Path
 
 import numpy as np
 
+from ..analysis.draws import predictive_proba
 from ..analysis.posterior import cluster_proba
 from ..data import load_dataset
 from ..data.transform import PREPROCESSING, Preprocessing
 from ..data.validation import check_data, check_device
 from ..errors import MixzooInputError
 from .run_dir import run_temperature
-from .runs import load_run
+from .runs import load_run, run_draws
 
 __all__ = ["predict_run", "check_output", "write_predictions", "OUTPUT_SUFFIXES"]
 
@@ -45,6 +46,9 @@ def predict_run(run_dir: str, data: str, *, model: str | None = None, device: st
             raise
         raise MixzooInputError(f"the run was fitted on the columns {', '.join(prep.features)}: {err}") from None
     x = check_data(prep.apply(raw.x), dim=c.dim)
+    draws = run_draws(run_dir)
+    if draws is not None:  # --sampler nuts: the posterior predictive over the run's draws
+        return predictive_proba(m, draws, x)
     m.to(device)
     g.to(device)
     return cluster_proba(m, g, x.to(device), temperature=run_temperature(run_dir)).cpu().double().numpy()

@@ -22,6 +22,13 @@ import torch
 from torch import nn
 
 from ..analysis.calibration import Calibration
+from ..analysis.draws import (
+    DRAWS_FILE,
+    RelabelledDraws,
+    load_draws,
+    predictive_proba,
+    save_draws,
+)
 from ..analysis.metrics import clustering_report, clusters_used
 from ..analysis.posterior import cluster_proba, has_exact_likelihood
 from ..data import Dataset, load_dataset
@@ -37,10 +44,11 @@ from .config import FitConfig, config_from_json
 from .planning import plan_for
 from .restarts import BEST_RESTART, TRAIN_STATE, build_pair, fit_restarts, load_pair
 from .run_dir import CALIBRATION, CONFIG, load_checkpoint, prepare_run_dir, run_temperature, save_checkpoint, write_json
+from .sampling import sample_fit
 from .transfer import transfer_split
 from .user_model import file_digest, is_user_model
 
-__all__ = ["Run", "execute", "run_fit", "run_evaluate", "load_run", "load_data", "resume_config"]
+__all__ = ["Run", "execute", "run_fit", "run_evaluate", "load_run", "load_data", "resume_config", "run_draws"]
 
 
 def load_data(config: FitConfig, *, as_read: bool = False) -> tuple[Dataset, dict[str, Any]]:
@@ -103,9 +111,14 @@ def _classes(text: str, flag: str) -> list[int]:
 
 
 def _metrics(
-    model: nn.Module, guide: nn.Module, x: torch.Tensor, labels: np.ndarray | None, temperature: float = 1.0
+    model: nn.Module, guide: nn.Module, x: torch.Tensor, labels: np.ndarray | None, temperature: float = 1.0,
+    draws: RelabelledDraws | None = None,
 ) -> tuple[np.ndarray, dict[str, Any]]:
-    proba = cluster_proba(model, guide, x, temperature=temperature).cpu().numpy()
+    """The cluster probabilities of ``x`` (the posterior predictive ones with ``draws``) and their metrics."""
+    if draws is not None:
+        proba = predictive_proba(model, draws, x.cpu())
+    else:
+        proba = cluster_proba(model, guide, x, temperature=temperature).cpu().numpy()
     if labels is None:
         keys = ("acc", "nmi", "ari", "purity", "misclassified")
         return proba, {**dict.fromkeys(keys), "expected_misclassified": float((1 - proba.max(1)).sum()),
@@ -243,7 +256,8 @@ def execute(
             seed=c.seed + REPLICATE_SEED, revealed=reveal_labels(data.labels, c.labels, c.seed) if c.labels else None,
             distributed=distributed,
         )  # fmt: skip
-    proba, report = _metrics(model, guide, x.to(result.device), data.labels, calibration.temperature)
+    posterior, sampling = sample_fit(c, model, guide, x, threads, report=progress and main) if c.sampler else (None, {})
+    proba, report = _metrics(model, guide, x.to(result.device), data.labels, calibration.temperature, posterior)
     record = {
         "model": c.to_dict()["model"], "guide": c.guide, "loss": c.loss, "data": c.data, "n": int(x.shape[0]), "dim": c.dim,
         "clusters": c.clusters, **report, "final_loss": final, "epochs": result.epochs, "converged": result.converged, "seconds": round(seconds, 3),
@@ -251,7 +265,8 @@ def execute(
         **({"classifier": transfer["classifier"], "classifier_accuracy": transfer["classifier_accuracy"]} if transfer else {}),
         **({"restarts": result.restarts} if c.n_init > 1 else {}),
         "temperature": round(calibration.temperature, 4), "calibration": calibration.to_dict(),
-        "calibration_seconds": round(time.perf_counter() - start - seconds, 3),
+        "calibration_seconds": round(time.perf_counter() - start - seconds - sampling.get("sampling_seconds", 0), 3),
+        **sampling,
     }  # fmt: skip
     if distributed:
         record["processes"] = torch.distributed.get_world_size()
@@ -264,7 +279,8 @@ def execute(
     if run_dir is not None and main:
         with torch_threads(threads):  # the summary's many small passes run as training's did
             _write_run(
-                run_dir, c, record, model, guide, x, proba, result, data, report=progress, laplace=plan.laplace_summary
+                run_dir, c, record, model, guide, x, proba, result, data, report=progress, laplace=plan.laplace_summary,
+                posterior=posterior,
             )
     return Run(record, c, model, guide, data, proba, result)
 
@@ -276,15 +292,16 @@ SUMMARY_ENTRIES = 1_000_000
 def _write_run(
     run_dir: Path, c: FitConfig, record: dict[str, Any], model: nn.Module, guide: nn.Module, x: torch.Tensor,
     proba: np.ndarray, result: FitResult, data: Dataset, report: bool = False, laplace: bool = True,
+    posterior: RelabelledDraws | None = None,
 ) -> None:  # fmt: skip
     """Write the finished run: checkpoint, config, metrics, history, probabilities, summary and plots.
 
     The summary's pointwise log-likelihood holds at most :data:`SUMMARY_ENTRIES` values (100 Laplace
     draws for up to 10000 points, fewer draws for more: enough for PSIS-LOO, at a fraction of the cost of 200). With ``report`` one line says what is written,
     and a note of the summary (e.g. a flat direction of the Laplace approximation) is one plain line. ``laplace``: the
-    plan asks for Laplace draws (network families keep the point estimate).
+    plan asks for Laplace draws (network families keep the point estimate). ``posterior``: the run's NUTS draws,
+    kept in :data:`~mixzoo.analysis.draws.DRAWS_FILE` and summarized instead.
     """
-    from ..analysis.plots import write_fit_plots, write_model_plots
     from ..analysis.summary import save_summary, summarize
 
     save_checkpoint(run_dir, {"model": model, "guide": guide}, c.to_dict())
@@ -295,6 +312,16 @@ def _write_run(
     if data.preprocessing is not None:
         data.preprocessing.save(run_dir / PREPROCESSING)
     xd = x.to(result.device)
+    if posterior is not None:
+        from ..analysis.draws import summarize_draws
+
+        save_draws(run_dir / DRAWS_FILE, posterior)
+        if report:
+            print(f"mixzoo: writing {run_dir}: checkpoint, metrics, probabilities, {DRAWS_FILE} and summary.nc "
+                  f"({posterior.samples.chains} NUTS chains) and plots", file=sys.stderr, flush=True)  # fmt: skip
+        save_summary(summarize_draws(model, posterior, x.cpu(), proba, max_entries=SUMMARY_ENTRIES), run_dir / "summary.nc")
+        _write_plots(run_dir, model, guide, x, xd, proba, result, data)
+        return
     # Laplace draws need an exact likelihood and a family that asks for them; others keep the point estimate
     laplace = laplace and has_exact_likelihood(model, guide, xd)
     n_draws = min(100, max(20, SUMMARY_ENTRIES // len(xd))) if laplace else 0
@@ -311,6 +338,15 @@ def _write_run(
     for note in notes:
         if report:
             print(f"mixzoo: note on summary.nc: {note.message}", file=sys.stderr, flush=True)
+    _write_plots(run_dir, model, guide, x, xd, proba, result, data)
+
+
+def _write_plots(
+    run_dir: Path, model: nn.Module, guide: nn.Module, x: torch.Tensor, xd: torch.Tensor, proba: np.ndarray,
+    result: FitResult, data: Dataset,
+) -> None:  # fmt: skip
+    from ..analysis.plots import write_fit_plots, write_model_plots
+
     write_fit_plots(
         run_dir, x=x.cpu().numpy(), proba=proba, losses=result.losses, labels=data.labels, val_losses=result.val_losses
     )
@@ -361,6 +397,12 @@ def load_run(run_dir: str, *, model: str | None = None) -> tuple[nn.Module, nn.M
     return *pair, config
 
 
+def run_draws(run_dir: str | Path) -> RelabelledDraws | None:
+    """The relabelled NUTS draws of a run fitted with ``--sampler nuts``, else ``None``."""
+    path = Path(run_dir) / DRAWS_FILE
+    return load_draws(path) if path.is_file() else None
+
+
 def run_evaluate(
     run_dir: str,
     *,
@@ -391,7 +433,7 @@ def run_evaluate(
     m.to(device)
     g.to(device)
     start = time.perf_counter()
-    _, report = _metrics(m, g, x.to(device), ds.labels, run_temperature(run_dir))
+    _, report = _metrics(m, g, x.to(device), ds.labels, run_temperature(run_dir), run_draws(run_dir))
     return {
         "model": c.model, "guide": c.guide, "loss": c.loss, "data": c.data, "n": int(x.shape[0]), "clusters": c.clusters,
         **report, "seconds": round(time.perf_counter() - start, 3), "device": device, "seed": c.seed, "run": str(run_dir),

@@ -44,6 +44,7 @@ from ..contract import cluster_draws
 from ..data.validation import check_data, check_n_clusters
 from ..nets.component_scores import ComponentTable
 from ..nets.kmeans import kmeans, start_count
+from ..nets.priors import weak_priors
 from ..options import Options, option
 from .family import DataShape, Family, Inference, Plan, Training, principal_components, register
 
@@ -255,6 +256,15 @@ class GaussianMixture(PyroModule):
         k, d = self.n_clusters, self.dim
         per = d * (d + 1) // 2 if self.full else int(self.log_scale.shape[-1])
         return (k - 1) + k * d + (1 if self.tied else k) * per
+
+    def parameter_priors(self) -> dict[str, dist.Distribution]:
+        r"""Weakly informative priors on the unconstrained parameters, in the rescaled units the fit sees (each
+        feature's spread about 1), for sampling the posterior with NUTS (:mod:`mixzoo.inference.nuts`):
+        logits :math:`\sim \mathcal N(0, 1)` (a logistic-normal prior on the weights), means
+        :math:`\sim \mathcal N(0, 3^2)`, log standard deviations :math:`\sim \mathcal N(0, 2^2)` (a factor
+        :math:`e^2` either way of the data's spread at two standard deviations) and the Cholesky factor's off-diagonal
+        entries :math:`\sim \mathcal N(0, 1)`."""
+        return weak_priors(self)
 
     @torch.no_grad()
     def initialize(self, x: torch.Tensor, seed: int = 0) -> GaussianMixture:

@@ -45,6 +45,7 @@ from ..contract import cluster_draws
 from ..data.validation import check_data, check_n_clusters
 from ..errors import MixzooInputError
 from ..nets.kmeans import kmeans
+from ..nets.priors import weak_priors
 from ..options import Options, option
 from .family import DataShape, Family, Inference, Plan, Training, principal_components, register
 
@@ -169,6 +170,12 @@ class StudentTMixture(PyroModule):
     def weights(self) -> torch.Tensor:
         """Mixing weights (K,)."""
         return F.softmax(self.logits, -1)
+
+    def parameter_priors(self) -> dict[str, dist.Distribution]:
+        r"""The Gaussian mixture's weakly informative priors (:meth:`GaussianMixture.parameter_priors
+        <mixzoo.models.gmm.GaussianMixture.parameter_priors>`), and :math:`\mathcal N(0, 1.5^2)` on the logit of
+        the degrees of freedom in ``[min_df, max_df]`` (close to uniform there), for NUTS."""
+        return weak_priors(self)
 
     def summary_quantities(self) -> dict[str, torch.Tensor]:
         """What the ArviZ summary shows: weights, locations, scales and degrees of freedom."""
