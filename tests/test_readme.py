@@ -394,14 +394,22 @@ def _readme_parts() -> list[tuple[str, str]]:
     return [(part.splitlines()[0], part) for part in parts]
 
 
+WHOLE_SECONDS = re.compile(r"(?<![\w.])(\d+) ?s\b")
+NUMBER = re.compile(r"(?<![\w.])\d+(?:\.\d+)?(?![\w])")
+
+
 def _unrecorded(part: str, sections: dict[str, str] = SECTIONS) -> list[str]:
-    """The decimal figures of a part of the README (outside its code blocks and link targets) that none of the
-    docs/benchmarks.md sections it links to holds."""
+    """The figures of a part of the README (outside its code blocks and link targets) that none of the
+    docs/benchmarks.md sections it links to holds: decimals as written, whole seconds (``489 s``) as a number of the
+    section that rounds to them."""
     prose = re.sub(r"\]\([^)]*\)", "]", FENCED.sub("", part))
     anchors = re.findall(r"docs/benchmarks\.md#([\w-]+)", part)
-    recorded = set().union(*(_figures(sections.get(a, "")) for a in anchors))
+    linked = "\n".join(sections.get(a, "") for a in anchors)
+    recorded = _figures(linked)
     recorded |= {r.rstrip("0") for r in recorded}
-    return sorted(f for f in _figures(prose) - SETTINGS if f not in recorded)
+    rounded = {str(round(float(v))) for v in NUMBER.findall(linked)}
+    seconds = {f"{v} s" for v in WHOLE_SECONDS.findall(prose) if v not in rounded}
+    return sorted({f for f in _figures(prose) - SETTINGS if f not in recorded} | seconds)
 
 
 def test_every_decimal_figure_of_the_readme_is_in_a_section_it_links_to():
@@ -420,6 +428,9 @@ def test_the_figure_check_looks_in_the_linked_section_only():
     )
     assert _unrecorded("ACC 0.972, no link", sections) == ["0.972"]
     assert _unrecorded("Python 3.11", sections) == []
+    timed = {"t": "| fit | 489.2 s |"}
+    assert _unrecorded("takes 489 s ([t](docs/benchmarks.md#t))", timed) == []
+    assert _unrecorded("takes 370 s ([t](docs/benchmarks.md#t))", timed) == ["370 s"]
 
 
 def test_a_benchmark_section_is_its_marked_block():
