@@ -61,7 +61,8 @@ def main() -> None:
     if a.append:
         old = read_section("nuts", a.out) or ""
         rows = [list(r.values()) for r in parse_table(old)]
-        commands = re.findall(r"`(python benchmarks/nuts\.py[^`]*)`", old.split("\n\n")[0]) + commands
+        line = next((ln for ln in old.splitlines() if ln.startswith(("Commands:", "Command:"))), "")
+        commands = re.findall(r"`(python benchmarks/nuts\.py[^`]*)`", line) + commands
     with tempfile.TemporaryDirectory() as tmp:
         for item in a.data.split(","):
             data, *flags = item.split(":")
