@@ -20,6 +20,7 @@ from .app.recipe import inference_table, run
 from .app.run_dir import load_checkpoint, save_checkpoint
 from .app.runs import Run, load_run
 from .app.selection import select_clusters
+from .app.transfer import TransferData, transfer_split
 from .data import load_dataset
 from .errors import MixzooInputError, TrainingDivergedError
 from .guides import GUIDES, ClusterEncoder, EmptyGuide, PosteriorGuide
@@ -64,4 +65,6 @@ __all__ = [
     "summarize",
     "save_summary",
     "select_clusters",
+    "transfer_split",
+    "TransferData",
 ]

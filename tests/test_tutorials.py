@@ -15,6 +15,8 @@ EXPECTED = {
     "05_neural_mixture.ipynb",
     "06_your_own_mixture.ipynb",
     "07_swapping_inference.ipynb",
+    "08_honest_uncertainty.ipynb",
+    "09_choosing_k.ipynb",
 }
 
 
@@ -56,3 +58,15 @@ def test_tutorial_runs(path, monkeypatch):
         o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []) if o.get("output_type") == "error"
     ]
     assert not errors
+
+
+INTERNAL = ("mixzoo.app", "mixzoo.config", "mixzoo.runs", "mixzoo.restarts", "mixzoo.family", "mixzoo.models.family")
+"""Modules a tutorial must not import: what it needs is public (``mixzoo.__all__`` and the documented subpackages)."""
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
+def test_a_tutorial_uses_only_the_public_api(path):
+    nb = json.loads(path.read_text())
+    source = "\n".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code")
+    used = [name for name in INTERNAL if f"{name} import" in source or f"import {name}" in source or f"{name}." in source]
+    assert not used, f"{path.name} imports {used}"
