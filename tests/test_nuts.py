@@ -112,6 +112,12 @@ def test_sampler_flags_that_cannot_apply_are_refused_before_training(args, needl
     assert needle in one_error_line(capsys)
 
 
+def test_too_many_parameters_for_nuts_are_refused_before_training(tmp_path, capsys):
+    assert main(["fit", "--data", "digits", "--sampler", "nuts", "--json"]) == 2
+    err = capsys.readouterr().err
+    assert "42250 parameter entries" in err and "sampling the posterior" not in err and "epoch" not in err
+
+
 def test_a_run_sampled_with_nuts_predicts_and_evaluates_with_its_draws(tmp_path, capsys):
     run = tmp_path / "run"
     args = ["fit", "--data", "moons", "--subsample", "300", "--clusters", "2", "--sampler", "nuts", "--chains", "2",

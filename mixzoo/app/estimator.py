@@ -33,7 +33,7 @@ from .calibrate import calibrate
 from .config import FitConfig
 from .planning import plan_for
 from .restarts import fit_restarts
-from .sampling import sample_fit
+from .sampling import check_sampleable, sample_fit
 
 __all__ = ["MixtureClusterer"]
 
@@ -213,6 +213,7 @@ class MixtureClusterer(ClusterMixin, DensityMixin, BaseEstimator):
                 f"n_samples={x.shape[0]} is fewer than n_clusters={k}; lower n_clusters or pass more data."
             )
         c, data, plan = plan_for(self._config(), Dataset("X", x.numpy(), None, None))
+        check_sampleable(c)
         x = check_data(data.x, name="X")
         rng = check_random_state(self.random_state)
         loss = c.algorithm.loss(c.loss_opts())

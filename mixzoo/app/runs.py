@@ -44,7 +44,7 @@ from .config import FitConfig, config_from_json
 from .planning import plan_for
 from .restarts import BEST_RESTART, TRAIN_STATE, build_pair, fit_restarts, load_pair
 from .run_dir import CALIBRATION, CONFIG, load_checkpoint, prepare_run_dir, run_temperature, save_checkpoint, write_json
-from .sampling import sample_fit
+from .sampling import check_sampleable, sample_fit
 from .transfer import transfer_split
 from .user_model import file_digest, is_user_model
 
@@ -231,6 +231,7 @@ def execute(
     if c.clusters == "auto":
         c, selection = _choose_clusters(c, data, report=progress and main)
     c, data, plan = plan_for(c, data, report=progress and main)
+    check_sampleable(c)
     x = check_data(data.x)
     loss = c.algorithm.loss(c.loss_opts(), LossContext(noise=transfer.get("noise")))
     x_train, y = x, None

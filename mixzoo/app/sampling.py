@@ -14,14 +14,25 @@ from ..analysis.arviz_adapter import convergence, to_arviz
 from ..analysis.draws import RelabelledDraws, draw_quantities, relabel
 from ..analysis.posterior import cluster_proba
 from ..errors import MixzooInputError
-from ..inference.nuts import sample_posterior
+from ..inference.nuts import nuts_refusal, sample_posterior
 from ..training.threads import torch_threads
 from .config import FitConfig
 
-__all__ = ["sample_fit", "R_HAT_OK"]
+__all__ = ["sample_fit", "check_sampleable", "R_HAT_OK"]
 
 R_HAT_OK = 1.05
 """Largest R-hat of a run's NUTS draws that passes without a warning."""
+
+
+def check_sampleable(c: FitConfig) -> None:
+    """Refuse ``--sampler nuts`` for a planned config whose model NUTS cannot sample (too many parameter entries for
+    these data), before any training: the model is built, not trained, to count them."""
+    if not c.sampler:
+        return
+    model = c.family.build(c.dim, c.clusters, c.family_options())  # type: ignore[arg-type]
+    why = nuts_refusal(model)
+    if why is not None:
+        raise MixzooInputError(f"--sampler nuts cannot apply here: {why}.")
 
 
 def sample_fit(

@@ -8,7 +8,7 @@ potential energy
     U(\theta) = -\log p(\theta) - \sum_{n=1}^N \log \sum_{k=1}^K p(x_n, y_n = k \mid \theta),
 
 in which :math:`y` is enumerated exactly (the model's stated table :math:`\log p(x_n, y_n = k)` where it states one,
-else its enumerated trace, :mod:`mixzoo.inference.enumeration`): the sampler moves only the continuous parameters,
+else its enumerated trace, ``mixzoo.inference.enumeration``): the sampler moves only the continuous parameters,
 as Pyro's NUTS does for a model whose discrete sites are marked for enumeration. Each chain is Pyro's
 :class:`~pyro.infer.mcmc.NUTS` (Hoffman and Gelman 2014) with step size and diagonal mass matrix adapted during the
 warm-up, started at the fitted parameters (the maximum-likelihood or EM fit; chains after the first are jittered),
@@ -46,7 +46,7 @@ from torch.func import functional_call
 from ..contract import ModelCapabilities, StatesLogJoint
 from .enumeration import enumerated_log_joint
 
-__all__ = ["SAMPLERS", "NUTS_DEFAULTS", "MAX_ENTRIES", "MAX_TREE_DEPTH", "PosteriorSamples", "MarginalPotential", "nuts_refusal", "sample_posterior"]
+__all__ = ["SAMPLERS", "NUTS_DEFAULTS", "MAX_ENTRIES", "MODE_GAP", "MAX_TREE_DEPTH", "PosteriorSamples", "MarginalPotential", "nuts_refusal", "sample_posterior"]
 
 SAMPLERS: tuple[str, ...] = ("nuts",)
 """The samplers ``mixzoo fit --sampler`` takes."""
@@ -240,7 +240,7 @@ def sample_posterior(
 
     :param rounds: most runs of the chains. A mixture's posterior can have several modes, and a chain can leave the
         fit's mode for a better one while the others stay: where the chains' mean potential energies differ by more
-        than :data:`MODE_GAP`, all chains run again from the mode nearest the best draw (found by L-BFGS, and whitened
+        than :data:`~mixzoo.inference.nuts.MODE_GAP`, all chains run again from the mode nearest the best draw (found by L-BFGS, and whitened
         there), up to ``rounds`` times; the last run's draws are returned, so R-hat says whether they agree.
     :param processes: worker processes (one per chain, at most one per core; 1 runs the chains here, one after
         another). Each worker gets an equal share of the cores as torch threads. Workers are started afresh
