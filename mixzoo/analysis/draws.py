@@ -19,6 +19,7 @@ Relabelled, the draws give
 
 from __future__ import annotations
 
+import copy
 import inspect
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,8 +58,16 @@ class RelabelledDraws:
         return float((self.perms != np.arange(k)).any(-1).mean())
 
 
+def _on_cpu(model: nn.Module) -> nn.Module:
+    """``model`` itself where it lives on the CPU, as the draws do; else a copy moved there."""
+    if all(t.device.type == "cpu" for t in [*model.parameters(), *model.buffers()]):
+        return model
+    return copy.deepcopy(model).cpu()
+
+
 def _draw_tables(model: nn.Module, samples: PosteriorSamples, x: torch.Tensor) -> Any:
-    """``(c, s, table)`` for every draw: the (N, K) table :math:`\\log p(x_n, y_n = k \\mid \\theta_s)`."""
+    """``(c, s, table)`` for every draw: the (N, K) table :math:`\\log p(x_n, y_n = k \\mid \\theta_s)`, on the CPU."""
+    model, x = _on_cpu(model), x.cpu()
     with torch.no_grad():
         for c in range(samples.chains):
             for s in range(samples.draws):
@@ -100,6 +109,7 @@ def draw_quantities(model: nn.Module, draws: RelabelledDraws, x: torch.Tensor) -
     """Chain x draw of the model's natural quantities (its raw parameters where it names none), each permuted along
     its leading axis where that axis has one entry per cluster."""
     samples, k = draws.samples, draws.perms.shape[-1]
+    model, x = _on_cpu(model), x.cpu()
     out: dict[str, list[np.ndarray]] = {}
     with torch.no_grad():
         wrapper = _Quantities(model)
@@ -124,6 +134,7 @@ def summarize_draws(
     draws x points stays within ``max_entries``) and ``observed_data``. Attributes: ``mixzoo_loglik_draws="nuts"``,
     chains, draws, ``mixzoo_r_hat_max`` and ``mixzoo_ess_min``."""
     samples = draws.samples
+    model, x = _on_cpu(model), x.cpu()
     n, d = x.shape
     k = proba.shape[1]
     quantities = draw_quantities(model, draws, x)

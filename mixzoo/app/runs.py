@@ -22,13 +22,7 @@ import torch
 from torch import nn
 
 from ..analysis.calibration import Calibration
-from ..analysis.draws import (
-    DRAWS_FILE,
-    RelabelledDraws,
-    load_draws,
-    predictive_proba,
-    save_draws,
-)
+from ..analysis.draws import DRAWS_FILE, RelabelledDraws, load_draws, predictive_proba, save_draws, summarize_draws
 from ..analysis.metrics import clustering_report, clusters_used
 from ..analysis.posterior import cluster_proba, has_exact_likelihood
 from ..data import Dataset, load_dataset
@@ -314,8 +308,6 @@ def _write_run(
         data.preprocessing.save(run_dir / PREPROCESSING)
     xd = x.to(result.device)
     if posterior is not None:
-        from ..analysis.draws import summarize_draws
-
         save_draws(run_dir / DRAWS_FILE, posterior)
         if report:
             print(f"mixzoo: writing {run_dir}: checkpoint, metrics, probabilities, {DRAWS_FILE} and summary.nc "
