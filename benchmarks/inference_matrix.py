@@ -19,14 +19,13 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
 import sys
 import time
 import traceback
 from pathlib import Path
 
 sys.path.insert(0, __file__.rsplit("/", 1)[0])
-from report import command, machine, table, write_section  # noqa: E402
+from report import command, commit, machine, table, write_section  # noqa: E402
 
 from mixzoo.app.config import FitConfig, family_of  # noqa: E402
 from mixzoo.app.runs import run_fit  # noqa: E402
@@ -39,13 +38,6 @@ DATA = ("pinwheel", "moons", "digits")
 
 def _model_name(model: str) -> str:
     return "readme" if model == README_MODEL else model
-
-
-def _commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 def _valid(model: str) -> list[tuple[str, str]]:
@@ -133,8 +125,8 @@ def _write(done: dict[tuple, dict], datas: list[str], models: list[str], seeds: 
     header = ["model", "guide / loss", "ACC", "NMI", "expected / actual misclassified (ratio)", "min clusters used", "seconds"]
     body = [
         f"Command: `{command()}`  ",
-        f"Machine: {machine()}; commit {a.measured_at or _commit()}"
-        + (f" (the runs were measured at that commit; HEAD is {_commit()})" if a.measured_at else "") + "  ",
+        f"Machine: {machine(measured_at=a.measured_at)}"
+        + (f" (the runs were measured at that commit; HEAD is {commit()})" if a.measured_at else "") + "  ",
         "Every (guide, loss) that each model's declared capabilities allow (`mixzoo models`), trained with the model's "
         "plan for the data, exactly as `mixzoo fit --model M --data D --guide G --loss L --seed S --calibration none` "
         "does (the fit's own probabilities: the section `calibration` measures the default's), one torch "
@@ -176,7 +168,7 @@ def _write(done: dict[tuple, dict], datas: list[str], models: list[str], seeds: 
     summary = [
         "## Inference matrix, in short",
         "",
-        f"From the section `inference-matrix` (command: `{command()}`; commit {a.measured_at or _commit()}): per model "
+        f"From the section `inference-matrix` (command: `{command()}`; commit {a.measured_at or commit()}): per model "
         "and data set, the "
         "number of (guide, loss) pairs that serve it, the mean ACC over seeds of its default recipe, and its best and "
         "worst pair.",

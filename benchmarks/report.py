@@ -7,6 +7,7 @@ import os
 import platform
 import re
 import shlex
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -39,8 +40,22 @@ def device_name(device: Any = None) -> str:
     return dev.type
 
 
-def machine(device: Any = None) -> str:
-    """A one-line description of the machine, library versions, the device the numbers come from, and the date."""
+def commit() -> str:
+    """The short hash of the checked-out commit, with ``+`` where ``mixzoo/`` or ``benchmarks/`` has changes not yet
+    committed (the figures then come from code no commit holds); ``unknown`` outside a git checkout."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "mixzoo", "benchmarks"], cwd=ROOT,
+                               capture_output=True, text=True, check=True)  # fmt: skip
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return head.stdout.strip() + ("+" if dirty.stdout.strip() else "")
+
+
+def machine(device: Any = None, *, measured_at: str | None = None) -> str:
+    """A one-line description of the machine, library versions, the device the numbers come from, the date, and the
+    commit of the code measured (``measured_at``, else the checked-out one: :func:`commit`), which
+    ``benchmarks/freshness.py`` compares with the code's later changes."""
     import torch
 
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
@@ -51,7 +66,7 @@ def machine(device: Any = None) -> str:
     )
     if device is not None:
         text += f"; device {device_name(device)}"
-    return f"{text}; {datetime.date.today().isoformat()}"
+    return f"{text}; {datetime.date.today().isoformat()}; commit {measured_at or commit()}"
 
 
 def command() -> str:

@@ -35,3 +35,42 @@ def test_clustering_table_and_headline(tmp_path):
     headline = _section(text, "clustering-headline")
     assert "| moons (tiny mode) |" in headline
     assert not (ROOT / "docs" / "benchmarks.md").read_text().count("--tiny")  # docs/ untouched
+
+
+def test_freshness_lists_sections_older_than_the_code_they_measure(tmp_path):
+    """A section records the commit it was measured at on its Machine line; one measured before later changes to
+    mixzoo/ is stale, one at HEAD fresh, one without a commit unrecorded."""
+    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True)
+    first = subprocess.run(["git", "rev-list", "--max-parents=0", "HEAD"], cwd=ROOT, capture_output=True, text=True,
+                           check=True)  # fmt: skip
+    if first.stdout.strip().startswith(head.stdout.strip()):
+        import pytest
+
+        pytest.skip("a checkout without history: no commit older than HEAD to compare with")
+    doc = tmp_path / "bench.md"
+    doc.write_text(
+        f"<!-- nuts -->\n## A\n\nMachine: cpu; 2026-12-07; commit {head.stdout.strip()}  \n<!-- /nuts -->\n"
+        f"<!-- units -->\n## B\n\nMachine: cpu; 2026-12-01; commit {first.stdout.strip()[:7]}  \n<!-- /units -->\n"
+        "<!-- calibration -->\n## C\n\nMachine: cpu; 2026-11-01  \n<!-- /calibration -->\n"
+    )
+    out = subprocess.run([sys.executable, "benchmarks/freshness.py", "--doc", str(doc)], cwd=ROOT, check=True,
+                         capture_output=True, text=True).stdout  # fmt: skip
+    rows = {line.split("|")[1].strip(): line for line in out.splitlines()[2:]}
+    assert "fresh" in rows["nuts"]  # at HEAD: nothing committed since
+    assert "stale (" in rows["units"] and "units.py" in rows["units"]
+    assert "unrecorded" in rows["calibration"]
+    stale_only = subprocess.run([sys.executable, "benchmarks/freshness.py", "--doc", str(doc), "--stale"], cwd=ROOT,
+                                check=True, capture_output=True, text=True).stdout  # fmt: skip
+    assert "| nuts |" not in stale_only and "| units |" in stale_only
+
+
+def test_a_section_records_the_commit_it_was_measured_at():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from report import commit, machine
+
+    if commit() == "unknown":
+        import pytest
+
+        pytest.skip("not a git checkout")
+    assert machine().endswith(f"; commit {commit()}")
+    assert machine(measured_at="755861a").endswith("; commit 755861a")

@@ -1,0 +1,87 @@
+"""Which sections of docs/benchmarks.md are older than the code they measure.
+
+    python benchmarks/freshness.py [--doc FILE] [--stale]
+
+For each ``<!-- key -->`` section: the commit it records (``commit <hash>`` on its ``Machine:`` line, written by
+``report.machine``), the script that writes it (the file of ``benchmarks/`` that calls ``write_section`` with its
+key), and the commits since then that changed ``mixzoo/`` or that script. A section is **stale** when such commits
+exist, **unrecorded** when it names no commit (written before sections recorded one), and marked **README** when the
+README links to it: those are the figures to rerun first. ``--stale`` lists only stale, unrecorded and uncommitted
+ones (a hash ending in ``+`` was measured on changes no commit holds). Lists; it does not fail.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+sys.path.insert(0, __file__.rsplit("/", 1)[0])
+from report import DOC, ROOT, table  # noqa: E402
+
+SECTION = re.compile(r"<!-- ([\w.-]+) -->\n(.*?)\n<!-- /\1 -->", re.S)
+COMMIT = re.compile(r"^Machine:.*?; commit ([0-9a-f]{7,40}\+?)", re.M)
+
+
+def sections(text: str) -> dict[str, str]:
+    """``{key: body}`` of every marked section."""
+    return {m.group(1): m.group(2) for m in SECTION.finditer(text)}
+
+
+def recorded_commit(body: str) -> str | None:
+    """The commit a section's ``Machine:`` line records, or ``None``."""
+    m = COMMIT.search(body)
+    return m.group(1) if m else None
+
+
+def writers(root: Path = ROOT) -> dict[str, Path]:
+    """``{key: script}``: which file of ``benchmarks/`` writes each section."""
+    out = {}
+    for path in sorted((root / "benchmarks").glob("*.py")):
+        for key in re.findall(r"write_section\(\s*[\"']([\w.-]+)[\"']", path.read_text()):
+            out.setdefault(key, path)
+    return out
+
+
+def changes_since(commit: str, paths: list[str], root: Path = ROOT) -> list[str]:
+    """One line per commit after ``commit`` that touched ``paths`` (``["?"]`` when git does not know the commit)."""
+    done = subprocess.run(["git", "log", "--oneline", f"{commit.rstrip('+')}..HEAD", "--", *paths], cwd=root,
+                          capture_output=True, text=True, check=False)  # fmt: skip
+    return done.stdout.splitlines() if done.returncode == 0 else ["?"]
+
+
+def linked_from_readme(root: Path = ROOT) -> set[str]:
+    """The section anchors the README links to (``docs/benchmarks.md#anchor``)."""
+    return set(re.findall(r"benchmarks\.md#([\w-]+)", (root / "README.md").read_text()))
+
+
+def _anchor(body: str) -> str:
+    m = re.search(r"^#+ (.*)$", body, re.M)
+    return re.sub(r"[^\w\- ]", "", m.group(1).strip().lower()).replace(" ", "-") if m else ""
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--doc", default=str(DOC))
+    ap.add_argument("--stale", action="store_true", help="list only sections to rerun")
+    a = ap.parse_args()
+    scripts, readme = writers(), linked_from_readme()
+    rows = []
+    for key, body in sections(Path(a.doc).read_text()).items():
+        script = scripts.get(key)
+        measured = recorded_commit(body)
+        paths = ["mixzoo"] + ([str(script.relative_to(ROOT))] if script else [])
+        later = changes_since(measured, paths) if measured else []
+        state = ("unrecorded" if measured is None else "uncommitted" if measured.endswith("+")
+                 else "unknown commit" if later == ["?"] else f"stale ({len(later)} commits)" if later else "fresh")  # fmt: skip
+        if a.stale and state == "fresh":
+            continue
+        rows.append([key, "README" if _anchor(body) in readme else "", measured or "-", state,
+                     script.name if script else "-"])  # fmt: skip
+    print(table(["section", "quoted", "commit", "state", "written by"], rows))
+
+
+if __name__ == "__main__":
+    main()
