@@ -16,7 +16,10 @@ ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "benchmarks.md"
 DOC_ENV = "MIXZOO_BENCHMARKS_DOC"
 """Environment variable naming another file to write the sections into (set by ``benchmarks/run.py --out``)."""
-HEADER = "# Benchmarks\n\nEach section is written by the script named in it; rerun the command to refresh it.\n"
+HEADER = (
+    "# Benchmarks\n\nEach section is written by the script named in it; rerun the command to refresh it. Sections record the "
+    "commit\nthey were measured at; `python benchmarks/freshness.py --stale` lists those older than the code they measure.\n"
+)
 
 
 def cpu_model() -> str:
