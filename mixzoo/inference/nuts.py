@@ -43,8 +43,8 @@ from pyro.infer.mcmc import MCMC, NUTS
 from torch import nn
 from torch.func import functional_call
 
-from ..contract import ModelCapabilities, StatesLogJoint
-from .enumeration import enumerated_log_joint
+from ..contract import ModelCapabilities
+from .enumeration import table_log_joint
 
 __all__ = ["SAMPLERS", "NUTS_DEFAULTS", "MAX_ENTRIES", "MODE_GAP", "MAX_TREE_DEPTH", "PosteriorSamples", "MarginalPotential", "nuts_refusal", "sample_posterior"]
 
@@ -69,7 +69,7 @@ approximation), added to the fit to start the chains after the first."""
 
 
 class _NoGuide:
-    """The empty guide, as :func:`~mixzoo.inference.enumeration.enumerated_log_joint` reads it."""
+    """The empty guide, as ``table_log_joint`` reads it (``mixzoo.guides.EmptyGuide`` lives in a layer above)."""
 
     samples_y = False
 
@@ -85,9 +85,7 @@ class _Table(nn.Module):
         self.model = model
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if isinstance(self.model, StatesLogJoint):
-            return self.model.log_joint(x)
-        return enumerated_log_joint(self.model, _NoGuide(), x)
+        return table_log_joint(self.model, _NoGuide(), x)
 
 
 def log_joint_at(model: nn.Module, params: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
