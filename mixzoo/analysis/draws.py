@@ -34,7 +34,7 @@ from torch.func import functional_call
 from ..inference.nuts import PosteriorSamples, log_joint_at
 from .arviz_adapter import ArvizData, convergence, to_arviz
 
-__all__ = ["RelabelledDraws", "relabel", "predictive_proba", "summarize_draws", "save_draws", "load_draws", "DRAWS_FILE"]
+__all__ = ["RelabelledDraws", "relabel", "predictive_proba", "draw_quantities", "quantity_convergence", "summarize_draws", "save_draws", "load_draws", "DRAWS_FILE"]
 
 DRAWS_FILE = "posterior.pt"
 """The file of a run directory that keeps its relabelled draws (``torch.load(weights_only=True)``)."""
@@ -125,6 +125,19 @@ def draw_quantities(model: nn.Module, draws: RelabelledDraws, x: torch.Tensor) -
     return {name: np.stack(v).reshape(*shape, *v[0].shape) for name, v in out.items()}
 
 
+def _posterior_dims(quantities: dict[str, np.ndarray]) -> dict[str, list[str]]:
+    return {
+        f"posterior/{name}": ["chain", "draw"] + [f"{name}_dim_{i}" for i in range(v.ndim - 2)]
+        for name, v in quantities.items()
+    }
+
+
+def quantity_convergence(quantities: dict[str, np.ndarray]) -> tuple[float, float]:
+    """The largest R-hat and the smallest bulk ESS of chain x draw quantities (:func:`draw_quantities`), as
+    :func:`arviz.summary` reports them (:func:`~mixzoo.analysis.arviz_adapter.convergence`)."""
+    return convergence(to_arviz({"posterior": quantities}, _posterior_dims(quantities)))
+
+
 def summarize_draws(
     model: nn.Module, draws: RelabelledDraws, x: torch.Tensor, proba: np.ndarray, *, max_entries: int = 1_000_000
 ) -> ArvizData:
@@ -138,10 +151,7 @@ def summarize_draws(
     n, d = x.shape
     k = proba.shape[1]
     quantities = draw_quantities(model, draws, x)
-    dims: dict[str, list[str]] = {
-        f"posterior/{name}": ["chain", "draw"] + [f"{name}_dim_{i}" for i in range(v.ndim - 2)]
-        for name, v in quantities.items()
-    }
+    dims = _posterior_dims(quantities)
     thin = max(1, -(-samples.chains * samples.draws * n // max_entries))
     kept = list(range(0, samples.draws, thin))
     loglik = np.empty((samples.chains, len(kept), n))
@@ -167,8 +177,7 @@ def summarize_draws(
         "observed_data/x": ["obs", "feature"],
     })  # fmt: skip
     coords = {"obs": np.arange(n), "cluster": np.arange(k), "feature": np.arange(d)}
-    posterior_only = to_arviz({"posterior": quantities}, dims)
-    r_hat, ess = convergence(posterior_only)
+    r_hat, ess = quantity_convergence(quantities)
     attrs = {"mixzoo_loglik_draws": "nuts", "mixzoo_chains": samples.chains, "mixzoo_n_draws": samples.draws,
              "mixzoo_loglik_thin": thin, "mixzoo_r_hat_max": r_hat, "mixzoo_ess_min": ess,
              "mixzoo_relabelled_fraction": draws.switched}  # fmt: skip

@@ -10,8 +10,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..analysis.arviz_adapter import convergence, to_arviz
-from ..analysis.draws import RelabelledDraws, draw_quantities, relabel
+from ..analysis.draws import RelabelledDraws, draw_quantities, quantity_convergence, relabel
 from ..analysis.posterior import cluster_proba
 from ..errors import MixzooInputError
 from ..inference.nuts import nuts_refusal, sample_posterior
@@ -53,8 +52,7 @@ def sample_fit(
     with torch_threads(threads):
         posterior = relabel(model, samples, xc, reference)
         quantities = draw_quantities(model, posterior, xc)
-    dims = {name: ["chain", "draw"] + [f"{name}_dim_{i}" for i in range(v.ndim - 2)] for name, v in quantities.items()}
-    r_hat, ess = convergence(to_arviz({"posterior": quantities}, dims))
+    r_hat, ess = quantity_convergence(quantities)
     if report and not r_hat <= R_HAT_OK:
         print(f"mixzoo: warning: the NUTS chains disagree (largest R-hat {r_hat:.3f} > {R_HAT_OK}); more --warmup and "
               "--draws, or other --seed, may let them mix", file=sys.stderr, flush=True)  # fmt: skip
