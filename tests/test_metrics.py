@@ -54,3 +54,29 @@ def test_report_keys_and_values():
 def test_length_mismatch_is_an_error():
     with pytest.raises(ValueError, match="differ in length"):
         cluster_accuracy([0, 1], [0, 1, 1])
+
+
+def test_report_agrees_with_scikit_learn_on_random_labellings():
+    """NMI and ARI come from one contingency table; scikit-learn computes them from the labels. Label sets with gaps
+    (classes 2, 7, 12), single clusters, identical and unrelated labellings all appear among the cases."""
+    from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
+
+    rng = np.random.default_rng(3)
+    for case in range(300):
+        n = int(rng.integers(2, 80))
+        true = rng.integers(0, rng.integers(1, 6), n) * (5 if case % 4 == 0 else 1) + (2 if case % 4 == 0 else 0)
+        pred = true.copy() if case % 7 == 0 else rng.integers(0, rng.integers(1, 6), n)
+        proba = np.eye(int(pred.max()) + 1)[pred] * 0.9 + 0.1 / (pred.max() + 1)
+        r = clustering_report(true, proba)
+        assert r["nmi"] == pytest.approx(normalized_mutual_info_score(true, pred), abs=1e-12)
+        assert r["ari"] == pytest.approx(adjusted_rand_score(true, pred), abs=1e-12)
+        assert r["acc"] == pytest.approx(cluster_accuracy(true, pred))
+
+
+def test_correct_after_matching_is_each_point_matched_cluster_against_its_class():
+    from mixzoo.analysis.metrics import correct_after_matching
+
+    true = np.array([5, 5, 5, 9, 9, 9, 9])
+    pred = np.array([1, 1, 0, 0, 0, 0, 2])  # 1 -> 5, 0 -> 9, 2 unmatched
+    proba = np.eye(3)[pred]
+    np.testing.assert_array_equal(correct_after_matching(true, proba), [True, True, False, True, True, True, False])

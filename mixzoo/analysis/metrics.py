@@ -16,7 +16,6 @@ from typing import Any
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
-from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 
 __all__ = [
     "contingency",
@@ -38,7 +37,7 @@ def _as_labels(a: Any, name: str) -> np.ndarray:
     arr = np.asarray(a)
     if arr.ndim != 1:
         raise ValueError(f"{name} must be 1-D, got shape {arr.shape}")
-    return arr.astype(np.int64)
+    return arr.astype(np.int64, copy=False)
 
 
 def contingency(labels_true: Any, labels_pred: Any) -> np.ndarray:
@@ -47,11 +46,20 @@ def contingency(labels_true: Any, labels_pred: Any) -> np.ndarray:
     p = _as_labels(labels_pred, "labels_pred")
     if t.shape != p.shape:
         raise ValueError(f"labels_true and labels_pred differ in length: {t.shape[0]} vs {p.shape[0]}")
+    if len(t) and min(t.min(), p.min()) >= 0 and max(t.max(), p.max()) < _DIRECT_LABELS:
+        # small non-negative labels count directly; rows and columns of absent labels then go, as unique drops them
+        rows, cols = int(p.max()) + 1, int(t.max()) + 1
+        c = np.bincount(p * cols + t, minlength=rows * cols).reshape(rows, cols)
+        return c[c.any(axis=1)][:, c.any(axis=0)]
     _, ti = np.unique(t, return_inverse=True)
     _, pi = np.unique(p, return_inverse=True)
-    c = np.zeros((pi.max() + 1, ti.max() + 1), dtype=np.int64)
-    np.add.at(c, (pi, ti), 1)
-    return c
+    rows, cols = int(pi.max()) + 1, int(ti.max()) + 1
+    return np.bincount(pi * cols + ti, minlength=rows * cols).reshape(rows, cols).astype(np.int64)
+
+
+_DIRECT_LABELS = 4096
+"""Labels below this are counted without sorting them first (``numpy.unique`` sorts millions of labels, and copies
+them)."""
 
 
 def hungarian_match(labels_true: Any, labels_pred: Any) -> dict[int, int]:
@@ -71,11 +79,16 @@ def hungarian_match(labels_true: Any, labels_pred: Any) -> dict[int, int]:
     return mapping
 
 
+def _matched(c: np.ndarray) -> int:
+    """Points on the Hungarian matching of a contingency table."""
+    rows, cols = linear_sum_assignment(-c)
+    return int(c[rows, cols].sum())
+
+
 def cluster_accuracy(labels_true: Any, labels_pred: Any) -> float:
     """Fraction of points whose cluster, matched one-to-one to classes, is their class."""
     c = contingency(labels_true, labels_pred)
-    rows, cols = linear_sum_assignment(-c)
-    return float(c[rows, cols].sum() / c.sum())
+    return float(_matched(c) / c.sum())
 
 
 def purity(labels_true: Any, labels_pred: Any) -> float:
@@ -87,8 +100,42 @@ def purity(labels_true: Any, labels_pred: Any) -> float:
 def misclassified(labels_true: Any, labels_pred: Any) -> int:
     """Number of points misclassified after Hungarian matching."""
     c = contingency(labels_true, labels_pred)
-    rows, cols = linear_sum_assignment(-c)
-    return int(c.sum() - c[rows, cols].sum())
+    return int(c.sum()) - _matched(c)
+
+
+def _nmi(c: np.ndarray) -> float:
+    """Normalized mutual information (arithmetic mean of the entropies) of a contingency table, as
+    :func:`sklearn.metrics.normalized_mutual_info_score` gives it from the labels."""
+    if c.shape[0] == c.shape[1] == 1:
+        return 1.0
+    n = float(c.sum())
+    rows, cols = c.sum(axis=1).astype(np.float64), c.sum(axis=0).astype(np.float64)
+    i, j = np.nonzero(c)
+    nij = c[i, j].astype(np.float64)
+    mi = max(0.0, float((nij / n * (np.log(nij) + np.log(n) - np.log(rows[i]) - np.log(cols[j]))).sum()))
+    if mi == 0.0:
+        return 0.0
+
+    def entropy(counts: np.ndarray) -> float:
+        p = counts[counts > 0] / n
+        return float(-(p * np.log(p)).sum())
+
+    return mi / ((entropy(rows) + entropy(cols)) / 2)
+
+
+def _ari(c: np.ndarray) -> float:
+    """Adjusted Rand index of a contingency table, from its pair counts as
+    :func:`sklearn.metrics.adjusted_rand_score` computes them (in Python integers: no overflow)."""
+    n = int(c.sum())
+    squares = int((c.astype(object) ** 2).sum())
+    rows, cols = c.sum(axis=1), c.sum(axis=0)
+    fp = int((c.astype(object) @ cols.astype(object)).sum()) - squares  # pairs together in a cluster, not a class
+    fn = int((c.T.astype(object) @ rows.astype(object)).sum()) - squares
+    tp = squares - n
+    tn = n * n - fp - fn - squares
+    if fn == 0 and fp == 0:
+        return 1.0
+    return 2.0 * (tp * tn - fn * fp) / ((tp + fn) * (fn + tn) + (tp + fp) * (fp + tn))
 
 
 def expected_misclassified(proba: Any) -> float:
@@ -108,10 +155,12 @@ def clusters_used(proba: Any) -> int:
 def correct_after_matching(labels_true: Any, proba: Any) -> np.ndarray:
     """(N,) whether each point's most probable cluster, matched one-to-one to the classes by the Hungarian
     algorithm, is its class."""
-    labels_true = np.asarray(labels_true)
+    labels_true = _as_labels(labels_true, "labels_true")
     pred = np.asarray(proba).argmax(axis=1)
     match = hungarian_match(labels_true, pred)
-    return np.array([match.get(int(k), -1) == int(t) for k, t in zip(pred, labels_true, strict=True)])
+    clusters = np.array(sorted(match), dtype=np.int64)  # every predicted cluster is a key
+    classes = np.array([match[int(k)] for k in clusters], dtype=np.int64)
+    return classes[np.searchsorted(clusters, pred)] == labels_true
 
 
 def reliability(labels_true: Any, proba: Any, bins: int = 10) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -151,13 +200,15 @@ def clustering_report(labels_true: Any, proba: Any) -> dict[str, float]:
     """All metrics for posterior cluster probabilities ``proba`` of shape (N, K)."""
     p = np.asarray(proba)
     pred = p.argmax(axis=1)
+    c = contingency(labels_true, pred)  # once: every label metric is a function of it
+    n, matched = int(c.sum()), _matched(c)
     return {
-        "acc": cluster_accuracy(labels_true, pred),
-        "nmi": float(normalized_mutual_info_score(labels_true, pred)),
-        "ari": float(adjusted_rand_score(labels_true, pred)),
-        "purity": purity(labels_true, pred),
+        "acc": matched / n,
+        "nmi": _nmi(c),
+        "ari": _ari(c),
+        "purity": float(c.max(axis=1).sum() / n),
         "expected_misclassified": expected_misclassified(p),
-        "misclassified": misclassified(labels_true, pred),
-        "clusters_used": clusters_used(p),
+        "misclassified": n - matched,
+        "clusters_used": int(np.unique(pred).size),
         **calibration_metrics(labels_true, p),
     }

@@ -22,6 +22,7 @@ import torch
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from ..data.rows import subsample_rows, take_rows
 from ..data.validation import check_columns, check_data
 from ..errors import MixzooInputError
 from .metrics import contingency, expected_calibration_error, hungarian_match, reliability
@@ -42,6 +43,10 @@ __all__ = [
 
 PathLike = str | os.PathLike[str]
 
+PLOT_POINTS = 100_000
+"""Points a scatter plot draws at most (a seeded subsample of larger data): more are one blot, and the principal
+components of millions of rows in float64 cost gigabytes."""
+
 
 def _save(fig: Figure, path: PathLike) -> Path:
     FigureCanvasAgg(fig)
@@ -52,11 +57,6 @@ def _save(fig: Figure, path: PathLike) -> Path:
 
 def _host(a: Any) -> Any:
     return a.detach().cpu().numpy() if isinstance(a, torch.Tensor) else a
-
-
-def _data(x: Any, name: str = "x") -> np.ndarray:
-    """(N, D) data as :func:`mixzoo.fit` takes them, checked, as float64."""
-    return check_data(x, name=name).double().numpy()
 
 
 def _losses(values: Any, name: str) -> np.ndarray:
@@ -96,7 +96,8 @@ def _labels(labels: Any, name: str, n: int | None = None, of: str = "x") -> np.n
 
 
 def _proba(proba: Any, n: int | None = None) -> np.ndarray:
-    """(N, K) cluster probabilities, checked, as float64."""
+    """(N, K) cluster probabilities, checked, as float32 (a copy of millions of rows in float64 costs more than the
+    plots need)."""
     proba = _host(proba)
     check_columns(proba, name="proba")
     try:
@@ -105,7 +106,7 @@ def _proba(proba: Any, n: int | None = None) -> np.ndarray:
         shape = None
     if shape is not None and len(shape) != 2:
         raise MixzooInputError(f"proba must be (N, K) cluster probabilities, got shape {shape}.")
-    p = check_data(proba, name="proba").double().numpy()
+    p = check_data(proba, name="proba").numpy()
     if p.min() < 0 or p.max() > 1 + 1e-5:
         raise MixzooInputError(
             f"proba holds values in [{p.min():.3g}, {p.max():.3g}], outside [0, 1]; pass probabilities "
@@ -152,13 +153,18 @@ def _two_d(x: np.ndarray) -> tuple[np.ndarray, tuple[str, str]]:
 
 def plot_clusters(x: Any, labels: Any, path: PathLike, *, title: str = "cluster assignments") -> Path:
     """Scatter of the data coloured by cluster: 2-D data directly, otherwise its first two principal components.
+    Of more than :data:`PLOT_POINTS` points a seeded subsample of that many is drawn (and the title says so).
 
     :param x: (N, D) data.
     :param labels: N integer cluster labels.
     :raises MixzooInputError: on bad data, or labels that are not one integer per row of ``x``.
     """
-    arr = _data(x)
-    lab = _labels(labels, "labels", len(arr))
+    checked = check_data(x, name="x")  # float32 arrays are not copied
+    lab = _labels(labels, "labels", len(checked))
+    rows = subsample_rows(len(checked), PLOT_POINTS, 0)
+    if rows is not None:
+        title = f"{title} ({len(rows)} of {len(checked)} points)"
+    arr, lab = take_rows(checked, rows).double().numpy(), take_rows(lab, rows)
     xy, (xl, yl) = _two_d(arr)
     fig = Figure(figsize=(5, 5))
     ax = fig.add_subplot()
@@ -259,7 +265,7 @@ def write_fit_plots(
     :raises MixzooInputError: on bad data, probabilities, losses or labels (see the single plots).
     """
     d = Path(run_dir)
-    x = _data(x)
+    x = check_data(x, name="x")
     proba = _proba(proba, len(x))
     losses = _losses(losses, "losses")
     if len(losses) == 0:
@@ -374,9 +380,11 @@ def plot_component_samples(model: Any, image_shape: Sequence[int], path: PathLik
 def write_model_plots(
     run_dir: PathLike, model: Any, guide: Any, x: Any, image_shape: Sequence[int] | None = None
 ) -> list[Path]:
-    """Model-level plots: decision regions and component densities for 2-D data, sample grids for images."""
+    """Model-level plots: decision regions and component densities for 2-D data (of at most :data:`PLOT_POINTS`
+    points, a seeded subsample of more), sample grids for images."""
     d = Path(run_dir)
     xs = as_input(x, model, guide)
+    xs = take_rows(xs, subsample_rows(len(xs), PLOT_POINTS, 0))
     paths = []
     if xs.shape[1] == 2:
         paths.append(plot_decision_regions(model, guide, xs, d / "regions.png"))

@@ -15,6 +15,10 @@ r"""ArviZ summaries of a fitted model/guide pair.
   :func:`arviz.compare`.
 * ``observed_data``: variable ``x``, dims ``(obs, feature)``.
 
+On data of more than :data:`SUMMARY_POINTS` points the three per-point groups hold a seeded subsample of that many,
+whose ``obs`` coordinate is the rows' numbers in the data; the attributes ``mixzoo_points`` and
+``mixzoo_points_of`` say how many of how many (LOO on them estimates the subsample's sum).
+
 **Pointwise log-likelihood of point-estimated models.** PSIS-LOO needs several draws
 from a posterior, and a maximum-likelihood fit has one point. Where the guide samples
 no global latents, the draws come from a Laplace approximation around the fitted
@@ -78,12 +82,17 @@ from pyro.infer import Predictive, TraceEnum_ELBO
 from pyro.poutine.util import site_is_subsample
 
 from ..contract import in_data_plate
+from ..data.rows import subsample_rows, take_rows
 from ..errors import MixzooInputError
 from ..param_store import StateDict, isolated_param_store, modules_of
 from .arviz_adapter import ArvizData, save, to_arviz
 from .posterior import as_input, cluster_log_joint, cluster_proba, has_exact_likelihood, log_likelihood
 
-__all__ = ["summarize", "laplace_diagonal", "save_summary", "ArvizData"]
+__all__ = ["summarize", "laplace_diagonal", "save_summary", "ArvizData", "SUMMARY_POINTS"]
+
+SUMMARY_POINTS = 50_000
+"""Points the per-point groups of :func:`summarize` hold at most (a seeded subsample of larger data): 20 draws of
+their pointwise log-likelihood are a million values, and on millions of points all of them would be gigabytes."""
 
 
 def save_summary(data: ArvizData, path: str | Path) -> Path:
@@ -199,12 +208,14 @@ def _laplace_loglik(
     n_draws: int,
     seed: int,
     min_curvature: float,
+    weight: float = 1.0,
 ) -> tuple[np.ndarray, dict[str, np.ndarray], int, float]:
     """Pointwise log-likelihood draws (n_draws, N), the quantities of each draw, under the diagonal Laplace
     approximation around the fitted parameters, how many parameter entries were held at the fit, and the factor on
-    the standard deviations (:func:`_laplace_scale`)."""
+    the standard deviations (:func:`_laplace_scale`). ``x`` may be a subsample of the data standing for ``weight``
+    times as many points: the curvature and the pilot draws' losses are then scaled by it."""
     params = [p for m in modules_of(model, guide) for p in m.parameters() if p.requires_grad]
-    diag = laplace_diagonal(model, guide, x, seed=seed)
+    diag = [d * weight for d in laplace_diagonal(model, guide, x, seed=seed)]
     # the approximation holds where the likelihood curves upward: flat, saddle or unconverged directions (curvature
     # below min_curvature, or an estimate of it) are held at the fit, and counted in the data's attributes
     fixed = sum(int(((d != 0) & ~(d >= min_curvature)).sum()) for d in diag)
@@ -225,7 +236,7 @@ def _laplace_loglik(
     out = np.empty((n_draws, x.shape[0]))
     draws: list[dict[str, np.ndarray]] = []
     try:
-        scale = _laplace_scale(pointwise, perturb, sum(int((sd > 0).sum()) for sd in std))
+        scale = _laplace_scale(pointwise, perturb, sum(int((sd > 0).sum()) for sd in std), weight)
         for s in range(n_draws):
             perturb(scale)
             with torch.no_grad():
@@ -241,7 +252,9 @@ def _laplace_loglik(
 LAPLACE_PILOT_DRAWS = 4
 
 
-def _laplace_scale(pointwise: Callable[[], np.ndarray], perturb: Callable[[float], None], moved: int) -> float:
+def _laplace_scale(
+    pointwise: Callable[[], np.ndarray], perturb: Callable[[float], None], moved: int, weight: float = 1.0
+) -> float:
     r"""The factor :math:`c \le 1` on the Laplace standard deviations that makes the draws lose, on average, the
     log-likelihood a Gaussian approximation predicts for itself.
 
@@ -250,7 +263,8 @@ def _laplace_scale(pointwise: Callable[[], np.ndarray], perturb: Callable[[float
     P / 2` for :math:`P` moved entries. The diagonal of :math:`H` ignores how the entries move together (a Cholesky
     factor's entries, a network's weights), so its draws can lose hundreds of nats per point; shrinking them by
     :math:`c` until a few pilot draws lose about :math:`P / 2` in all keeps the draws where the likelihood is (Ritter,
-    Botev and Barber 2018 temper their Laplace posteriors for the same reason)."""
+    Botev and Barber 2018 temper their Laplace posteriors for the same reason). Where ``pointwise`` scores a
+    subsample, ``weight`` scales its loss to all the points."""
     base = float(pointwise().sum())
     target = max(moved, 1) / 2
     scale = 1.0
@@ -259,7 +273,7 @@ def _laplace_scale(pointwise: Callable[[], np.ndarray], perturb: Callable[[float
         for _ in range(LAPLACE_PILOT_DRAWS):
             perturb(scale)
             total = float(pointwise().sum())
-            losses.append(base - total if np.isfinite(total) else np.inf)
+            losses.append(weight * (base - total) if np.isfinite(total) else np.inf)
         loss = float(np.mean(losses))
         if loss <= 2 * target:  # within a factor of two of what the approximation predicts (or better)
             return scale
@@ -349,6 +363,7 @@ def summarize(
     seed: int = 0,
     min_curvature: float = 1e-6,
     param_state: StateDict | None = None,
+    max_points: int | None = SUMMARY_POINTS,
 ) -> ArvizData:
     """ArviZ data for a fitted pair on data ``x``; see the module docstring for the groups.
 
@@ -359,6 +374,10 @@ def summarize(
     :param seed: seeds the draws.
     :param min_curvature: floor of the Hessian diagonal in the Laplace approximation.
     :param param_state: param-store state for parameters declared with bare ``pyro.param``.
+    :param max_points: the per-point groups (responsibilities, pointwise log-likelihood, observed data) hold a seeded
+        subsample (``seed``) of this many points where there are more, with the rows' original numbers as the ``obs``
+        coordinate, and the attributes ``mixzoo_points`` (how many) and ``mixzoo_points_of`` (of how many); the
+        Laplace curvature counts every point. ``None``: every point.
     :raises MixzooInputError: on data :func:`mixzoo.fit` would refuse (not numeric, not 2-D, NaN/inf, or
         another number of features than the model's).
     """
@@ -366,7 +385,12 @@ def summarize(
         raise MixzooInputError(f"n_draws must be a non-negative integer, got {n_draws!r}.")
     mods = modules_of(model, guide)
     device = next((p.device for m in mods for p in m.parameters()), torch.device("cpu"))
-    xt = as_input(x, model, guide).to(device)
+    xt = as_input(x, model, guide)
+    n_all = xt.shape[0]
+    if max_points is not None and (not isinstance(max_points, int) or max_points < 1):
+        raise MixzooInputError(f"max_points must be a positive integer or None, got {max_points!r}.")
+    rows = None if max_points is None else subsample_rows(n_all, max_points, seed)
+    xt = take_rows(xt, rows).to(device)
     n, d = xt.shape
     proba = cluster_proba(model, guide, xt, param_state=param_state).cpu().double().numpy()
     k = proba.shape[1]
@@ -389,7 +413,9 @@ def summarize(
     elif n_draws and any(p.requires_grad for m in mods for p in m.parameters()):
         method = "laplace"
         with isolated_param_store(param_state):
-            loglik, posterior, held, shrink = _laplace_loglik(model, guide, xt, n_draws, seed, min_curvature)
+            loglik, posterior, held, shrink = _laplace_loglik(
+                model, guide, xt, n_draws, seed, min_curvature, weight=n_all / n
+            )
     else:
         loglik = log_likelihood(model, guide, xt, param_state=param_state).cpu().double().numpy()[None]
 
@@ -412,7 +438,7 @@ def summarize(
             "observed_data/x": ["obs", "feature"],
         }
     )
-    coords = {"obs": np.arange(n), "cluster": np.arange(k), "feature": np.arange(d)}
+    coords = {"obs": np.arange(n) if rows is None else rows, "cluster": np.arange(k), "feature": np.arange(d)}
     attrs = {"mixzoo_loglik_draws": method, "mixzoo_n_draws": int(loglik.shape[0]), "mixzoo_laplace_held_fixed": held,
-             "mixzoo_laplace_scale": shrink}  # fmt: skip
+             "mixzoo_laplace_scale": shrink, "mixzoo_points": int(n), "mixzoo_points_of": int(n_all)}  # fmt: skip
     return to_arviz(groups, dims, coords, attrs)

@@ -16,13 +16,18 @@ from torch import nn
 
 from ..analysis.calibration import Calibration, align_labels, bootstrap_indices, fit_temperature
 from ..analysis.posterior import cluster_log_proba, has_exact_likelihood
+from ..data.rows import subsample_rows, take_rows
 from .config import FitConfig
 from .restarts import fit_restarts
 
-__all__ = ["calibrate", "exact_posterior", "REPLICATE_SEED"]
+__all__ = ["calibrate", "exact_posterior", "REPLICATE_SEED", "TEMPERATURE_POINTS"]
 
 REPLICATE_SEED = 7919
 """Added to a run's seed for its calibrating refit, so that the refit is none of the run's own restarts."""
+
+TEMPERATURE_POINTS = 200_000
+"""Points whose labels by the fit and by the refit fit the temperature at most: one number is estimated, and on
+millions of points the log probabilities of all would cost memory for no gain."""
 
 
 def exact_posterior(c: FitConfig, model: nn.Module, guide: nn.Module, x: torch.Tensor) -> bool:
@@ -44,16 +49,17 @@ def calibrate(
 ) -> Calibration:  # fmt: skip
     """The temperature of the fit's probabilities (:mod:`mixzoo.analysis.calibration`): fitted to the labels of one
     refit on a bootstrap replicate drawn with ``seed`` (the refit's restarts take ``seed``, ``seed + 1``, ... as the
-    fit's took theirs, with a fresh loss from ``make_loss``), or to the revealed labels (``revealed``: the class of
-    each revealed point, -1 elsewhere)."""
+    fit's took theirs, with a fresh loss from ``make_loss``), compared with the fit on every point, or on a seeded
+    subsample of :data:`TEMPERATURE_POINTS` of them on larger data; or to the revealed labels (``revealed``: the class
+    of each revealed point, -1 elsewhere)."""
     if c.calibration == "none":
         return Calibration()
     device = next(iter(model.parameters()), x).device
-    log_proba = cluster_log_proba(model, guide, x.to(device)).cpu().double().numpy()
     floor = 1.0 if exact_posterior(c, model, guide, x) else None
     if revealed is not None:  # the clusters of a semi-supervised fit are the classes
         known = np.flatnonzero(revealed >= 0)
-        t = fit_temperature(log_proba[known], revealed[known], floor)
+        log_proba = cluster_log_proba(model, guide, take_rows(x, known).to(device)).cpu().double().numpy()
+        t = fit_temperature(log_proba, revealed[known], floor)
         return Calibration(temperature=t, method="labels", floor=floor, points=int(len(known)))
     rows = torch.as_tensor(bootstrap_indices(len(x), seed))
     x_rep = x[rows]
@@ -62,7 +68,9 @@ def calibrate(
         once, plan, x_rep, [seed + i for i in range(c.n_init or 1)], loss=make_loss(), x_train=x_rep, y=None,
         progress=False, state_dir=None, resume=False, distributed=distributed, describe=None,
     )  # fmt: skip
-    other = cluster_log_proba(m_rep, g_rep, x.to(device)).argmax(dim=-1).cpu().numpy()
+    scored = take_rows(x, subsample_rows(len(x), TEMPERATURE_POINTS, seed)).to(device)  # all rows up to the limit
+    log_proba = cluster_log_proba(model, guide, scored).cpu().double().numpy()
+    other = cluster_log_proba(m_rep, g_rep, scored).argmax(dim=-1).cpu().numpy()
     reference = log_proba.argmax(axis=1)
     aligned = align_labels(reference, other, log_proba.shape[1])
     t = fit_temperature(log_proba, aligned, floor)

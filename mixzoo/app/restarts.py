@@ -18,6 +18,7 @@ import torch
 from pyro.infer import ELBO
 from torch import nn
 
+from ..data.rows import START_POINTS, subsample_rows, take_rows
 from ..errors import MixzooInputError
 from ..models.family import Plan
 from ..param_store import isolated_param_store
@@ -101,15 +102,18 @@ def train_one(
     c: FitConfig, plan: Plan, x: torch.Tensor, seed: int, *, loss: ELBO, x_train: torch.Tensor, y: Any = None,
     **fit_kwargs: Any,
 ) -> tuple[nn.Module, nn.Module, FitResult]:
-    """One restart: build the pair under ``seed``, start it on the data (the plan's start), train it with the plan's
-    and the guide's schedules and the step the plan or the algorithm needs."""
+    """One restart: build the pair under ``seed``, start it on the data (the plan's start, on a seeded subsample of
+    :data:`~mixzoo.data.rows.START_POINTS` rows where there are more), train it with the plan's and the guide's
+    schedules and the step the plan or the algorithm needs."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model, guide = build_pair(c)
     model.to(c.device)
     guide.to(c.device)
-    plan.start(model, guide, x.to(c.device), seed, loss)
-    c.guide_spec.start(guide, model, x.to(c.device), seed, c.guide_opts())
+    x_start = take_rows(x, subsample_rows(len(x), START_POINTS, seed)).to(c.device)
+    plan.start(model, guide, x_start, seed, loss)
+    c.guide_spec.start(guide, model, x_start, seed, c.guide_opts())
+    del x_start
     schedules = [*plan.schedules(model, guide), *c.guide_spec.schedules(guide, c.guide_opts())]
     step = plan.step or c.algorithm.step(c.family.capabilities)
     result = fit(

@@ -292,12 +292,13 @@ def _write_run(
     """Write the finished run: checkpoint, config, metrics, history, probabilities, summary and plots.
 
     The summary's pointwise log-likelihood holds at most :data:`SUMMARY_ENTRIES` values (100 Laplace
-    draws for up to 10000 points, fewer draws for more: enough for PSIS-LOO, at a fraction of the cost of 200). With ``report`` one line says what is written,
+    draws for up to 10000 points, fewer draws for more: enough for PSIS-LOO, at a fraction of the cost of 200), on
+    at most :data:`~mixzoo.analysis.summary.SUMMARY_POINTS` points (a seeded subsample of larger data). With ``report`` one line says what is written,
     and a note of the summary (e.g. a flat direction of the Laplace approximation) is one plain line. ``laplace``: the
     plan asks for Laplace draws (network families keep the point estimate). ``posterior``: the run's NUTS draws,
     kept in :data:`~mixzoo.analysis.draws.DRAWS_FILE` and summarized instead.
     """
-    from ..analysis.summary import save_summary, summarize
+    from ..analysis.summary import SUMMARY_POINTS, save_summary, summarize
 
     save_checkpoint(run_dir, {"model": model, "guide": guide}, c.to_dict())
     write_json(run_dir / "metrics.json", record)
@@ -317,7 +318,7 @@ def _write_run(
         return
     # Laplace draws need an exact likelihood and a family that asks for them; others keep the point estimate
     laplace = laplace and has_exact_likelihood(model, guide, xd)
-    n_draws = min(100, max(20, SUMMARY_ENTRIES // len(xd))) if laplace else 0
+    n_draws = min(100, max(20, SUMMARY_ENTRIES // min(len(xd), SUMMARY_POINTS))) if laplace else 0
     if report:
         draws = f"{n_draws} Laplace draws" if n_draws else "the point estimate"
         print(

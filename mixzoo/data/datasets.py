@@ -17,6 +17,7 @@ from .dataset import Dataset
 from .files import SUFFIXES, load_file
 from .idx import read_mnist_dir
 from .levels import detect_levels
+from .mapped import release, row_blocks
 from .toys import moons, pinwheel, two_circles
 from .transform import Preprocessing
 
@@ -134,6 +135,7 @@ def with_levels(d: Dataset) -> Dataset:
     if d.levels is not None or d.preprocessing is not None:
         return d
     found = detect_levels(d.x)
+    release(d.x)  # its sample touched pages all over a memory-mapped file
     return d if found is None else replace(d, levels=found.count, top=found.top, bottom=found.bottom)
 
 
@@ -176,9 +178,7 @@ def _block_rows(x: np.ndarray) -> int:
 
 def _blocks(x: np.ndarray, dequantize: Callable[[np.ndarray], np.ndarray] | None = None) -> Iterator[np.ndarray]:
     """``x`` a block of rows at a time, as float64 (dequantized by ``dequantize`` first where given)."""
-    step = _block_rows(x)
-    for s in range(0, len(x), step):
-        block = x[s : s + step]
+    for block in row_blocks(x, _block_rows(x)):  # a memory-mapped file's pages are given back block by block
         yield dequantize(block) if dequantize is not None else block.astype(np.float64)
 
 

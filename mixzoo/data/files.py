@@ -27,6 +27,7 @@ import numpy as np
 from ..errors import MixzooInputError
 from .dataset import Dataset
 from .idx import MNIST_IDX_STEMS, find_idx_file, read_mnist_dir
+from .mapped import row_blocks
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -539,7 +540,8 @@ def _load_npz(path: str, name: str) -> Dataset:
 
 def _features(arr: np.ndarray, name: str, what: str) -> np.ndarray:
     """A 2-D numeric array of at least 2 rows and 1 column, finite, as float32: ``arr`` itself (as a plain array, not
-    copied) when it is float32 already, else converted a block of rows at a time."""
+    copied) when it is float32 already, else converted a block of rows at a time. A memory-mapped array is checked a
+    block at a time without keeping its pages (:func:`~mixzoo.data.mapped.row_blocks`)."""
     if arr.ndim != 2:
         hint = " (for one feature, save arr.reshape(-1, 1))" if arr.ndim == 1 else ""
         raise MixzooInputError(
@@ -555,10 +557,10 @@ def _features(arr: np.ndarray, name: str, what: str) -> np.ndarray:
     else:
         x = np.empty(arr.shape, dtype=np.float32, order="F" if np.isfortran(arr) else "C")
         with np.errstate(over="ignore", invalid="ignore"):  # too large for float32: inf, reported below
-            for s in range(0, len(x), _CHUNK_ROWS):
-                x[s : s + _CHUNK_ROWS] = arr[s : s + _CHUNK_ROWS]
-    for s in range(0, len(x), _CHUNK_ROWS):
-        bad = ~np.isfinite(x[s : s + _CHUNK_ROWS])
+            for s, block in zip(range(0, len(x), _CHUNK_ROWS), row_blocks(arr, _CHUNK_ROWS), strict=True):
+                x[s : s + _CHUNK_ROWS] = block
+    for s, block in zip(range(0, len(x), _CHUNK_ROWS), row_blocks(x, _CHUNK_ROWS), strict=True):
+        bad = ~np.isfinite(block)
         if bad.any():
             i, j = np.argwhere(bad)[0]
             i += s
