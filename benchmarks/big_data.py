@@ -11,7 +11,10 @@ key ``acc``; ``.npy`` files carry no labels):
 
 - ``npy``: ``mixzoo fit --model gmm --data big.npy --clusters 3 --epochs E --json --no-progress``;
 - ``npz``: the same on ``big.npz``;
-- ``npz-out``: the same on ``big.npz`` with ``--out DIR`` (checkpoint, probabilities, summary and plots written).
+- ``npz-out``: the same on ``big.npz`` with ``--out DIR`` (checkpoint, probabilities, summary and plots written);
+- ``neural``: ``mixzoo fit --model neural-mixture --data big.npz --clusters 3 --epochs 1 --json --no-progress`` (the
+  neural mixture's batch-wise EM, one epoch);
+- ``torchrun``: the ``npz`` command under ``torchrun --nproc_per_node=2`` (its peak is that of the larger process).
 
 scikit-learn's ``GaussianMixture`` (diagonal covariances, as mixzoo's ``gmm``; ``max_iter`` = the epochs) runs on the
 same data in a subprocess of its own where its estimated need (float64 data and temporaries, about 3 x N x D x 8
@@ -38,7 +41,7 @@ import numpy as np  # noqa: E402
 from report import command, machine, table, write_section  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
-RUNS = ("npy", "npz", "npz-out")
+RUNS = ("npy", "npz", "npz-out", "neural", "torchrun")
 TIME = "/usr/bin/time"
 CHUNK = 1_000_000
 
@@ -91,22 +94,47 @@ def measure(cmd: list[str]) -> tuple[float, float, str, str, int]:
         return peak / 2**30, seconds, out.read(), err.read(), proc.returncode
 
 
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 def mixzoo_run(kind: str, npy: Path, npz: Path, folder: Path, epochs: int, threads: int | None) -> list[object]:
     data = npy if kind == "npy" else npz
-    cmd = [sys.executable, "-m", "mixzoo", "fit", "--model", "gmm", "--data", str(data), "--clusters", "3",
-           "--epochs", str(epochs), "--json", "--no-progress"]  # fmt: skip
+    model, epochs = ("neural-mixture", 1) if kind == "neural" else ("gmm", epochs)
+    args = ["fit", "--model", model, "--data", str(data), "--clusters", "3", "--epochs", str(epochs), "--json",
+            "--no-progress"]  # fmt: skip
     if threads:
-        cmd += ["--threads", str(threads)]
+        args += ["--threads", str(threads)]
     if kind == "npz-out":
-        cmd += ["--out", str(folder / "run"), "--overwrite"]
+        args += ["--out", str(folder / "run"), "--overwrite"]
+    launcher = [sys.executable, "-m", "mixzoo"]
+    if kind == "torchrun":
+        launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
+                    f"--master_port={_free_port()}", "-m", "mixzoo"]  # fmt: skip
+    cmd = launcher + args
     gib, seconds, out, err, rc = measure(cmd)
     if rc != 0:
         raise SystemExit(f"{' '.join(cmd)} failed ({rc}):\n{err[-3000:]}")
     record = json.loads(out.strip().splitlines()[-1])
-    shown = " ".join(["mixzoo fit --model gmm --data", data.name, *cmd[cmd.index("--clusters") :]])
+    shown = " ".join(["torchrun --nproc_per_node=2 -m mixzoo" if kind == "torchrun" else "mixzoo", *args[:4],
+                      data.name, *args[5:]])  # fmt: skip
     shown = shown.replace(str(folder / "run"), "DIR")
     acc = record.get("acc")
-    return [f"`{shown}`", f"{gib:.2f}", f"{seconds:.1f}", "-" if acc is None else f"{acc:.4f}"]
+    return [f"`{shown}`", f"{gib:.2f}", f"{gib * 2**30 / data.stat().st_size:.2f}", f"{seconds:.1f}",
+            "-" if acc is None else f"{acc:.4f}"]  # fmt: skip
+
+
+def imports_floor(size: int) -> list[object]:
+    """The peak of a process that only imports what ``mixzoo fit --out`` imports: no run can go below it."""
+    code = "import mixzoo.app.cli, mixzoo.analysis.summary, mixzoo.analysis.plots, arviz, matplotlib"
+    gib, seconds, _, err, rc = measure([sys.executable, "-c", code])
+    if rc != 0:
+        raise SystemExit(f"importing failed ({rc}):\n{err[-3000:]}")
+    return [f"`python -c '{code}'` (imports only)", f"{gib:.2f}", f"{gib * 2**30 / size:.2f}", f"{seconds:.1f}", "-"]
 
 
 def sklearn_child(npz: str, epochs: int) -> None:
@@ -138,7 +166,7 @@ def sklearn_run(npz: Path, n: int, dim: int, epochs: int, max_gib: float) -> lis
         return f"scikit-learn failed ({rc}): {err.strip().splitlines()[-1] if err.strip() else ''}"
     record = json.loads(out.strip().splitlines()[-1])
     name = f"`GaussianMixture(3, covariance_type='diag', max_iter={epochs})` on big.npz ({record['n_iter']} iterations)"
-    return [name, f"{gib:.2f}", f"{seconds:.1f}", f"{record['acc']:.4f}"]
+    return [name, f"{gib:.2f}", f"{gib * 2**30 / npz.stat().st_size:.2f}", f"{seconds:.1f}", f"{record['acc']:.4f}"]
 
 
 def best_of(fn, repeat: int = 3) -> float:  # noqa: ANN001
@@ -200,7 +228,8 @@ def main() -> None:
         npy, npz = write_data(folder, a.n, a.dim)
         mb = npy.stat().st_size / 1e6
         print(f"wrote {a.n} x {a.dim} float32 ({mb:.0f} MB) in {time.perf_counter() - start:.0f} s", flush=True)
-        rows = []
+        rows = [imports_floor(npy.stat().st_size)]
+        print(rows[-1], flush=True)
         for kind in runs:
             rows.append(mixzoo_run(kind, npy, npz, folder, a.epochs, a.threads))
             print(rows[-1], flush=True)
@@ -220,9 +249,12 @@ def main() -> None:
         f"Machine: {machine()}  ",
         "Peak resident memory (the whole process, from `/usr/bin/time -v`, or psutil's polling without it) and wall "
         "time of each command as a subprocess; ACC from `--json` (`-`: an `.npy` file has no labels). `big.npz` holds "
-        "`x` uncompressed, which mixzoo memory-maps as it does an `.npy` file, and the labels `y`.",
+        "`x` uncompressed, which mixzoo memory-maps as it does an `.npy` file, and the labels `y`. The first row is a "
+        "process that only imports what `mixzoo fit --out` imports (torch, Pyro, scikit-learn, ArviZ, matplotlib): "
+        "no run goes below it; *above the imports* is a run's peak less that floor, as a multiple of the file.",
         "",
-        table(["command", "peak RSS (GiB)", "wall s", "ACC"], rows),
+        table(["command", "peak RSS (GiB)", "x file", "above the imports, x file", "wall s", "ACC"],
+              [[*r[:3], f"{(float(r[1]) - float(rows[0][1])) * 2**30 / (a.n * a.dim * 4):.2f}", *r[3:]] for r in rows]),
     ]
     if isinstance(sk, str):
         body += ["", sk]

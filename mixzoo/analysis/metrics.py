@@ -120,7 +120,7 @@ def _nmi(c: np.ndarray) -> float:
         p = counts[counts > 0] / n
         return float(-(p * np.log(p)).sum())
 
-    return mi / ((entropy(rows) + entropy(cols)) / 2)
+    return min(1.0, mi / ((entropy(rows) + entropy(cols)) / 2))  # not 1 + 1e-15 from rounding
 
 
 def _ari(c: np.ndarray) -> float:
