@@ -95,6 +95,39 @@ def test_a_users_integer_file_is_treated_as_the_builtin_images(tmp_path, capsys)
     assert off.config.dequantize is False and off.config.scale == "common"  # integers share their unit
 
 
+def test_integer_features_each_in_its_own_unit_keep_their_levels(tmp_path, capsys):
+    """Digits with every pixel column multiplied by its own factor (1e-3 to 1e3) share no grid, but each column is
+    on one of its own: dequantized they are the built-in digits' inputs exactly, and scaled by one common spread in
+    level units, the same to float rounding."""
+    from mixzoo.data import detect_feature_levels
+
+    d = load_dataset("digits", subsample=400)
+    factors = (10.0 ** np.random.default_rng(0).uniform(-3, 3, d.x.shape[1])).astype(np.float32)
+    scaled = (d.x * factors).astype(np.float32)
+    assert detect_levels(scaled) is None
+    found = detect_feature_levels(scaled)
+    assert found is not None and found.count == 17 and found.per_feature
+    used = d.x.max(0) > 0
+    np.testing.assert_allclose(found.spacing[used], factors[used], rtol=1e-5)
+    path = _write(tmp_path, "scaled", scaled, d.labels)
+    for model in ("flow-mixture", "gmm"):
+        options = QUICK_OPTIONS.get(model, {})
+        built = execute(FitConfig(model=model, data="digits", subsample=400, epochs=2, options=options), progress=False)
+        mine = execute(FitConfig(model=model, data=path, epochs=2, options=options), progress=True)
+        assert mine.config.dequantize is built.config.dequantize is (model == "flow-mixture")
+        assert mine.config.scale == built.config.scale
+        np.testing.assert_allclose(mine.data.x, built.data.x, atol=1e-5)
+        # new points get the run's own preprocessing, per feature
+        np.testing.assert_allclose(mine.data.preprocessing.apply(scaled[:50]), built.data.preprocessing.apply(d.x[:50]),
+                                   atol=1e-5)  # fmt: skip
+    assert "each feature on a spacing of its own: flow-mixture dequantizes them" in capsys.readouterr().err
+    rng = np.random.default_rng(1)
+    assert detect_feature_levels(rng.normal(size=(300, 3))) is None  # continuous
+    assert detect_feature_levels(np.round(rng.normal(size=(2000, 3)), 2)) is None  # 600 steps of 0.01: continuous
+    assert detect_feature_levels(np.array([[0.0, 0.0], [3.0, 0.0], [5.0, 0.0]])).count == 6  # 0, 3, 5: spacing 1
+    assert detect_feature_levels(np.full((5, 2), 2.0)) is None  # constant
+
+
 def test_the_neural_mixture_takes_the_image_recipe_once_the_shape_is_given(tmp_path):
     d = load_dataset("digits", subsample=200)
     path = _write(tmp_path, "digits", d.x.astype(np.int64), d.labels)

@@ -4,7 +4,7 @@ from .dataset import Dataset
 from .datasets import DATASETS, SCALES, is_data_path, load_dataset, preprocess, resolve_data_dir, with_levels
 from .files import load_file
 from .idx import read_idx
-from .levels import Levels, detect_levels
+from .levels import Levels, detect_feature_levels, detect_levels
 from .toys import moons, pinwheel, two_circles
 
 __all__ = [
@@ -18,6 +18,7 @@ __all__ = [
     "with_levels",
     "Levels",
     "detect_levels",
+    "detect_feature_levels",
     "resolve_data_dir",
     "read_idx",
     "pinwheel",

@@ -16,8 +16,8 @@ class Dataset:
     """Features ``x`` (N, D) float32, true ``labels`` (N,) or ``None``, and the image shape if any.
 
     Quantized data (images stored as integer intensities, a user's integer table) also carry ``levels`` (how many
-    evenly spaced values, e.g. 256), ``top`` and ``bottom`` (the values of the highest and the lowest level in ``x``),
-    which :func:`preprocess` needs to dequantize them.
+    evenly spaced values, e.g. 256), ``top`` and ``bottom`` (the values of the highest and the lowest level in ``x``;
+    one per feature where each feature has a spacing of its own), which :func:`preprocess` needs to dequantize them.
     """
 
     name: str
@@ -26,8 +26,8 @@ class Dataset:
     n_classes: int | None
     image_shape: tuple[int, ...] | None = None
     levels: int | None = None
-    top: float | None = None
-    bottom: float = 0.0
+    top: float | np.ndarray | None = None
+    bottom: float | np.ndarray = 0.0
     features: tuple[str, ...] | None = None
     """Names of the feature columns (data read from a table)."""
     preprocessing: Preprocessing | None = None

@@ -16,7 +16,7 @@ from ..errors import MixzooInputError
 from .dataset import Dataset
 from .files import SUFFIXES, load_file
 from .idx import read_mnist_dir
-from .levels import detect_levels
+from .levels import detect_feature_levels, detect_levels
 from .mapped import release, row_blocks
 from .toys import moons, pinwheel, two_circles
 from .transform import Preprocessing
@@ -130,11 +130,12 @@ def _continued(d: Dataset, **adding: bool) -> Preprocessing:
 
 
 def with_levels(d: Dataset) -> Dataset:
-    """``d`` with the levels :func:`~mixzoo.data.levels.detect_levels` finds in it, when it has none yet and has not
-    been preprocessed: a user's integer table is then dequantized as the built-in images are."""
+    """``d`` with the levels :func:`~mixzoo.data.levels.detect_levels` finds in it (or, where its features share no
+    grid, :func:`~mixzoo.data.levels.detect_feature_levels`), when it has none yet and has not been preprocessed: a
+    user's integer table is then dequantized as the built-in images are."""
     if d.levels is not None or d.preprocessing is not None:
         return d
-    found = detect_levels(d.x)
+    found = detect_levels(d.x) or detect_feature_levels(d.x)
     release(d.x)  # its sample touched pages all over a memory-mapped file
     return d if found is None else replace(d, levels=found.count, top=found.top, bottom=found.bottom)
 
@@ -266,9 +267,15 @@ def preprocess(
     elif mode == "common":
         keep_zero = d.image_shape is not None or (d.levels is not None and not dequantize)  # images, counts
         mean, var = _moments(blocks(), x.shape[1])
-        if keep_zero:
-            mean = np.zeros(x.shape[1])
-        sd = np.full(x.shape[1], _spread(var))
+        if d.levels is not None and not dequantize and np.ndim(d.top) > 0:  # each feature on levels of its own: its
+            # spacing is its unit, and its bottom its zero
+            assert d.levels is not None and d.top is not None
+            spacing = (np.asarray(d.top) - d.bottom) / (d.levels - 1)
+            mean, sd = np.asarray(d.bottom, dtype=np.float64), spacing * _spread(var / spacing**2)
+        else:
+            if keep_zero:
+                mean = np.zeros(x.shape[1])
+            sd = np.full(x.shape[1], _spread(var))
     if mean is not None:
         fitted.arrays.update(mean=mean, sd=sd)
     if dequantize or mean is not None:
