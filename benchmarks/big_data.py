@@ -243,7 +243,9 @@ def main() -> None:
         shutil.rmtree(folder, ignore_errors=True)
     gib = a.n * a.dim * 4 / 2**30
     body = [
-        f"## Big data: {a.n} x {a.dim} float32 ({gib:.2f} GiB), three Gaussian blobs",
+        "## Big data: peak memory of a fit on a memory-mapped file",
+        "",
+        f"{a.n} x {a.dim} float32 ({gib:.2f} GiB), three Gaussian blobs.",
         "",
         f"Command: `{command()}`  ",
         f"Machine: {machine()}  ",

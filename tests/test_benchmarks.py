@@ -4,6 +4,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -69,8 +71,29 @@ def test_a_section_records_the_commit_it_was_measured_at():
     from report import commit, machine
 
     if commit() == "unknown":
-        import pytest
-
         pytest.skip("not a git checkout")
     assert machine().endswith(f"; commit {commit()}")
     assert machine(measured_at="755861a").endswith("; commit 755861a")
+
+
+def test_mutation_groups_name_modules_and_tests_that_exist_and_scores_count_mutmut_codes(tmp_path):
+    import json
+    import tomllib
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import mutation
+
+    for modules, tests in mutation.GROUPS.values():
+        assert all((ROOT / m).is_file() for m in modules + tests), (modules, tests)
+    folder = mutation.prepare("user-model", tmp_path)
+    config = tomllib.loads((folder / "pyproject.toml").read_text())["tool"]["mutmut"]
+    assert config["only_mutate"] == ["mixzoo/app/user_model.py"]
+    assert config["pytest_add_cli_args_test_selection"][:2] == ["tests/test_user_model_parts.py", "-k"]
+    assert (folder / "mixzoo" / "app" / "user_model.py").is_file() and (folder / "tests" / "conftest.py").is_file()
+    meta = folder / "mutants" / "mixzoo" / "app" / "user_model.py.meta"
+    meta.parent.mkdir(parents=True)
+    codes = {"a": 1, "b": 0, "c": 36, "d": 33, "e": 34, "f": None, "g": 3}  # killed, survived, timeout, no tests, ...
+    meta.write_text(json.dumps({"exit_code_by_key": codes}))
+    r = mutation.results(folder, ("mixzoo/app/user_model.py",))["mixzoo/app/user_model.py"]
+    assert r["total"] == 7 and r["killed"] == 3 and r["survived"] == ["b"] and r["no_tests"] == ["d"]
+    assert r["other"] == 1 and r["score"] == pytest.approx(3 / 6)  # the skipped one is not counted
