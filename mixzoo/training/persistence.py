@@ -84,7 +84,11 @@ def safe_load(path: str | os.PathLike[str], what: str = "checkpoint") -> Any:
     try:
         return torch.load(p, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+        named = [line for line in lines if "GLOBAL" in line]  # the class or function the pickle would call
+        if not named:  # bytes no weights-only pickle holds: not a refusal of code, a damaged or foreign file
+            raise MixzooInputError(f"{what} {str(p)!r} cannot be read; it is damaged or not a torch file.") from None
+        first = named[0]
         raise MixzooInputError(
             f"{what} {str(p)!r} was refused: it holds objects other than tensors and plain containers "
             f"({first}); mixzoo loads checkpoints with weights_only=True and never runs pickled code."
