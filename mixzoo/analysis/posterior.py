@@ -135,11 +135,15 @@ def cluster_proba(
     return proba
 
 
-def has_exact_likelihood(model: Callable[..., Any], guide: Callable[..., Any], x: Any) -> bool:
+def has_exact_likelihood(
+    model: Callable[..., Any], guide: Callable[..., Any], x: Any, *, param_state: StateDict | None = None
+) -> bool:
     """Whether the model's only per-point latent is an enumerated ``"y"``, so that :func:`log_likelihood`
-    is exact (given the guide's values of any global latents)."""
+    is exact (given the guide's values of any global latents).
+
+    :param param_state: param-store state for parameters declared with bare ``pyro.param``."""
     x = as_input(x, model, guide)
-    with torch.no_grad(), isolated_param_store():
+    with torch.no_grad(), isolated_param_store(param_state):
         guide_tr = _guide_trace(_of_globals(guide), x[:2])
         guide_tr.nodes.pop(CLUSTER_SITE, None)
         tr = poutine.trace(poutine.replay(model, trace=guide_tr)).get_trace(x[:2])
@@ -158,8 +162,12 @@ def log_likelihood(
     latent is ``"y"``; otherwise an importance-sampling estimate with the guide as proposal
     (``num_samples`` samples; see :func:`mixzoo.inference.vimco.importance_log_likelihood`)."""
     x = as_input(x, model, guide)
-    if has_exact_likelihood(model, guide, x):
+    param_state = kwargs.get("param_state")
+    if has_exact_likelihood(model, guide, x, param_state=param_state):
         return torch.logsumexp(cluster_log_joint(model, guide, x, **kwargs), dim=-1)
     from ..inference.vimco import importance_log_likelihood
 
-    return importance_log_likelihood(model, guide, x, num_samples=num_samples)
+    if param_state is None:  # the store as it is
+        return importance_log_likelihood(model, guide, x, num_samples=num_samples)
+    with isolated_param_store(param_state):
+        return importance_log_likelihood(model, guide, x, num_samples=num_samples)
