@@ -505,9 +505,10 @@ def _mapped_member(path: str, key: str) -> np.ndarray | None:
 
 def _load_npz(path: str, name: str) -> Dataset:
     try:
-        with np.load(path, allow_pickle=False) as z:
-            if not hasattr(z, "files"):
-                raise MixzooInputError(f"{name} is not an .npz archive; save it with numpy.savez(path, x=..., y=...).")
+        loaded = np.load(path, allow_pickle=False)
+        if not hasattr(loaded, "files"):  # a single array (a .npy file under another name): no archive to close
+            raise MixzooInputError(f"{name} is not an .npz archive; save it with numpy.savez(path, x=..., y=...).")
+        with loaded as z:
             if "x" not in z.files:
                 raise MixzooInputError(
                     f"{name} has no array 'x' (it holds: {', '.join(z.files) or 'nothing'}); save the features as "

@@ -61,7 +61,7 @@ def check_data(x: Any, *, name: str = "data", dim: int | None = None) -> torch.T
         finite_before = _finite(*_extremes(t)) if t.is_floating_point() else True
     else:
         try:
-            arr = np.asarray(x)
+            arr = _table_values(x) if hasattr(x, "columns") else np.asarray(x)
         except Exception as err:  # ragged lists and the like
             raise MixzooInputError(f"{name} cannot be read as an array ({err}); pass a 2-D numeric array.") from None
         if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
@@ -71,7 +71,8 @@ def check_data(x: Any, *, name: str = "data", dim: int | None = None) -> torch.T
         if np.iscomplexobj(arr):
             raise MixzooInputError(f"{name} is complex; pass real numbers.")
         finite_before = _finite(*_np_extremes(arr)) if np.issubdtype(arr.dtype, np.floating) else True
-        t = torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32))
+        with np.errstate(over="ignore"):  # beyond float32's range becomes inf, named below
+            t = torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32))
     if t.ndim != 2:
         raise MixzooInputError(
             f"{name} must be 2-D (n_samples, n_features) but has shape {tuple(t.shape)}; "
@@ -103,6 +104,18 @@ def check_data(x: Any, *, name: str = "data", dim: int | None = None) -> torch.T
             "distances overflow float32 densities. Standardise the data (--scale or StandardScaler)."
         )
     return t
+
+
+def _table_values(x: Any) -> np.ndarray:
+    """A table's values as one float64 array, its columns already checked numeric: booleans and pandas' nullable
+    integers beside floats would otherwise make an array of objects (missing values become NaN, named later)."""
+    to_numpy = getattr(x, "to_numpy", None)
+    if callable(to_numpy):
+        try:
+            return np.asarray(to_numpy(dtype=np.float64, na_value=np.nan))
+        except (TypeError, ValueError):
+            pass
+    return np.asarray(x)
 
 
 def _extremes(t: torch.Tensor) -> tuple[float, float]:

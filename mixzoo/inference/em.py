@@ -279,9 +279,9 @@ class ClosedFormEMStep:
         if self.context.world > 1:
             for value in stats.values():
                 torch.distributed.all_reduce(value)
+        worst, self._worst = self._worst, None  # the epoch's, used or not
         if not all(bool(torch.isfinite(v).all()) for v in stats.values()):
             raise TrainingDivergedError("EM: the E-step's statistics are not finite; the parameters are those of the last iteration.")
-        worst, self._worst = self._worst, None
         with torch.no_grad():
             self.model.em_update(stats)
             if worst is not None and self.context.world == 1:

@@ -86,8 +86,8 @@ class NCE(ELBO):
 
     def __init__(self, noise: NoiseSpec | Sequence[tuple[Any, float | None]] | None = None, nu: float = 1.0) -> None:
         super().__init__(num_particles=1, max_plate_nesting=1)
-        if not nu > 0:
-            raise MixzooInputError(f"noise ratio nu must be positive, got {nu}.")
+        if not (nu > 0 and math.isfinite(nu)):
+            raise MixzooInputError(f"noise ratio nu must be positive and finite, got {nu}.")
         if noise is None:
             noise = MatchedNoise()
         if isinstance(noise, (list, tuple)) and noise and isinstance(noise[0], (list, tuple)):
@@ -99,6 +99,8 @@ class NCE(ELBO):
         for s, m in self.sources:
             if m is None and s.size is None and self.nu is None:
                 raise MixzooInputError("each of several noise distributions needs a sample count M_l.")
+            if m is not None and not (m > 0 and math.isfinite(m)):
+                raise MixzooInputError(f"a noise distribution's sample count M_l must be positive and finite, got {m}.")
         self._validated = ValidatedPairs()
         self.table = StatedTable(_empty_guide)
 
