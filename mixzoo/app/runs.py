@@ -321,6 +321,8 @@ def _write_run(
     n_draws = min(100, max(20, SUMMARY_ENTRIES // min(len(xd), SUMMARY_POINTS))) if laplace else 0
     if report:
         draws = f"{n_draws} Laplace draws" if n_draws else "the point estimate"
+        if len(xd) > SUMMARY_POINTS:
+            draws += f" on {SUMMARY_POINTS} of the {len(xd)} points"
         print(
             f"mixzoo: writing {run_dir}: checkpoint, metrics, probabilities, summary.nc ({draws}) and plots",
             file=sys.stderr,
