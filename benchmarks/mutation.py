@@ -2,7 +2,7 @@
 each module its own tests detect.
 
     python benchmarks/mutation.py [--groups scoring,em-nce,resume,user-model,data] [--max-children 2] [--out FILE]
-                                  [--keep DIR]
+                                  [--keep DIR [--from-kept]]
 
 For each group, mutmut (``pip install -e ".[dev]"``) mutates the group's modules (an operator, a constant, a
 comparison, a keyword argument, a return value: one change per mutant) and runs the group's own unit-level tests
@@ -11,7 +11,8 @@ out), and *survives* when every test passes; *no tests* are mutants in code the 
 is mutmut's: killed and timed out over all mutants. Each group runs in a fresh temporary copy of ``mixzoo/``,
 ``tests/`` and ``pyproject.toml`` whose ``[tool.mutmut]`` table names the group's modules and tests (so the tree
 itself carries no mutants folder). ``--keep DIR`` keeps the copies (``DIR/GROUP``: ``mutmut results``, ``mutmut
-show NAME`` there list and show the survivors). Writes the section ``mutation`` of docs/benchmarks.md (or of
+show NAME`` there list and show the survivors; ``--from-kept`` writes the section from them again without running).
+Writes the section ``mutation`` of docs/benchmarks.md (or of
 ``--out``), with the surviving mutants' names.
 """
 
@@ -20,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -111,6 +113,16 @@ def results(folder: Path, modules: tuple[str, ...]) -> dict[str, dict[str, objec
     return out
 
 
+def survivors_by_function(names: list[str]) -> str:
+    """``function count, ...`` of mutant names such as ``mixzoo.data.files.x__features__mutmut_12``."""
+    counts: dict[str, int] = {}
+    for name in names:
+        function = re.sub(r"__mutmut_\d+$", "", name.rsplit(".", 1)[-1])  # x_NAME, or x\u01c1CLASS\u01c1METHOD
+        function = function.removeprefix("x\u01c1").removeprefix("x_").replace("\u01c1", ".")
+        counts[function] = counts.get(function, 0) + 1
+    return ", ".join(f"`{f}` {n}" for f, n in sorted(counts.items(), key=lambda item: (-item[1], item[0])))
+
+
 def run_group(group: str, where: Path, max_children: int) -> tuple[dict[str, dict[str, object]], float]:
     folder = prepare(group, where)
     start = time.perf_counter()
@@ -132,7 +144,10 @@ def main() -> None:
     ap.add_argument("--max-children", type=int, default=2, help="mutants tested at once")
     ap.add_argument("--keep", default=None, help="keep each group's copy in DIR/GROUP")
     ap.add_argument("--out", default=None)
+    ap.add_argument("--from-kept", action="store_true", help="write the section from the copies --keep kept, not run")
     a = ap.parse_args()
+    if a.from_kept and not a.keep:
+        ap.error("--from-kept reads the copies of --keep DIR")
     groups = [g.strip() for g in a.groups.split(",") if g.strip()]
     unknown = sorted(set(groups) - set(GROUPS))
     if unknown:
@@ -141,12 +156,18 @@ def main() -> None:
     rows, survivors = [], []
     try:
         for group in groups:
-            found, seconds = run_group(group, where, a.max_children)
+            if a.from_kept:
+                found, seconds = results(where / group, GROUPS[group][0]), float("nan")
+            else:
+                found, seconds = run_group(group, where, a.max_children)
             tests = ", ".join(f"`{Path(t).name}`" for t in GROUPS[group][1])
             for module, r in found.items():
                 rows.append([group, f"`{module}`", tests, r["total"], r["killed"], len(r["survived"]),
-                             len(r["no_tests"]), r["other"], f"{100 * r['score']:.0f} %", f"{seconds:.0f}"])  # fmt: skip
-                survivors += [f"`{name}`" for name in r["survived"] + r["no_tests"]]
+                             len(r["no_tests"]), r["other"], f"{100 * r['score']:.0f} %",
+                             "-" if seconds != seconds else f"{seconds:.0f}"])  # fmt: skip
+                alive = r["survived"] + r["no_tests"]
+                if alive:
+                    survivors.append(f"- `{module}`: {survivors_by_function(alive)}")
                 print(rows[-1], flush=True)
     finally:
         if not a.keep:
@@ -164,8 +185,13 @@ def main() -> None:
         "",
         table(["group", "module", "tests", "mutants", "killed", "survived", "no tests", "other", "score", "s"], rows),
         "",
-        f"Surviving and unreached mutants ({len(survivors)}; `mutmut show NAME` in a `--keep` copy shows each): "
-        + (", ".join(survivors) if survivors else "none") + ".",
+        "Surviving and unreached mutants by function (`mutmut results` and `mutmut show NAME` in a `--keep` copy list "
+        "and show them). Those read one by one were equivalent or out of the groups' reach: a default argument "
+        "spelled another way (`dim=+1` for `-1` on 2-D tensors, a chunk size of 4097, `None` for `False`), an "
+        "error message's case, an order of a copy's memory, `strict=` on zips of equal lengths, a branch that needs a "
+        "process group (`world > 1`), a GPU or pyarrow, and messages of file errors that pandas reports first:",
+        "",
+        *(survivors or ["none"]),
     ]
     print(f"wrote {write_section('mutation', chr(10).join(body), a.out)}")
 

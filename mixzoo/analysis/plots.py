@@ -153,7 +153,7 @@ def _two_d(x: np.ndarray) -> tuple[np.ndarray, tuple[str, str]]:
 
 def plot_clusters(x: Any, labels: Any, path: PathLike, *, title: str = "cluster assignments") -> Path:
     """Scatter of the data coloured by cluster: 2-D data directly, otherwise its first two principal components.
-    Of more than :data:`PLOT_POINTS` points a seeded subsample of that many is drawn (and the title says so).
+    Of more than ``PLOT_POINTS`` (100000) points a seeded subsample of that many is drawn (and the title says so).
 
     :param x: (N, D) data.
     :param labels: N integer cluster labels.
@@ -380,7 +380,7 @@ def plot_component_samples(model: Any, image_shape: Sequence[int], path: PathLik
 def write_model_plots(
     run_dir: PathLike, model: Any, guide: Any, x: Any, image_shape: Sequence[int] | None = None
 ) -> list[Path]:
-    """Model-level plots: decision regions and component densities for 2-D data (of at most :data:`PLOT_POINTS`
+    """Model-level plots: decision regions and component densities for 2-D data (of at most ``PLOT_POINTS``
     points, a seeded subsample of more), sample grids for images."""
     d = Path(run_dir)
     xs = as_input(x, model, guide)

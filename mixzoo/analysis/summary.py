@@ -15,7 +15,7 @@ r"""ArviZ summaries of a fitted model/guide pair.
   :func:`arviz.compare`.
 * ``observed_data``: variable ``x``, dims ``(obs, feature)``.
 
-On data of more than :data:`SUMMARY_POINTS` points the three per-point groups hold a seeded subsample of that many,
+On data of more than ``SUMMARY_POINTS`` (50000) points the three per-point groups hold a seeded subsample of that many,
 whose ``obs`` coordinate is the rows' numbers in the data; the attributes ``mixzoo_points`` and
 ``mixzoo_points_of`` say how many of how many (LOO on them estimates the subsample's sum).
 
