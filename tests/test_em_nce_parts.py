@@ -936,3 +936,12 @@ def test_nce_requirements():
     assert nce_requires(ModelCapabilities(local_latents=("z", "u")), empty) == (
         "needs a model whose only per-point latent is y; this one also has z, u"
     )
+
+
+def test_one_source_count_pair_is_taken_as_a_list_of_one():
+    x = torch.zeros(9, 1)
+    one = NCE((_normal(0.0, 1.0), 7))
+    assert one.nu is None and len(one.sources) == 1
+    assert [d.shape[0] for d in one.draw_noise(x)] == [7]
+    with pytest.raises(MixzooInputError, match="sample count M_l must be positive and finite, got -1.0"):
+        NCE((_normal(0.0, 1.0), -1))

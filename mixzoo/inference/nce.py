@@ -90,6 +90,8 @@ class NCE(ELBO):
             raise MixzooInputError(f"noise ratio nu must be positive and finite, got {nu}.")
         if noise is None:
             noise = MatchedNoise()
+        if isinstance(noise, tuple) and len(noise) == 2 and (noise[1] is None or isinstance(noise[1], (int, float))):
+            noise = [noise]  # one (source, count) pair, as NoiseSpec allows
         if isinstance(noise, (list, tuple)) and noise and isinstance(noise[0], (list, tuple)):
             self.sources = [(_as_source(s), None if m is None else float(m)) for s, m in noise]
             self.nu = None
