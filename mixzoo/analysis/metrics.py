@@ -163,12 +163,8 @@ def correct_after_matching(labels_true: Any, proba: Any) -> np.ndarray:
     return classes[np.searchsorted(clusters, pred)] == labels_true
 
 
-def reliability(labels_true: Any, proba: Any, bins: int = 10) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per confidence bin (``bins`` equal widths on [0, 1]): the mean confidence, the fraction correct after
-    matching, and the number of points (bins without points give NaN)."""
-    p = np.asarray(proba)
-    confidence = p.max(axis=1)
-    correct = correct_after_matching(labels_true, p)
+def _binned(confidence: np.ndarray, correct: np.ndarray, bins: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Mean confidence, fraction correct and number of points per equal-width confidence bin."""
     which = np.minimum((confidence * bins).astype(int), bins - 1)
     counts = np.bincount(which, minlength=bins)
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -177,22 +173,35 @@ def reliability(labels_true: Any, proba: Any, bins: int = 10) -> tuple[np.ndarra
     return mean_conf, accuracy, counts
 
 
+def _ece(mean_conf: np.ndarray, accuracy: np.ndarray, counts: np.ndarray) -> float:
+    """The expected calibration error of binned confidences (:func:`reliability`'s three arrays)."""
+    used = counts > 0
+    return float((counts[used] * np.abs(accuracy[used] - mean_conf[used])).sum() / counts.sum())
+
+
+def reliability(labels_true: Any, proba: Any, bins: int = 10) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per confidence bin (``bins`` equal widths on [0, 1]): the mean confidence, the fraction correct after
+    matching, and the number of points (bins without points give NaN)."""
+    p = np.asarray(proba)
+    return _binned(p.max(axis=1), correct_after_matching(labels_true, p), bins)
+
+
 def expected_calibration_error(labels_true: Any, proba: Any, bins: int = 10) -> float:
     """:math:`\\sum_b \\frac{n_b}{N} |\\mathrm{acc}_b - \\mathrm{conf}_b|` over ``bins`` equal-width confidence bins."""
-    conf, acc, counts = reliability(labels_true, proba, bins)
-    used = counts > 0
-    return float((counts[used] * np.abs(acc[used] - conf[used])).sum() / counts.sum())
+    return _ece(*reliability(labels_true, proba, bins))
 
 
 def calibration_metrics(labels_true: Any, proba: Any) -> dict[str, float | None]:
     """``calibration_ratio``: expected over actual misclassified (``None`` when nothing is misclassified), and
-    ``ece``: the expected calibration error over 10 bins."""
+    ``ece``: the expected calibration error over 10 bins; the matching to the classes is made once for both."""
     p = np.asarray(proba)
-    expected = float((1.0 - p.max(axis=1)).sum())
-    actual = int((~correct_after_matching(labels_true, p)).sum())
+    confidence = p.max(axis=1)
+    correct = correct_after_matching(labels_true, p)
+    expected = float((1.0 - confidence).sum())
+    actual = int((~correct).sum())
     return {
         "calibration_ratio": expected / actual if actual else None,
-        "ece": expected_calibration_error(labels_true, p),
+        "ece": _ece(*_binned(confidence, correct, 10)),
     }
 
 

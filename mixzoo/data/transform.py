@@ -40,15 +40,20 @@ class Preprocessing:
                 "pass data with the same columns as the training data."
             )
         a = self.arrays
-        if "levels" in a:  # top and bottom: numbers, or one per feature
-            levels, top = float(a["levels"]), np.asarray(a["top"], dtype=np.float64)
-            bottom = np.asarray(a["bottom"], dtype=np.float64) if "bottom" in a else 0.0
+        if "levels" in a:
+            levels, top, bottom = self._levels()
             x = (np.rint((x - bottom) / (top - bottom) * (levels - 1)) + 0.5) / levels
         if "mean" in a:
             x = (x - a["mean"]) / a["sd"]
         if "pca_mean" in a:
             x = (x - a["pca_mean"]) @ a["pca_components"].T
         return np.ascontiguousarray(x, dtype=np.float32)
+
+    def _levels(self) -> tuple[float, np.ndarray, np.ndarray | float]:
+        """The dequantization's count of levels and its top and bottom values: numbers, or one per feature."""
+        a = self.arrays
+        bottom = np.asarray(a["bottom"], dtype=np.float64) if "bottom" in a else 0.0
+        return float(a["levels"]), np.asarray(a["top"], dtype=np.float64), bottom
 
     @property
     def invertible(self) -> bool:
@@ -61,9 +66,9 @@ class Preprocessing:
         dequantization counts as the affine map of a value onto its level's cell of width :math:`1/L`."""
         a, out = self.arrays, 0.0
         if "levels" in a:
-            bottom = np.asarray(a["bottom"], dtype=np.float64) if "bottom" in a else 0.0
-            spacing = (np.asarray(a["top"], dtype=np.float64) - bottom) / (float(a["levels"]) - 1)
-            out -= float(np.broadcast_to(np.log(spacing * float(a["levels"])), (self.dim_in,)).sum())
+            levels, top, bottom = self._levels()
+            spacing = (top - bottom) / (levels - 1)
+            out -= float(np.broadcast_to(np.log(spacing * levels), (self.dim_in,)).sum())
         if "sd" in a:
             out -= float(np.log(a["sd"]).sum())
         return out
@@ -78,8 +83,7 @@ class Preprocessing:
         if "mean" in a:
             x = x * a["sd"] + a["mean"]
         if "levels" in a:
-            levels, top = float(a["levels"]), np.asarray(a["top"], dtype=np.float64)
-            bottom = np.asarray(a["bottom"], dtype=np.float64) if "bottom" in a else 0.0
+            levels, top, bottom = self._levels()
             level = np.clip(np.floor(x * levels), 0, levels - 1)
             x = bottom + level * (top - bottom) / (levels - 1)
         return x
