@@ -439,6 +439,17 @@ def test_svi_steps_with_em_move_the_parameters_down_the_log_likelihood_gradient(
 # ---------------------------------------------------------------------------------------------- EM: check_pair
 
 
+def _check_pair_refusal(guide) -> str:
+    """EM's refusal of ``guide`` beside a Gaussian mixture on ten points."""
+    x = _data(10)
+    model = _gmm(x)
+    with isolated_param_store():
+        traces = _traces(model, guide, x)
+    with pytest.raises(MixzooInputError) as err:
+        EM().check_pair(*traces)
+    return str(err.value)
+
+
 def test_check_pair_accepts_the_posterior_guide_and_parameters_shared_with_the_model():
     x = _data(10)
     model = _gmm(x)
@@ -465,35 +476,19 @@ def test_check_pair_accepts_the_posterior_guide_and_parameters_shared_with_the_m
 
 
 def test_check_pair_refuses_a_guide_without_y():
-    x = _data(10)
-    model = _gmm(x)
-    with isolated_param_store():
-        traces = _traces(model, EmptyGuide(), x)
-    with pytest.raises(MixzooInputError) as err:
-        EM().check_pair(*traces)
-    assert str(err.value) == (
+    assert _check_pair_refusal(EmptyGuide()) == (
         "loss EM needs a guide that samples the cluster site 'y' (the E-step): the 'posterior' guide; this guide does not."
     )
 
 
 def test_check_pair_refuses_y_not_enumerated_in_parallel():
-    x = _data(10)
-    model = _gmm(x)
-    with isolated_param_store():
-        traces = _traces(model, _guide_with(3, enumerate_y=False), x)
-    with pytest.raises(MixzooInputError) as err:
-        EM().check_pair(*traces)
-    assert str(err.value) == "loss EM needs the guide's 'y' declared with infer={'enumerate': 'parallel'}."
+    assert _check_pair_refusal(_guide_with(3, enumerate_y=False)) == (
+        "loss EM needs the guide's 'y' declared with infer={'enumerate': 'parallel'}."
+    )
 
 
 def test_check_pair_refuses_a_guide_with_further_latents_and_names_them():
-    x = _data(10)
-    model = _gmm(x)
-    with isolated_param_store():
-        traces = _traces(model, _guide_with(3, others=("z", "w")), x)
-    with pytest.raises(MixzooInputError) as err:
-        EM().check_pair(*traces)
-    assert str(err.value) == (
+    assert _check_pair_refusal(_guide_with(3, others=("z", "w"))) == (
         "loss EM holds only the E-step over 'y' fixed; the guide also samples z, w. "
         "Use an ELBO (--loss trace-enum) for guides with further latents."
     )
@@ -509,13 +504,7 @@ def test_check_pair_refuses_a_guide_with_further_latents_and_names_them():
     ],
 )
 def test_check_pair_refuses_a_guide_with_parameters_of_its_own(params, shown):
-    x = _data(10)
-    model = _gmm(x)
-    with isolated_param_store():
-        traces = _traces(model, _guide_with(3, params=params), x)
-    with pytest.raises(MixzooInputError) as err:
-        EM().check_pair(*traces)
-    assert str(err.value) == (
+    assert _check_pair_refusal(_guide_with(3, params=params)) == (
         f"loss EM takes q(y|x) as a fixed E-step, so the guide's own parameters ({shown}) would never train; "
         "use the 'posterior' guide (the model's own E-step) or an ELBO (--loss trace-enum)."
     )
