@@ -330,6 +330,29 @@ def test_dequantization_noise_is_fresh_each_epoch_and_repeats_for_the_same_seed(
     assert torch.equal(torch.round(a), x)
 
 
+def test_dequantization_noise_is_one_level_wide_on_a_grid_that_does_not_start_at_zero():
+    from mixzoo.models.gmvae import dequantized
+
+    x = (10.0 + 2.0 * torch.arange(5.0)).repeat(400, 1)  # levels 10, 12, ..., 18: spacing 2, not 18 / 4
+    noisy = dequantized(x, 5, 0, 0)
+    assert ((noisy - x).abs() <= 1.0).all() and (noisy - x).abs().max() > 0.95
+    assert torch.equal(torch.round((noisy - 10.0) / 2.0) * 2.0 + 10.0, x)
+
+
+def test_dequantize_noise_epoch_is_refused_where_each_feature_has_levels_of_its_own(tmp_path, capsys):
+    import numpy as np
+
+    from mixzoo.app.cli import main
+    from mixzoo.data import load_dataset
+
+    d = load_dataset("digits")
+    path = tmp_path / "digits-units.npz"
+    np.savez(path, x=d.x[:300] * np.geomspace(0.01, 100.0, 64), y=d.labels[:300])  # integer counts, 64 units
+    args = ["fit", "--model", "gmvae", "--data", str(path), "--epochs", "1", "--dequantize-noise", "epoch"]
+    assert main(args) == 2
+    assert "each have a spacing of their own" in one_error_line(capsys)
+
+
 def test_dequantize_noise_epoch_trains_on_fresh_noise_and_resumes_exactly(tmp_path):
     from mixzoo.app.config import FitConfig
     from mixzoo.app.restarts import train_one

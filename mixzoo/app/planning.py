@@ -30,7 +30,9 @@ __all__ = ["plan_for", "planned", "shape_of"]
 
 def shape_of(data: Dataset, learned_features: bool = False) -> DataShape:
     """What a plan may know of a data set."""
-    return DataShape(int(data.x.shape[0]), int(data.x.shape[1]), data.image_shape, data.levels, learned_features)
+    per_feature = data.levels is not None and np.ndim(data.top) > 0
+    return DataShape(int(data.x.shape[0]), int(data.x.shape[1]), data.image_shape, data.levels, learned_features,
+                     levels_per_feature=per_feature)  # fmt: skip
 
 
 def planned(config: FitConfig, shape: DataShape, n_classes: int | None = None) -> tuple[FitConfig, Plan]:

@@ -19,7 +19,10 @@ class DataShape:
     """Integer intensity levels (e.g. 256 for raw MNIST), ``None`` for continuous data."""
     learned_features: bool = False
     """The data are a trained network's features (deep transfer, ``--pretrain-classes``), not measurements."""
+    levels_per_feature: bool = False
+    """The levels' spacing differs from feature to feature (a table of counts in units of their own), so one noise
+    width does not dequantize them all."""
 
     def reduced(self, components: int) -> DataShape:
         """The shape after a reduction to ``components`` principal components: no longer an image, not integer."""
-        return replace(self, dim=int(components), image_shape=None, levels=None)
+        return replace(self, dim=int(components), image_shape=None, levels=None, levels_per_feature=False)

@@ -258,13 +258,13 @@ class NVISAGuide(GMVAEGuide):
 def dequantized(x: torch.Tensor, levels: int, seed: int, epoch: int) -> torch.Tensor:
     r"""``x`` plus uniform noise one intensity level wide, centred on each level, drawn for ``(seed, epoch)``.
 
-    With :math:`L` levels and the top level at :math:`T = \max x`, pixel values :math:`v T / (L - 1)`
-    become :math:`(v + u - \tfrac12)\, T / (L - 1)`, :math:`u \sim U[0, 1)`: an affine map of the paper's
-    :math:`(v + u) / L`, centred so that the undisturbed values are the noise's means.
+    With :math:`L` levels from :math:`B = \min x` to :math:`T = \max x`, values :math:`B + v (T - B) / (L - 1)`
+    become :math:`B + (v + u - \tfrac12)\, (T - B) / (L - 1)`, :math:`u \sim U[0, 1)`: an affine map of the
+    paper's :math:`(v + u) / L`, centred so that the undisturbed values are the noise's means.
     """
     if levels < 2:
         raise MixzooInputError(f"dequantization needs at least 2 intensity levels, got {levels}.")
-    width = float(x.max()) / (levels - 1)
+    width = (float(x.max()) - float(x.min())) / (levels - 1)
     state = int(np.random.SeedSequence([int(seed), int(epoch)]).generate_state(1, dtype=np.uint64)[0] >> np.uint64(1))
     g = torch.Generator(device=x.device).manual_seed(state)
     u = torch.rand(x.shape, generator=g, device=x.device, dtype=x.dtype)
@@ -502,6 +502,12 @@ def _data_options(o: GMVAEOptions, given: frozenset[str], data: DataShape) -> GM
                 "(after --pca they no longer do): use --arch mlp, or give --image H,W."
             )
         changes["image"] = tuple(data.image_shape)
+    if o.dequantize_noise == "epoch" and data.levels_per_feature:
+        raise MixzooInputError(
+            "--dequantize-noise epoch draws noise one level wide on one grid the features share; these data's integer "
+            "features each have a spacing of their own: drop it (the default dequantizes each feature by its own "
+            "spacing, once), or give the features one unit."
+        )
     if o.dequantize_noise == "epoch" and "levels" not in given:
         if data.levels is None:
             raise MixzooInputError(
