@@ -170,7 +170,8 @@ def transfer(a: argparse.Namespace) -> None:
             f"(training accuracy {td.classifier_accuracy:.3f}, {t_cls:.0f} s); all methods cluster the {len(lab)} images of "
             "digits 5-9 on its 64 last-hidden-layer features. NCE uses the classifier's training data as noise (eq. 28-32); "
             f"Adam lr {a.lr}, batch 1024. The CLI equivalent: `mixzoo fit --model energy-mixture --loss nce --data mnist "
-            "--data-dir DIR --pretrain-classes 0,1,2,3,4 --clusters 5 --json`.",
+            f"--data-dir DIR --pretrain-classes 0,1,2,3,4 --classifier mlp --classifier-epochs {a.classifier_epochs} "
+            "--clusters 5 --json`.",
             "",
             "Starts: the joint start fits a logistic regression to the k-means partition; the component-wise start "
             "(the default under NCE) fits each component alone by NCE on its k-means cluster against the same noise, "
