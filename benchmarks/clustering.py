@@ -23,7 +23,7 @@ import time
 import traceback
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -150,8 +150,11 @@ SPECS: dict[str, Spec] = {
 
 
 def _load(spec: Spec, mode: str, data_dir: str | None, scale: bool) -> Dataset:
+    """The table's data; after a PCA they are the features as loaded, as a user's file of them would be (the run's
+    plan then preprocesses them as it would that file's)."""
     sub = {"full": spec.subsample, "quick": spec.quick_subsample or spec.subsample, "tiny": 300}[mode]
-    return load_dataset(spec.data, data_dir=data_dir, scale=scale, pca=spec.pca, subsample=sub, seed=0)
+    d = load_dataset(spec.data, data_dir=data_dir, scale=scale, pca=spec.pca, subsample=sub, seed=0)
+    return replace(d, preprocessing=None) if spec.pca else d
 
 
 def _epochs(row: Row, mode: str, d: Dataset) -> tuple[int, dict[str, Any]]:

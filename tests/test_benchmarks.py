@@ -34,9 +34,24 @@ def test_clustering_table_and_headline(tmp_path):
     body = lines[1:]
     assert any("| mixzoo |" in ln for ln in body) and any("| scikit-learn |" in ln for ln in body)
     assert all(" ± " in ln for ln in body)  # mean ± std of every row
+    assert all("| 1/1 |" in ln for ln in body)  # every method trained: a failed one is a row of "0/1"
     headline = _section(text, "clustering-headline")
     assert "| moons (tiny mode) |" in headline
     assert not (ROOT / "docs" / "benchmarks.md").read_text().count("--tiny")  # docs/ untouched
+
+
+def test_a_pca_table_trains_every_method_on_the_reduced_features(tmp_path):
+    """The PCA tables hand the mixzoo rows features that already went through mixzoo's PCA; the run's own plan
+    must be able to preprocess them as it would a user's file of them."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from report import mnist_dir
+
+    if (data_dir := mnist_dir()) is None:
+        pytest.skip("no MNIST idx files ($MIXZOO_DATA or ../shared/data/mnist)")
+    doc = tmp_path / "bench.md"
+    _run("benchmarks/clustering.py", "--data", "mnist5-pca50", "--tiny", "--data-dir", data_dir, "--out", str(doc))
+    rows = [ln for ln in _section(doc.read_text(), "clustering-mnist5-pca50").splitlines() if ln.startswith("| `")]
+    assert rows and all("| 1/1 |" in ln for ln in rows), rows
 
 
 def test_freshness_lists_sections_older_than_the_code_they_measure(tmp_path):
