@@ -40,6 +40,25 @@ def test_clustering_table_and_headline(tmp_path):
     assert not (ROOT / "docs" / "benchmarks.md").read_text().count("--tiny")  # docs/ untouched
 
 
+def test_the_headline_records_the_oldest_commit_of_its_tables(tmp_path):
+    """The headline is as old as its oldest row: freshness.py must call it stale once any table it quotes is."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from headline import oldest_commit
+
+    def short(rev: str) -> str:
+        return subprocess.run(["git", "rev-parse", "--short", rev], cwd=ROOT, capture_output=True, text=True,
+                              check=True).stdout.strip()  # fmt: skip
+
+    new, old = short("HEAD"), short("HEAD~2")
+    doc = tmp_path / "bench.md"
+    doc.write_text("".join(f"<!-- {k} -->\nMachine: x; 2026-01-01; commit {c}  \n<!-- /{k} -->\n"
+                           for k, c in (("a", new), ("b", old), ("c", new))))  # fmt: skip
+    assert oldest_commit(["a", "b", "c"], doc) == old
+    assert oldest_commit(["a", "c"], doc) == new
+    doc.write_text(doc.read_text() + "<!-- d -->\nMachine: x; 2026-01-01  \n<!-- /d -->\n")
+    assert oldest_commit(["a", "d"], doc) is None  # a table that records no commit: the headline records none
+
+
 def test_a_pca_table_trains_every_method_on_the_reduced_features(tmp_path):
     """The PCA tables hand the mixzoo rows features that already went through mixzoo's PCA; the run's own plan
     must be able to preprocess them as it would a user's file of them."""
