@@ -6,8 +6,10 @@ For each ``<!-- key -->`` section: the commit it records (``commit <hash>`` on i
 ``report.machine``), the script that writes it (the file of ``benchmarks/`` that calls ``write_section`` with its
 key), and the commits since then that changed ``mixzoo/`` or that script. A section is **stale** when such commits
 exist, **unrecorded** when it names no commit (written before sections recorded one), and marked **README** when the
-README links to it: those are the figures to rerun first. ``--stale`` lists only stale, unrecorded and uncommitted
-ones (a hash ending in ``+`` was measured on changes no commit holds). Lists; it does not fail.
+README links to it: those are the figures to rerun first. A section without a commit of its own that says it is
+drawn "From the section `key`" (a summary of another) takes that section's commit and state. ``--stale`` lists only
+stale, unrecorded and uncommitted ones (a hash ending in ``+`` was measured on changes no commit holds). Lists; it
+does not fail.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from report import DOC, ROOT, table  # noqa: E402
 
 SECTION = re.compile(r"<!-- ([\w.-]+) -->\n(.*?)\n<!-- /\1 -->", re.S)
 COMMIT = re.compile(r"^Machine:.*?; commit ([0-9a-f]{7,40}\+?)", re.M)
+DERIVED = re.compile(r"^From the section `([\w.-]+)`", re.M)
 
 
 def sections(text: str) -> dict[str, str]:
@@ -30,19 +33,47 @@ def sections(text: str) -> dict[str, str]:
     return {m.group(1): m.group(2) for m in SECTION.finditer(text)}
 
 
-def recorded_commit(body: str) -> str | None:
-    """The commit a section's ``Machine:`` line records, or ``None``."""
+def recorded_commit(body: str, others: dict[str, str] | None = None) -> str | None:
+    """The commit a section's ``Machine:`` line records, else that of the section it says it is drawn from (one of
+    ``others``), or ``None``."""
     m = COMMIT.search(body)
-    return m.group(1) if m else None
+    if m:
+        return m.group(1)
+    source = DERIVED.search(body)
+    if source and others and source.group(1) in others:
+        return recorded_commit(others[source.group(1)])
+    return None
+
+
+WRITE = re.compile(r"""write_section\(\s*(f?)["']([\w.-]+)(\{|["']\s*\+|["'])""")
+"""A call that writes a section: its key, or the literal start of a key built from values (``f"clustering-{name}"``,
+``"nce-transfer-pairs" + suffix``), which names every section that starts with it."""
+
+
+NAMED = re.compile(r"""^\s*(\w+) = f["']([\w.-]+)\{""", re.M)
+"""A key built in a variable first, ``key = f"prefix{...}"``."""
 
 
 def writers(root: Path = ROOT) -> dict[str, Path]:
-    """``{key: script}``: which file of ``benchmarks/`` writes each section."""
+    """``{key: script}``: which file of ``benchmarks/`` writes each section; a key that ends in ``*`` is a prefix
+    (:data:`WRITE`)."""
     out = {}
     for path in sorted((root / "benchmarks").glob("*.py")):
-        for key in re.findall(r"write_section\(\s*[\"']([\w.-]+)[\"']", path.read_text()):
-            out.setdefault(key, path)
+        text = path.read_text()
+        for _, key, end in WRITE.findall(text):
+            out.setdefault(key + ("*" if end == "{" or end.endswith("+") else ""), path)
+        for name, key in NAMED.findall(text):  # key = f"gmvae-annealing-{data}"; write_section(key + ...)
+            if re.search(rf"write_section\(\s*{name}\b", text):
+                out.setdefault(key + "*", path)
     return out
+
+
+def writer_of(key: str, scripts: dict[str, Path]) -> Path | None:
+    """The script that writes ``key``: the one naming it whole, else the one whose longest prefix starts it."""
+    if key in scripts:
+        return scripts[key]
+    prefixes = [k[:-1] for k in scripts if k.endswith("*") and key.startswith(k[:-1])]
+    return scripts[max(prefixes, key=len) + "*"] if prefixes else None
 
 
 def changes_since(commit: str, paths: list[str], root: Path = ROOT) -> list[str]:
@@ -69,9 +100,10 @@ def main() -> None:
     a = ap.parse_args()
     scripts, readme = writers(), linked_from_readme()
     rows = []
-    for key, body in sections(Path(a.doc).read_text()).items():
-        script = scripts.get(key)
-        measured = recorded_commit(body)
+    found = sections(Path(a.doc).read_text())
+    for key, body in found.items():
+        script = writer_of(key, scripts)
+        measured = recorded_commit(body, found)
         paths = ["mixzoo"] + ([str(script.relative_to(ROOT))] if script else [])
         later = changes_since(measured, paths) if measured else []
         state = ("unrecorded" if measured is None else "uncommitted" if measured.endswith("+")

@@ -88,6 +88,14 @@ def test_freshness_lists_sections_older_than_the_code_they_measure(tmp_path):
         f"<!-- nuts -->\n## A\n\nMachine: cpu; 2026-12-07; commit {head.stdout.strip()}  \n<!-- /nuts -->\n"
         f"<!-- units -->\n## B\n\nMachine: cpu; 2026-12-01; commit {first.stdout.strip()[:7]}  \n<!-- /units -->\n"
         "<!-- calibration -->\n## C\n\nMachine: cpu; 2026-11-01  \n<!-- /calibration -->\n"
+        "<!-- inference-matrix-summary -->\n## D\n\nFrom the section `units` (its figures, in short)\n"
+        "<!-- /inference-matrix-summary -->\n"
+        "<!-- defaults -->\n## E\n\nFrom the section `nuts`, in short\n<!-- /defaults -->\n"
+        f"<!-- clustering-moons -->\n## F\n\nMachine: cpu; 2026-12-01; commit {first.stdout.strip()[:7]}  \n"
+        "<!-- /clustering-moons -->\n"
+        f"<!-- clustering-headline -->\n## G\n\nMachine: cpu; 2026-12-01; commit {first.stdout.strip()[:7]}  \n"
+        "<!-- /clustering-headline -->\n"
+        "<!-- gmvae-annealing-digits -->\n## H\n\nMachine: cpu; 2026-12-01  \n<!-- /gmvae-annealing-digits -->\n"
     )
     out = subprocess.run([sys.executable, "benchmarks/freshness.py", "--doc", str(doc)], cwd=ROOT, check=True,
                          capture_output=True, text=True).stdout  # fmt: skip
@@ -95,6 +103,11 @@ def test_freshness_lists_sections_older_than_the_code_they_measure(tmp_path):
     assert "fresh" in rows["nuts"]  # at HEAD: nothing committed since
     assert "stale (" in rows["units"] and "units.py" in rows["units"]
     assert "unrecorded" in rows["calibration"]
+    assert "stale (" in rows["inference-matrix-summary"]  # a summary is as old as the section it is drawn from
+    assert "fresh" in rows["defaults"]
+    assert "| clustering.py |" in rows["clustering-moons"]  # written by f"clustering-{name}"
+    assert "| headline.py |" in rows["clustering-headline"]  # a whole key before a prefix
+    assert "| gmvae_annealing.py |" in rows["gmvae-annealing-digits"]  # key = f"gmvae-annealing-{...}", not gmvae-
     stale_only = subprocess.run([sys.executable, "benchmarks/freshness.py", "--doc", str(doc), "--stale"], cwd=ROOT,
                                 check=True, capture_output=True, text=True).stdout  # fmt: skip
     assert "| nuts |" not in stale_only and "| units |" in stale_only
@@ -131,3 +144,17 @@ def test_mutation_groups_name_modules_and_tests_that_exist_and_scores_count_mutm
     r = mutation.results(folder, ("mixzoo/app/user_model.py",))["mixzoo/app/user_model.py"]
     assert r["total"] == 7 and r["killed"] == 3 and r["survived"] == ["b"] and r["no_tests"] == ["d"]
     assert r["other"] == 1 and r["score"] == pytest.approx(3 / 6)  # the skipped one is not counted
+
+
+def test_the_suite_reports_a_table_whose_methods_failed_though_its_process_ended_well(tmp_path):
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from run import status
+
+    doc = tmp_path / "bench.md"
+    rows = "| method | seeds ok | ACC |\n|---|---|---|\n| `gmm` | 0/3 | - |\n| `flow` | 3/3 | 0.9 ± 0.0 |\n| k-means | 3/3 | 0.5 ± 0.0 |\n"
+    doc.write_text(f"<!-- clustering-moons -->\n## Clustering: moons\n\n{rows}<!-- /clustering-moons -->\n")
+    assert status("clustering-moons", 0, str(doc)) == "1 of 3 methods failed"
+    assert status("clustering-moons", 2, str(doc)) == "exit 2"
+    doc.write_text(doc.read_text().replace("0/3", "2/3"))  # a method that trained on some seeds has its row
+    assert status("clustering-moons", 0, str(doc)) == "ok"
+    assert status("step-speed-cpu", 0, str(doc)) == "ok"
