@@ -66,7 +66,7 @@ def test_a_pca_table_trains_every_method_on_the_reduced_features(tmp_path):
     from report import mnist_dir
 
     if (data_dir := mnist_dir()) is None:
-        pytest.skip("no MNIST idx files ($MIXZOO_DATA or ../shared/data/mnist)")
+        pytest.skip("no MNIST idx files: set $MIXZOO_DATA")
     doc = tmp_path / "bench.md"
     _run("benchmarks/clustering.py", "--data", "mnist5-pca50", "--tiny", "--data-dir", data_dir, "--out", str(doc))
     rows = [ln for ln in _section(doc.read_text(), "clustering-mnist5-pca50").splitlines() if ln.startswith("| `")]
