@@ -70,7 +70,11 @@ def main() -> None:
     ap.add_argument("--data", default="pinwheel,digits")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default=None)
+    ap.add_argument("--n-init", type=int, default=None,
+                    help="restarts of every fit (default: each family's); the section is then units-n-init-N")
     a = ap.parse_args()
+    restarts = {} if a.n_init is None else {"n_init": a.n_init}
+    restart_flag = "" if a.n_init is None else f" --n-init {a.n_init}"
     torch.set_num_threads(1)
     models, datas = a.models.split(","), a.data.split(",")
     rows, integer_rows = [], []
@@ -85,7 +89,7 @@ def main() -> None:
             for model in models:
                 cells, accs = [], {}
                 for v in VARIANTS:
-                    acc, used, secs = _fit(model, paths[v], a.seed, **({"scale": "features"} if "--scale" in v else {}))
+                    acc, used, secs = _fit(model, paths[v], a.seed, **restarts, **({"scale": "features"} if "--scale" in v else {}))
                     accs[v] = acc
                     cells.append(f"{acc:.3f} ({used})")
                     print(data, model, v, acc, used, f"{secs:.1f}s", flush=True)
@@ -102,19 +106,19 @@ def main() -> None:
                 np.savez(ints, x=d.x.astype(np.int64), y=d.labels)
                 for model in models:
                     extra = {"options": {"image": [8, 8]}} if model == "neural-mixture" else {}
-                    built_in, used_b, _ = _fit(model, "digits", a.seed)
-                    from_file, used_f, _ = _fit(model, ints, a.seed, **extra)
+                    built_in, used_b, _ = _fit(model, "digits", a.seed, **restarts)
+                    from_file, used_f, _ = _fit(model, ints, a.seed, **restarts, **extra)
                     flag = " --image 8,8" if extra else ""
                     integer_rows.append([f"`{model}`", f"{built_in:.3f} ({used_b})", f"{from_file:.3f} ({used_f}){flag}",
                                          f"{abs(built_in - from_file):.3f}"])  # fmt: skip
                     print("integers", model, built_in, from_file, flush=True)
     body = [
-        "## Units: the same data in other units, every family's default command",
+        "## Units: the same data in other units, every family's default command" + (f", with{restart_flag}" if restart_flag else ""),
         "",
         f"Command: `{command()}`  ",
         f"Machine: {machine()}  ",
         "Each cell: ACC (clusters in use) of `mixzoo fit --model M --data FILE.npz --seed "
-        f"{a.seed} --calibration none` on the built-in data written in other units: multiplied by 0.001, 1 and 1000; each feature by its "
+        f"{a.seed} --calibration none{restart_flag}` on the built-in data written in other units: multiplied by 0.001, 1 and 1000; each feature by its "
         "own factor, log-uniform in [0.01, 100] (without and with `--scale`, which standardises each feature); each row "
         "divided by its length. Last column: the largest |ACC - ACC at x1| over x0.001 and x1000. scikit-learn: "
         "`GaussianMixture(K, covariance_type='full')` with its defaults, on the same arrays.",
@@ -129,7 +133,7 @@ def main() -> None:
             "",
             table(["model", "--data digits", "--data digits-integers.npz", "difference"], integer_rows),
         ]
-    print(f"wrote {write_section('units', chr(10).join(body), a.out)}")
+    print(f"wrote {write_section('units' if a.n_init is None else f'units-n-init-{a.n_init}', chr(10).join(body), a.out)}")
 
 
 if __name__ == "__main__":
