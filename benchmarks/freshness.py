@@ -6,10 +6,11 @@ For each ``<!-- key -->`` section: the commit it records (``commit <hash>`` on i
 ``report.machine``), the script that writes it (the file of ``benchmarks/`` that calls ``write_section`` with its
 key), and the commits since then that changed ``mixzoo/`` or that script. A section is **stale** when such commits
 exist, **unrecorded** when it names no commit (written before sections recorded one), and marked **README** when the
-README links to it: those are the figures to rerun first. A section without a commit of its own that says it is
-drawn "From the section `key`" (a summary of another) takes that section's commit and state. ``--stale`` lists only
-stale, unrecorded and uncommitted ones (a hash ending in ``+`` was measured on changes no commit holds). Lists; it
-does not fail.
+README links to it: those are the figures to rerun first. A section drawn from others ("From the section `key`",
+"From the sections `a`, `b`": a summary, the headline) is as old as the first of them that is not fresh; while they
+all are, it is stale only when its own script changed since it was written (its own commit, else theirs).
+``--stale`` lists only stale, unrecorded and uncommitted ones (a hash ending in ``+`` was measured on changes no
+commit holds). Lists; it does not fail.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from report import DOC, ROOT, table  # noqa: E402
 
 SECTION = re.compile(r"<!-- ([\w.-]+) -->\n(.*?)\n<!-- /\1 -->", re.S)
 COMMIT = re.compile(r"^Machine:.*?; commit ([0-9a-f]{7,40}\+?)", re.M)
-DERIVED = re.compile(r"^From the section `([\w.-]+)`", re.M)
+DERIVED = re.compile(r"^From the sections? ((?:`[\w.-]+`(?:, | and |, and )?)+)", re.M)
 
 
 def sections(text: str) -> dict[str, str]:
@@ -33,16 +34,16 @@ def sections(text: str) -> dict[str, str]:
     return {m.group(1): m.group(2) for m in SECTION.finditer(text)}
 
 
-def recorded_commit(body: str, others: dict[str, str] | None = None) -> str | None:
-    """The commit a section's ``Machine:`` line records, else that of the section it says it is drawn from (one of
-    ``others``), or ``None``."""
+def recorded_commit(body: str) -> str | None:
+    """The commit a section's ``Machine:`` line records, or ``None``."""
     m = COMMIT.search(body)
-    if m:
-        return m.group(1)
-    source = DERIVED.search(body)
-    if source and others and source.group(1) in others:
-        return recorded_commit(others[source.group(1)])
-    return None
+    return m.group(1) if m else None
+
+
+def sources(body: str) -> list[str]:
+    """The sections a section says it is drawn from (:data:`DERIVED`), in its order."""
+    m = DERIVED.search(body)
+    return re.findall(r"`([\w.-]+)`", m.group(1)) if m else []
 
 
 WRITE = re.compile(r"""write_section\(\s*(f?)["']([\w.-]+)(\{|["']\s*\+|["'])""")
@@ -76,6 +77,27 @@ def writer_of(key: str, scripts: dict[str, Path]) -> Path | None:
     return scripts[max(prefixes, key=len) + "*"] if prefixes else None
 
 
+def _state(commit: str, paths: list[str]) -> str:
+    later = changes_since(commit, paths)
+    return ("uncommitted" if commit.endswith("+") else "unknown commit" if later == ["?"]
+            else f"stale ({len(later)} commits)" if later else "fresh")  # fmt: skip
+
+
+def assess(key: str, found: dict[str, str], scripts: dict[str, Path]) -> tuple[str | None, str]:
+    """``(commit, state)`` of the section ``key`` among ``found``: measured sections by their commit against later
+    changes to ``mixzoo/`` and their script; sections drawn from others as the module docstring says."""
+    body, script = found[key], writer_of(key, scripts)
+    own, mine = recorded_commit(body), [str(script.relative_to(ROOT))] if script else []
+    drawn = [assess(s, found, scripts) for s in sources(body) if s in found and s != key]
+    if not drawn:
+        return own, "unrecorded" if own is None else _state(own, ["mixzoo", *mine])
+    first = next((d for d in drawn if d[1] != "fresh"), None)
+    if first is not None:
+        return own or first[0], first[1]
+    own = own or drawn[0][0]
+    return own, _state(own, mine) if mine else "fresh"
+
+
 def changes_since(commit: str, paths: list[str], root: Path = ROOT) -> list[str]:
     """One line per commit after ``commit`` that touched ``paths`` (``["?"]`` when git does not know the commit)."""
     done = subprocess.run(["git", "log", "--oneline", f"{commit.rstrip('+')}..HEAD", "--", *paths], cwd=root,
@@ -103,11 +125,7 @@ def main() -> None:
     found = sections(Path(a.doc).read_text())
     for key, body in found.items():
         script = writer_of(key, scripts)
-        measured = recorded_commit(body, found)
-        paths = ["mixzoo"] + ([str(script.relative_to(ROOT))] if script else [])
-        later = changes_since(measured, paths) if measured else []
-        state = ("unrecorded" if measured is None else "uncommitted" if measured.endswith("+")
-                 else "unknown commit" if later == ["?"] else f"stale ({len(later)} commits)" if later else "fresh")  # fmt: skip
+        measured, state = assess(key, found, scripts)
         if a.stale and state == "fresh":
             continue
         rows.append([key, "README" if _anchor(body) in readme else "", measured or "-", state,

@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import argparse
 import re
-import subprocess
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from report import ROOT, command, parse_table, read_section, table, write_section  # noqa: E402
+from report import command, commit, parse_table, read_section, table, write_section  # noqa: E402
 
 TABLES = ["pinwheel", "two-circles", "moons", "digits", "mnist1d", "mnist", "mnist-pca50", "mnist5-pca50"]
 
@@ -70,24 +69,6 @@ def headline_rows(doc: str | Path | None = None) -> list[list[str]]:
     return rows
 
 
-def oldest_commit(keys: list[str], doc: str | Path | None = None) -> str | None:
-    """The oldest commit the sections ``keys`` record on their ``Machine:`` lines (the one with the fewest
-    ancestors), so that ``benchmarks/freshness.py`` calls the headline stale as soon as any of its rows is; ``None``
-    when one of them records none."""
-    commits = []
-    for key in keys:
-        m = re.search(r"^Machine:.*?; commit ([0-9a-f]{7,40}\+?)", read_section(key, doc) or "", re.M)
-        if m is None:
-            return None
-        commits.append(m.group(1))
-
-    def ancestors(c: str) -> int:
-        done = subprocess.run(["git", "rev-list", "--count", c.rstrip("+")], cwd=ROOT, capture_output=True, text=True)
-        return int(done.stdout) if done.returncode == 0 else -1  # an unknown commit counts as the oldest
-
-    return min(commits, key=ancestors) if commits else None
-
-
 HEADER = ["data", "best mixzoo model", "ACC", "ARI", "best scikit-learn baseline", "ACC", "ARI", "section"]
 
 
@@ -96,14 +77,13 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--out", default=None, help="Markdown file to read and write (default docs/benchmarks.md)")
     a = ap.parse_args(argv)
     rows = headline_rows(a.out)
-    measured = oldest_commit([row[-1].strip("`") for row in rows], a.out)
     body = "\n".join(
         [
             "## Headline: best mixzoo model against the best baseline, per data set",
             "",
             f"Command: `{command()}` (run by `benchmarks/run.py` after the tables)  ",
-            *([f"Machine: each table's own (see its section); the oldest of the tables' commits; commit {measured}  "]
-              if measured else []),
+            f"Machine: each table's own (see its section); commit {commit()}  ",
+            f"From the sections {', '.join(row[-1] for row in rows)} (`benchmarks/freshness.py` dates this one by them).  ",
             "Picked from the clustering tables below: per data set the mixzoo row and the scikit-learn row with the "
             "highest mean ACC (mean ± std over the seeds of that table); the last column names the section that holds "
             "the row, with its command, machine, settings and timings. Best of several methods per data set: a "

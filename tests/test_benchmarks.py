@@ -40,23 +40,41 @@ def test_clustering_table_and_headline(tmp_path):
     assert not (ROOT / "docs" / "benchmarks.md").read_text().count("--tiny")  # docs/ untouched
 
 
-def test_the_headline_records_the_oldest_commit_of_its_tables(tmp_path):
-    """The headline is as old as its oldest row: freshness.py must call it stale once any table it quotes is."""
+def test_a_section_drawn_from_others_is_as_old_as_the_first_of_them_that_is_not_fresh(tmp_path):
+    """The headline names the tables it quotes: freshness.py must call it stale as soon as any of them is, and
+    fresh, though its own commit is older than theirs, while they all are and its own script has not changed."""
     sys.path.insert(0, str(ROOT / "benchmarks"))
-    from headline import oldest_commit
+    from freshness import assess, sections, sources, writers
 
     def short(rev: str) -> str:
         return subprocess.run(["git", "rev-parse", "--short", rev], cwd=ROOT, capture_output=True, text=True,
                               check=True).stdout.strip()  # fmt: skip
 
-    new, old = short("HEAD"), short("HEAD~2")
-    doc = tmp_path / "bench.md"
-    doc.write_text("".join(f"<!-- {k} -->\nMachine: x; 2026-01-01; commit {c}  \n<!-- /{k} -->\n"
-                           for k, c in (("a", new), ("b", old), ("c", new))))  # fmt: skip
-    assert oldest_commit(["a", "b", "c"], doc) == old
-    assert oldest_commit(["a", "c"], doc) == new
-    doc.write_text(doc.read_text() + "<!-- d -->\nMachine: x; 2026-01-01  \n<!-- /d -->\n")
-    assert oldest_commit(["a", "d"], doc) is None  # a table that records no commit: the headline records none
+    first = subprocess.run(["git", "rev-list", "--max-parents=0", "HEAD"], cwd=ROOT, capture_output=True, text=True,
+                           check=True).stdout.strip()[:7]  # fmt: skip
+    if first == short("HEAD"):
+        pytest.skip("a checkout without history")
+    head = short("HEAD")
+
+    def doc(moons: str, headline: str = head) -> dict[str, str]:
+        return sections(
+            f"<!-- clustering-pinwheel -->\nMachine: x; commit {head}  \n<!-- /clustering-pinwheel -->\n"
+            f"<!-- clustering-moons -->\nMachine: x; commit {moons}  \n<!-- /clustering-moons -->\n"
+            f"<!-- clustering-headline -->\nMachine: x; commit {headline}  \n"
+            "From the sections `clustering-pinwheel`, `clustering-moons` (dated by them).  \n"
+            "<!-- /clustering-headline -->\n"
+        )
+
+    scripts = writers()
+    assert sources(doc(head)["clustering-headline"]) == ["clustering-pinwheel", "clustering-moons"]
+    assert assess("clustering-headline", doc(head), scripts) == (head, "fresh")
+    measured, state = assess("clustering-headline", doc(first), scripts)  # one table measured long ago
+    assert measured == head and state.startswith("stale (")
+    measured, state = assess("clustering-headline", doc(head, headline=first), scripts)  # headline.py changed since
+    assert state.startswith("stale (")
+    summary = sections("<!-- a -->\nMachine: x; commit " + head + "  \n<!-- /a -->\n"
+                       "<!-- b -->\nFrom the section `a` (command: `x`; in short)\n<!-- /b -->\n")  # fmt: skip
+    assert assess("b", summary, scripts) == (head, "fresh")  # no commit of its own: dated by its source
 
 
 def test_a_pca_table_trains_every_method_on_the_reduced_features(tmp_path):
