@@ -404,3 +404,17 @@ def test_the_recipe_reduces_raw_mnist_and_trains_fewer_epochs_on_many_points():
     assert plan_of("gmvae", DataShape(70000, 50)).training.epochs == 30
     assert plan_of("gmvae", DataShape(35735, 50)).training.epochs == 100  # MNIST5 after PCA 50
     assert digits.training.epochs == 100
+    assert digits.training.n_init == 1  # on 64 pixels the lowest loss of 3 picks a worse partition
+    assert plan_of("gmvae", DataShape(5000, 2)).training.n_init == 3  # pinwheel: one run in 3 joins two arms
+
+
+def test_the_default_restarts_reach_the_run_on_few_features_and_a_flag_overrides_them(capsys):
+    import json
+
+    from mixzoo.app.cli import main
+
+    args = ["fit", "--model", "gmvae", "--data", "pinwheel", "--subsample", "300", "--epochs", "1", "--pretrain", "0"]
+    for extra, restarts in (([], 3), (["--n-init", "1"], 1)):
+        assert main(args + extra + ["--calibration", "none", "--json"]) == 0
+        record = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+        assert record["n_init"] == restarts and len(record.get("restarts", [None])) == restarts
