@@ -140,16 +140,23 @@ def _ari(c: np.ndarray) -> float:
 
 def expected_misclassified(proba: Any) -> float:
     """Expected misclassifications under the posterior: :math:`\\sum_n 1 - \\max_k p_{nk}`."""
-    p = np.asarray(proba, dtype=np.float64)
+    p = np.asarray(proba)  # the largest of each row in its own dtype: no float64 copy of all of them
     if p.ndim != 2:
         raise ValueError(f"proba must be (n_samples, n_clusters), got shape {p.shape}")
-    return float((1.0 - p.max(axis=1)).sum())
+    return float((1.0 - p.max(axis=1).astype(np.float64)).sum())
 
 
 def clusters_used(proba: Any) -> int:
     """How many clusters hold at least one point under argmax assignment (fewer than K: a collapse)."""
     p = np.asarray(proba)
-    return int(np.unique(p.argmax(axis=1)).size)
+    used = np.zeros(p.shape[-1], dtype=bool)
+    for s in range(0, len(p), _ROWS):  # a block at a time: no index array of millions of points
+        used[np.unique(p[s : s + _ROWS].argmax(axis=1))] = True
+    return int(used.sum())
+
+
+_ROWS = 1 << 20
+"""Points :func:`clusters_used` reduces at a time."""
 
 
 def correct_after_matching(labels_true: Any, proba: Any) -> np.ndarray:

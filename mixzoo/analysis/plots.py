@@ -46,6 +46,8 @@ PathLike = str | os.PathLike[str]
 PLOT_POINTS = 100_000
 """Points a scatter plot draws at most (a seeded subsample of larger data): more are one blot, and the principal
 components of millions of rows in float64 cost gigabytes."""
+_ROWS = 1 << 20
+"""Points a histogram over all of them takes at a time."""
 
 
 def _save(fig: Figure, path: PathLike) -> Path:
@@ -86,7 +88,7 @@ def _labels(labels: Any, name: str, n: int | None = None, of: str = "x") -> np.n
     if n is not None and len(arr) != n:
         raise MixzooInputError(f"{name} has {len(arr)} entries but {of} has {n} rows; pass one label per row.")
     if np.issubdtype(arr.dtype, np.integer) or arr.dtype == bool:
-        return arr.astype(np.int64)
+        return arr.astype(np.int64, copy=False)  # millions of labels are not copied where they are int64
     if np.issubdtype(arr.dtype, np.floating) and np.isfinite(arr).all() and (arr == np.round(arr)).all():
         return arr.astype(np.int64)
     raise MixzooInputError(
@@ -181,12 +183,17 @@ def plot_confidence(proba: Any, path: PathLike, *, bins: int = 20) -> Path:
     :raises MixzooInputError: if ``proba`` is not an (N, K) array of finite values in [0, 1].
     """
     p = _proba(proba)
-    top = p.max(1)
+    edges = np.linspace(1.0 / p.shape[1], 1.0, bins + 1)
+    counts, total = np.zeros(bins), 0.0
+    for s in range(0, len(p), _ROWS):  # a block of points at a time: no array of every point's confidence
+        top = p[s : s + _ROWS].max(1)
+        counts += np.histogram(np.clip(top, edges[0], edges[-1]), bins=edges)[0]
+        total += float(top.sum(dtype=np.float64))
     fig = Figure(figsize=(5, 3.5))
     ax = fig.add_subplot()
-    ax.hist(top, bins=np.linspace(1.0 / p.shape[1], 1.0, bins + 1), color="tab:blue", edgecolor="white")
+    ax.stairs(counts, edges, fill=True, color="tab:blue", edgecolor="white")
     ax.set(xlabel="max posterior probability", ylabel="points", title="posterior confidence")
-    ax.text(0.02, 0.95, f"mean {top.mean():.3f}", transform=ax.transAxes, va="top")
+    ax.text(0.02, 0.95, f"mean {total / len(p):.3f}", transform=ax.transAxes, va="top")
     return _save(fig, path)
 
 
@@ -272,14 +279,15 @@ def write_fit_plots(
         raise MixzooInputError("no losses to plot; pass the history of a run that trained at least one epoch.")
     val_losses = None if val_losses is None else _losses(val_losses, "val_losses")
     labels = None if labels is None else _labels(labels, "labels", len(x))
-    pred = proba.argmax(1)
+    rows = subsample_rows(len(x), PLOT_POINTS, 0)  # plot_clusters' own subsample, taken here: no label per point
+    title = "cluster assignments" if rows is None else f"cluster assignments ({len(rows)} of {len(x)} points)"
     paths = [
         plot_loss(losses, d / "loss.png", val_losses),
-        plot_clusters(x, pred, d / "clusters.png"),
+        plot_clusters(take_rows(x, rows), take_rows(proba, rows).argmax(1), d / "clusters.png", title=title),
         plot_confidence(proba, d / "confidence.png"),
     ]
     if labels is not None:
-        paths.append(plot_confusion(labels, pred, d / "confusion.png"))
+        paths.append(plot_confusion(labels, proba.argmax(1), d / "confusion.png"))
         paths.append(plot_reliability(labels, proba, d / "reliability.png"))
     return paths
 

@@ -24,6 +24,7 @@ import torch
 from pyro.poutine.trace_struct import Trace
 
 from ..contract import CLUSTER_SITE, cluster_site, in_data_plate, latent_sites
+from ..data.mapped import Reader
 from ..data.validation import check_data
 from ..errors import MixzooInputError
 from ..guides.empty import EmptyGuide
@@ -70,7 +71,16 @@ def _of_globals(guide: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _in_chunks(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, batch_size: int) -> torch.Tensor:
-    return torch.cat([fn(x[i : i + batch_size]) for i in range(0, x.shape[0], batch_size)])
+    """``fn`` on ``x`` a chunk of rows at a time, the pages of a memory-mapped ``x`` given back as they are read."""
+    reader, out = Reader(x), None
+    for i in range(0, x.shape[0], batch_size):
+        part = fn(x[i : i + batch_size])
+        if out is None:  # one result array, filled in place: no list of chunks beside their concatenation
+            out = part.new_empty((x.shape[0], *part.shape[1:]))
+        out[i : i + len(part)] = part
+        reader.read(len(part), contiguous=True)
+    reader.done()
+    return out if out is not None else fn(x)
 
 
 def cluster_log_joint(
@@ -97,34 +107,47 @@ def cluster_log_proba(
     batch_size: int = 4096,
 ) -> torch.Tensor:
     """(N, K) log cluster probabilities: exact where the model enumerates ``"y"``, else log q(y|x)."""
-
-    def one(xb: torch.Tensor) -> torch.Tensor:
-        guide_tr = _guide_trace(guide, xb)
-        site = cluster_site(guide_tr)
-        if site is not None:
-            return torch.log_softmax(site["fn"].logits, dim=-1).reshape(xb.shape[0], -1)
-        return torch.log_softmax(table_log_joint(model, guide, xb), dim=-1)
-
     x = as_input(x, model, guide)
     with torch.no_grad(), isolated_param_store(param_state):
-        return _in_chunks(one, x, batch_size)
+        return _in_chunks(lambda xb: _log_proba(model, guide, xb), x, batch_size)
+
+
+def _log_proba(model: Callable[..., Any], guide: Callable[..., Any], xb: torch.Tensor) -> torch.Tensor:
+    guide_tr = _guide_trace(guide, xb)
+    site = cluster_site(guide_tr)
+    if site is not None:
+        return torch.log_softmax(site["fn"].logits, dim=-1).reshape(xb.shape[0], -1)
+    return torch.log_softmax(table_log_joint(model, guide, xb), dim=-1)
 
 
 def cluster_proba(
-    model: Callable[..., Any], guide: Callable[..., Any], x: Any, *, temperature: float = 1.0, **kwargs: Any
+    model: Callable[..., Any],
+    guide: Callable[..., Any],
+    x: Any,
+    *,
+    temperature: float = 1.0,
+    param_state: StateDict | None = None,
+    batch_size: int = 4096,
 ) -> torch.Tensor:
-    r"""(N, K) cluster probabilities; see :func:`cluster_log_proba`.
+    r"""(N, K) cluster probabilities; see :func:`cluster_log_proba`. Computed a chunk of points at a time, so that
+    millions of points hold the result and one chunk's temporaries, not several (N, K) arrays.
 
     :param temperature: :math:`T`: the probabilities :math:`\operatorname{softmax}(\log p / T)`, as a run reports
         them (its ``calibration.json``; :mod:`mixzoo.analysis.calibration`); 1 gives the model's own.
     :raises MixzooInputError: for points whose probabilities cannot be computed (every cluster's
         density underflows or overflows, e.g. data far outside the training range), instead of NaN rows.
     """
-    log_proba = cluster_log_proba(model, guide, x, **kwargs)
-    if temperature != 1.0:
-        log_proba = torch.log_softmax(log_proba / temperature, dim=-1)
-    proba = log_proba.exp()
-    bad = ~torch.isfinite(proba).all(dim=-1)
+
+    def one(xb: torch.Tensor) -> torch.Tensor:
+        log_proba = _log_proba(model, guide, xb)
+        if temperature != 1.0:
+            log_proba = torch.log_softmax(log_proba / temperature, dim=-1)
+        return log_proba.exp()
+
+    x = as_input(x, model, guide)
+    with torch.no_grad(), isolated_param_store(param_state):
+        proba = _in_chunks(one, x, batch_size)
+    bad = ~torch.isfinite(proba.sum(dim=-1))  # a NaN or an infinity in a row makes its sum one (no (N, K) mask)
     if bad.any():
         rows = torch.nonzero(bad).flatten()
         raise MixzooInputError(

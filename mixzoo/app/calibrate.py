@@ -16,6 +16,7 @@ from torch import nn
 
 from ..analysis.calibration import Calibration, align_labels, bootstrap_indices, fit_temperature
 from ..analysis.posterior import cluster_log_proba, has_exact_likelihood
+from ..data.mapped import source
 from ..data.rows import subsample_rows, take_rows
 from .config import FitConfig
 from .restarts import fit_restarts
@@ -61,8 +62,10 @@ def calibrate(
         log_proba = cluster_log_proba(model, guide, take_rows(x, known).to(device)).cpu().double().numpy()
         t = fit_temperature(log_proba, revealed[known], floor)
         return Calibration(temperature=t, method="labels", floor=floor, points=int(len(known)))
-    rows = torch.as_tensor(bootstrap_indices(len(x), seed))
-    x_rep = x[rows]
+    rows = bootstrap_indices(len(x), seed)
+    if source(x) is not None:  # from a memory-mapped file, in the file's order: read forward, kept in a file
+        rows = np.sort(rows)
+    x_rep = take_rows(x, rows)
     once = replace(c, checkpoint_every=None)
     _, m_rep, g_rep, _ = fit_restarts(
         once, plan, x_rep, [seed + i for i in range(c.n_init or 1)], loss=make_loss(), x_train=x_rep, y=None,

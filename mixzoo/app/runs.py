@@ -27,6 +27,7 @@ from ..analysis.metrics import clustering_report, clusters_used
 from ..analysis.posterior import cluster_proba, has_exact_likelihood
 from ..data import Dataset, load_dataset
 from ..data.labels import oversample_labelled, reveal_labels
+from ..data.mapped import source
 from ..data.transform import PREPROCESSING, Preprocessing
 from ..data.validation import check_data, check_device
 from ..errors import MixzooInputError
@@ -343,8 +344,9 @@ def _write_plots(
 ) -> None:  # fmt: skip
     from ..analysis.plots import write_fit_plots, write_model_plots
 
+    mapped = source(x)  # a memory-mapped file stays one: its checks read it a block at a time
     write_fit_plots(
-        run_dir, x=x.cpu().numpy(), proba=proba, losses=result.losses, labels=data.labels, val_losses=result.val_losses
+        run_dir, x=mapped if mapped is not None else x.cpu().numpy(), proba=proba, losses=result.losses, labels=data.labels, val_losses=result.val_losses
     )
     write_model_plots(run_dir, model, guide, xd, data.image_shape)
     for name in (TRAIN_STATE, BEST_RESTART):  # the finished run's checkpoint supersedes them

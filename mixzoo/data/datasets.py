@@ -17,7 +17,7 @@ from .dataset import Dataset
 from .files import SUFFIXES, load_file
 from .idx import read_mnist_dir
 from .levels import detect_feature_levels, detect_levels
-from .mapped import release, row_blocks
+from .mapped import SCRATCH_BYTES, is_mapped, release, row_blocks, scratch
 from .toys import moons, pinwheel, two_circles
 from .transform import Preprocessing
 
@@ -168,8 +168,8 @@ def _spread(var: np.ndarray) -> float:
     return s if s > 0 and np.isfinite(s) else 1.0
 
 
-_BLOCK = 1 << 22
-"""Values (rows x features) :func:`preprocess` handles at a time: its float64 temporaries take 32 MB, not the data's
+_BLOCK = 1 << 20
+"""Values (rows x features) :func:`preprocess` handles at a time: its float64 temporaries take 8 MB each, not the data's
 size in float64 several times over."""
 
 
@@ -224,6 +224,10 @@ def preprocess(
     ``scale`` (:data:`SCALES`): ``"common"`` divides every feature by one spread, :func:`common_spread`, and centres
     each feature unless the data are an image or quantized (whose zero, the background or no count, stays 0), so
     that a fit sees the same numbers whatever the data's units; ``"features"`` (or ``True``) standardises each feature on its own.
+
+    The rescaled or dequantized copy of a memory-mapped array of 64 MiB or more is itself a memory-mapped file
+    (:func:`~mixzoo.data.mapped.scratch`, in the system's temporary folder), written a block at a time: preprocessing
+    a file bigger than memory holds a block of it in memory, not a copy.
     """
     mode = scale_mode(scale)
     if dequantize and (d.levels is None or d.top is None):
@@ -280,10 +284,13 @@ def preprocess(
         fitted.arrays.update(mean=mean, sd=sd)
     if dequantize or mean is not None:
         wide = pca is not None and (dequantize or mode == "common")  # PCA fits on float64 there, float32 elsewhere
-        out = np.empty(x.shape, dtype=np.float64 if wide else np.float32)
+        dtype = np.dtype(np.float64 if wide else np.float32)
+        on_disk = pca is None and is_mapped(x) and x.size * dtype.itemsize >= SCRATCH_BYTES
+        out = scratch(x.shape, dtype) if on_disk else np.empty(x.shape, dtype=dtype)  # a mapped file's copy: a file
         step = _block_rows(x)
         for s, block in zip(range(0, len(x), step), blocks(), strict=True):
             out[s : s + step] = block if mean is None else (block - mean) / sd
+            release(out[s : s + step])
         x = out
     if pca is not None:
         if not 1 <= pca <= min(x.shape):

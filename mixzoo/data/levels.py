@@ -16,6 +16,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .mapped import extremes, gather
+
 __all__ = ["Levels", "detect_levels", "detect_feature_levels", "MAX_LEVELS"]
 
 MAX_LEVELS = 256
@@ -61,13 +63,15 @@ def detect_levels(x: np.ndarray, max_levels: int = MAX_LEVELS, tol: float = 1e-3
         return None
     sample = flat
     if flat.size > _SAMPLE:  # drawn with replacement: without, numpy shuffles an index of every value (8 bytes each)
-        sample = flat[np.random.default_rng(0).integers(0, flat.size, _SAMPLE)]
+        sample = gather(flat, np.sort(np.random.default_rng(0).integers(0, flat.size, _SAMPLE)))
     values = np.unique(sample.astype(np.float64))
     if not 2 <= len(values) <= max_levels or not np.isfinite(values).all():
         return None
     bottom, top = float(values[0]), float(values[-1])
-    if flat.size > _SAMPLE and (float(flat.min()) < bottom or float(flat.max()) > top):
-        return None
+    if flat.size > _SAMPLE:
+        lo, hi = extremes(np.asarray(x))  # a block at a time where x is memory-mapped
+        if lo < bottom or hi > top:
+            return None
     count = int(round((top - bottom) / float(np.diff(values).min()))) + 1
     if count > max_levels:
         return None
@@ -103,7 +107,7 @@ def detect_feature_levels(x: np.ndarray, max_levels: int = MAX_LEVELS, tol: floa
     if x.ndim != 2 or x.shape[1] < 2 or x.shape[0] < 2 or not np.issubdtype(x.dtype, np.number):
         return None
     rows = max(2, _SAMPLE // x.shape[1])
-    sample = x if len(x) <= rows else x[np.sort(np.random.default_rng(0).integers(0, len(x), rows))]
+    sample = x if len(x) <= rows else gather(x, np.sort(np.random.default_rng(0).integers(0, len(x), rows)))
     bottom, spacing, counts = np.empty(x.shape[1]), np.full(x.shape[1], np.nan), np.ones(x.shape[1], dtype=int)
     for j in range(x.shape[1]):
         values = np.unique(sample[:, j].astype(np.float64))

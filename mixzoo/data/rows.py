@@ -13,6 +13,8 @@ from typing import TypeVar
 import numpy as np
 import torch
 
+from .mapped import gather, source, tag
+
 __all__ = ["subsample_rows", "take_rows", "START_POINTS"]
 
 START_POINTS = 200_000
@@ -30,9 +32,15 @@ def subsample_rows(n: int, limit: int, seed: int) -> np.ndarray | None:
 
 
 def take_rows(x: _T, rows: np.ndarray | None) -> _T:
-    """The rows of ``x`` (an array or a tensor) that :func:`subsample_rows` chose; ``x`` itself for ``None``."""
+    """The rows of ``x`` (an array or a tensor) that :func:`subsample_rows` chose; ``x`` itself for ``None``. From a
+    memory-mapped file (or a tensor on one), the rows must be sorted: they are read a span of the file at a time
+    (:func:`~mixzoo.data.mapped.gather`)."""
     if rows is None:
         return x
     if isinstance(x, torch.Tensor):
+        mapped = source(x)  # a memory-mapped file's rows are read a chunk at a time, their pages given back
+        if mapped is not None:
+            out = gather(mapped, rows)
+            return tag(torch.from_numpy(out), out).to(x.dtype)  # a big sample is itself a mapped file
         return x[torch.as_tensor(rows, device=x.device)]
-    return x[rows]
+    return gather(x, rows)

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from ..errors import MixzooInputError
+from .mapped import extremes, is_mapped, source, tag
 
 __all__ = ["check_data", "check_columns", "check_n_clusters", "check_labels", "check_device", "MAX_ABS"]
 
@@ -54,11 +55,16 @@ def check_data(x: Any, *, name: str = "data", dim: int | None = None) -> torch.T
         named), not 2-D, has the wrong number of features, or holds NaN/inf values.
     """
     check_columns(x, name=name)
+    known: tuple[float, float] | None = None
+    mapped: np.ndarray | None = None  # the memory-mapped array the tensor reads, where it is one (see .mapped.tag)
     if isinstance(x, torch.Tensor):
+        mapped = source(x)
         if x.is_complex():
             raise MixzooInputError(f"{name} has dtype {x.dtype}; pass real numbers (float).")
         t = x.detach().cpu()
-        finite_before = _finite(*_extremes(t)) if t.is_floating_point() else True
+        if mapped is not None and t.dtype == torch.float32:
+            known = extremes(mapped)  # a block at a time, not the whole file in memory
+        finite_before = _finite(*(known or _extremes(t))) if t.is_floating_point() else True
     else:
         try:
             arr = _table_values(x) if hasattr(x, "columns") else np.asarray(x)
@@ -70,9 +76,12 @@ def check_data(x: Any, *, name: str = "data", dim: int | None = None) -> torch.T
             )
         if np.iscomplexobj(arr):
             raise MixzooInputError(f"{name} is complex; pass real numbers.")
-        finite_before = _finite(*_np_extremes(arr)) if np.issubdtype(arr.dtype, np.floating) else True
+        span = extremes(arr) if np.issubdtype(arr.dtype, np.floating) or is_mapped(arr) else None
+        finite_before = span is None or _finite(*span)
         with np.errstate(over="ignore"):  # beyond float32's range becomes inf, named below
             t = torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32))
+        if span is not None and t.data_ptr() == arr.ctypes.data and is_mapped(arr):
+            known, mapped = span, arr  # the tensor is the mapped file: its extremes were found a block at a time
     if t.ndim != 2:
         raise MixzooInputError(
             f"{name} must be 2-D (n_samples, n_features) but has shape {tuple(t.shape)}; "
@@ -83,7 +92,7 @@ def check_data(x: Any, *, name: str = "data", dim: int | None = None) -> torch.T
     if dim is not None and t.shape[1] != dim:
         raise MixzooInputError(f"{name} has {t.shape[1]} features but the model was built for {dim}.")
     t = t.to(torch.float32).contiguous()
-    lo, hi = _extremes(t)  # min and max: no temporary of the data's size (the mask below only on an error)
+    lo, hi = known if known is not None else _extremes(t)  # no temporary of the data's size (a mask only on an error)
     if not _finite(lo, hi):
         bad = ~torch.isfinite(t)
         rows = torch.nonzero(bad.any(dim=1)).flatten()
@@ -103,7 +112,7 @@ def check_data(x: Any, *, name: str = "data", dim: int | None = None) -> torch.T
             f"{name} has values as large as {float(big):.3g} (first in row {row}); beyond {MAX_ABS:.0e} squared "
             "distances overflow float32 densities. Standardise the data (--scale or StandardScaler)."
         )
-    return t
+    return t if mapped is None else tag(t, mapped)
 
 
 def _table_values(x: Any) -> np.ndarray:
@@ -124,13 +133,6 @@ def _extremes(t: torch.Tensor) -> tuple[float, float]:
         return 0.0, 0.0
     lo, hi = torch.aminmax(t)
     return float(lo), float(hi)
-
-
-def _np_extremes(a: np.ndarray) -> tuple[float, float]:
-    if a.size == 0:
-        return 0.0, 0.0
-    with np.errstate(invalid="ignore"):
-        return float(np.min(a)), float(np.max(a))
 
 
 def _finite(lo: float, hi: float) -> bool:

@@ -58,6 +58,7 @@ from ..contract import (
     latent_sites,
     site_log_prob,
 )
+from ..data.mapped import take
 from ..errors import MixzooInputError, TrainingDivergedError
 from .data_parallel import DistributedContext
 from .registry import Algorithm, GuideFacts, register_algorithm
@@ -249,8 +250,9 @@ class ClosedFormEMStep:
         n_batch = len(idx)
         if self.context.world > 1:  # each process takes its shard; the statistics are summed at the M-step
             idx = self.context.shard(idx)
+        idx = idx.sort().values  # the statistics are sums: in the file's order the rows read forward
         with torch.no_grad():
-            xb = x.index_select(0, idx)  # about 3x faster than x[idx] for a gather of whole rows
+            xb = take(x, idx)  # index_select (3x faster than x[idx]); from a mapped file, a span at a time
             log_joint = self.model.log_joint(xb)
             log_px = torch.logsumexp(log_joint, -1)
             r = (log_joint - log_px[:, None]).exp()

@@ -32,6 +32,7 @@ import torch
 from pyro.infer import ELBO
 from pyro.optim import PyroOptim
 
+from ..data.mapped import Reader
 from ..data.validation import check_data, check_device, check_labels
 from ..errors import MixzooInputError
 from ..inference.data_parallel import DistributedContext
@@ -119,10 +120,12 @@ def evaluate_loss(
     MNIST at once would hold K x N x D intermediates, several GiB).
     """
     n = x.shape[0]
-    total = 0.0
+    total, reader = 0.0, Reader(x)
     with torch.no_grad():
         for idx in torch.arange(n, device=x.device).split(batch_size):
             total += float(loss.loss(model, guide, x, None, idx)) * len(idx) / n
+            reader.read(len(idx), contiguous=True)
+    reader.done()
     return total / n
 
 
@@ -262,7 +265,7 @@ def fit(
         if saved is not None:
             _resume(saved, modules, stepper, stopper, generator, result, ctx)
         guard = DivergenceGuard(modules, stepper, retries, used=result.retries, warn=ctx.is_main)
-        passes = _Epochs(guard, stepper, schedules, x, y_t, bs, generator, ctx)
+        passes = _Epochs(guard, stepper, schedules, x, y_t, bs, generator, ctx, Reader(x))
         report = Progress(result.epochs, epochs, enabled=progress and ctx.is_main)
         for epoch in range(result.epochs, epochs):
             total = passes.run(epoch, result)
@@ -344,6 +347,8 @@ class _Epochs:
     batch_size: int
     generator: torch.Generator
     ctx: DistributedContext
+    reader: Reader
+    """Gives a memory-mapped ``x``'s pages back as the steps read it (:class:`~mixzoo.data.mapped.Reader`)."""
 
     def run(self, epoch: int, result: FitResult) -> float:
         """The summed loss of one epoch; on divergence the guard restores and retries it (or raises)."""
@@ -372,7 +377,9 @@ class _Epochs:
                 raise Diverged(
                     i, f"a covariance matrix is no longer positive-definite ({str(err).splitlines()[0]})"
                 ) from None
+            self.reader.read(len(idx))
             self.guard.check_loss(step_loss, i)
             total += step_loss * len(idx) / n
+        self.reader.done()
         self.guard.check_parameters(len(batches))
         return total

@@ -23,6 +23,7 @@ import numpy as np
 import pyro
 import torch
 
+from ..data.mapped import Reader
 from ..errors import MixzooInputError
 
 __all__ = ["capture_rng", "restore_rng", "atomic_save", "safe_load", "data_fingerprint", "param_store_values", "FORMAT"]
@@ -104,10 +105,13 @@ def data_fingerprint(x: torch.Tensor) -> dict[str, Any]:
     squares, in float64 a block of rows at a time (no copy of the data)."""
     total = square = 0.0
     flat = x.detach().reshape(len(x), -1) if x.ndim else x.detach().reshape(1, 1)
+    reader = Reader(x)  # a memory-mapped file's pages are given back as the blocks are read
     for s in range(0, len(flat), FINGERPRINT_ROWS):
         block = flat[s : s + FINGERPRINT_ROWS].to("cpu", torch.float64)
         total += float(block.sum())
         square += float((block * block).sum())
+        reader.read(len(block), contiguous=True)
+    reader.done()
     return {"shape": list(x.shape), "sum": total, "sq": square}
 
 
