@@ -30,12 +30,20 @@ WORKER = textwrap.dedent(
     if family == "gmm":
         model, guide = mixzoo.GaussianMixture(2, 3).initialize(x, seed=0), mixzoo.EmptyGuide()
         kwargs = {}
+    elif family == "gmm-em":  # closed-form EM; the rows each process's steps read are recorded
+        import mixzoo.inference.em as em
+        read, take = [], em.take
+        em.take = lambda t, idx: (read.append(idx.clone()), take(t, idx))[1]
+        model, guide = mixzoo.GaussianMixture(2, 3).initialize(x, seed=0), "posterior"
+        kwargs = {"loss": "em"}
     else:
         model, guide = GMVAE(2, 3, latent=2, hidden=(8,)), GMVAEGuide(2, 3, latent=2, hidden=(8,))
         kwargs = {"loss": VIMCO(num_particles=3)}
     r = mixzoo.fit(model, guide, x, epochs=3, batch_size=100, lr=0.03, seed=1, progress=False, distributed=True,
                    checkpoint=f"{out}/state-rank{rank}.pt", **kwargs)
-    torch.save({"model": model.state_dict(), "guide": guide.state_dict(), "losses": r.losses}, f"{out}/params-rank{rank}.pt")
+    rows = torch.cat(read) if family == "gmm-em" else torch.zeros(0)
+    guide_state = guide.state_dict() if hasattr(guide, "state_dict") else {}
+    torch.save({"model": model.state_dict(), "guide": guide_state, "losses": r.losses, "rows": rows}, f"{out}/params-rank{rank}.pt")
     mixzoo.inference.data_parallel.leave()
     """
 )
@@ -79,6 +87,37 @@ def test_two_processes_match_one_process_on_the_concatenated_batches(blobs, tmp_
     assert not torch.allclose(ranks[0]["model"]["loc"], mixzoo.GaussianMixture(2, 3).initialize(x, seed=0).loc)
     # rank 0 alone writes the checkpoint
     assert (tmp_path / "state-rank0.pt").is_file() and not (tmp_path / "state-rank1.pt").exists()
+
+
+def test_each_process_reads_only_its_own_rows_and_em_matches_one_process(blobs, tmp_path):
+    x = blobs[0][:600]
+    torch.save(x, tmp_path / "x.pt")
+    _launch("gmm-em", tmp_path)
+    ranks = [torch.load(tmp_path / f"params-rank{r}.pt", weights_only=True) for r in range(2)]
+    assert ranks[0]["rows"].max() < 300 <= ranks[1]["rows"].min()  # rows 0-299 and 300-599
+    assert sorted(torch.cat([r["rows"] for r in ranks]).tolist()) == sorted(list(range(600)) * 3)  # all, once an epoch
+    torch.manual_seed(0)
+    model = mixzoo.GaussianMixture(2, 3).initialize(x, seed=0)
+    single = mixzoo.fit(model, "posterior", x, loss="em", epochs=3, batch_size=100, lr=0.03, seed=1, progress=False)
+    for k, v in model.state_dict().items():
+        torch.testing.assert_close(ranks[0]["model"][k], v, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(ranks[1]["model"][k], ranks[0]["model"][k], rtol=0, atol=0)
+    assert ranks[0]["losses"] == pytest.approx(single.losses, rel=1e-5)
+
+
+def test_a_process_owns_a_contiguous_range_and_every_minibatch_gives_each_process_a_row():
+    from mixzoo.inference.data_parallel import DistributedContext
+
+    n, idx = 10, torch.tensor([9, 0, 4, 5, 2, 7])
+    parts = [DistributedContext(r, 3).shard(idx, n) for r in range(3)]
+    assert [p.tolist() for p in parts] == [[0, 2], [4, 5], [9, 7]]  # rows 0-2, 3-5, 6-9, in the batch's order
+    assert DistributedContext(0, 1).shard(idx, n) is idx
+    ctx = DistributedContext(1, 2)
+    batches = [torch.tensor([0, 1]), torch.tensor([2, 7]), torch.tensor([3, 4]), torch.tensor([8, 9])]
+    covered = ctx.cover(batches, n)  # rows 0-4 and 5-9: [0, 1] has none of the second range, [8, 9] none of the first
+    assert [b.tolist() for b in covered] == [[0, 1, 2, 7], [3, 4, 8, 9]]
+    assert [b.tolist() for b in ctx.cover(batches[:1], n)] == [[0, 1]]  # nothing to merge into: kept
+    assert DistributedContext(0, 1).cover(batches, n) is batches
 
 
 def test_multi_particle_loss_keeps_the_processes_in_step(blobs, tmp_path):

@@ -226,7 +226,7 @@ def preprocess(
     that a fit sees the same numbers whatever the data's units; ``"features"`` (or ``True``) standardises each feature on its own.
 
     The rescaled or dequantized copy of a memory-mapped array of 64 MiB or more is itself a memory-mapped file
-    (:func:`~mixzoo.data.mapped.scratch`, in the system's temporary folder), written a block at a time: preprocessing
+    (``mixzoo.data.mapped.scratch``, in the system's temporary folder), written a block at a time: preprocessing
     a file bigger than memory holds a block of it in memory, not a copy.
     """
     mode = scale_mode(scale)

@@ -1,10 +1,12 @@
 r"""Data-parallel SVI on :mod:`torch.distributed` (DistributedDataParallel semantics).
 
 Every process holds a full copy of the model and guide and the same seeded order
-of minibatches. Minibatch :math:`B` (global size :math:`|B|`) is cut into one
-shard per process, ``B[rank::world]`` as :class:`torch.utils.data.DistributedSampler`
-does, and each process runs the usual Pyro step on its shard, where the data
-plate scales the shard's log density by :math:`N/|B_r|`. Before the optimizer
+of minibatches. Each process owns a contiguous range of the rows, rows
+:math:`\lfloor Nr/P \rfloor` to :math:`\lfloor N(r+1)/P \rfloor - 1` for process :math:`r` of :math:`P`,
+and minibatch :math:`B` (global size :math:`|B|`) is cut into one shard per process, :math:`B_r`, its rows
+in that range: a process reads only its own part of a memory-mapped file, so :math:`P` processes on
+:math:`P` machines each keep :math:`N/P` rows in their file cache. Each process runs the usual Pyro step
+on its shard, where the data plate scales the shard's log density by :math:`N/|B_r|`. Before the optimizer
 step the gradients are all-reduced with weights :math:`|B_r|/|B|`,
 
 .. math::
@@ -13,9 +15,11 @@ step the gradients are all-reduced with weights :math:`|B_r|/|B|`,
 
 which is exactly the gradient a single process computes on the whole minibatch,
 so :math:`k` steps on :math:`P` processes give the parameters of :math:`k` steps of
-one process on the concatenated shards (for enumerated losses to float
+one process on the same minibatches (for enumerated losses to float
 tolerance; Monte Carlo losses draw independent samples on each process, like
-more particles). The parameters are broadcast from rank 0 before the first step,
+more particles). A minibatch with no row of some process's range is merged into the next one
+(``DistributedContext.cover``); with a few dozen rows or more per process and minibatch that
+practically never happens. The parameters are broadcast from rank 0 before the first step,
 buffers after every epoch; only rank 0 shows progress and writes files.
 
 Launch with ``torchrun --nproc_per_node=P -m mixzoo fit ...`` (``gloo`` on CPU,
@@ -101,9 +105,38 @@ class DistributedContext:
             return torch.device("cuda", int(os.environ.get("LOCAL_RANK", str(self.rank % torch.cuda.device_count()))))
         return device
 
-    def shard(self, idx: torch.Tensor) -> torch.Tensor:
-        """This process's share of a global minibatch of indices."""
-        return idx[self.rank :: self.world]
+    def rows(self, n: int) -> tuple[int, int]:
+        """The range ``lo:hi`` of the ``n`` rows this process owns."""
+        return n * self.rank // self.world, n * (self.rank + 1) // self.world
+
+    def mine(self, idx: torch.Tensor, n: int) -> torch.Tensor:
+        """Which of the row indices ``idx`` (of ``n`` rows) this process owns, as a mask."""
+        lo, hi = self.rows(n)
+        return (idx >= lo) & (idx < hi)
+
+    def shard(self, idx: torch.Tensor, n: int) -> torch.Tensor:
+        """This process's share of a global minibatch of row indices: those in its range of the ``n`` rows."""
+        return idx if self.world == 1 else idx[self.mine(idx, n)]
+
+    def cover(self, batches: list[torch.Tensor], n: int) -> list[torch.Tensor]:
+        """``batches`` with each one that leaves some process without a row merged into the next (the last into the
+        one before), so that every process has a row of every minibatch; the same on every process."""
+        if self.world == 1:
+            return batches
+        bounds = torch.tensor([n * (r + 1) // self.world for r in range(self.world - 1)])
+        out: list[torch.Tensor] = []
+        pending: torch.Tensor | None = None
+        for b in batches:
+            b = b if pending is None else torch.cat([pending, b])
+            owners = torch.bincount(torch.bucketize(b.cpu(), bounds, right=True), minlength=self.world)
+            if bool((owners > 0).all()):
+                out.append(b)
+                pending = None
+            else:
+                pending = b
+        if pending is not None:
+            out = [*out[:-1], torch.cat([out[-1], pending])] if out else [pending]
+        return out
 
     def sum(self, value: float) -> float:
         """Sum a float over all processes."""

@@ -249,7 +249,7 @@ class ClosedFormEMStep:
     def __call__(self, x: torch.Tensor, y: torch.Tensor | None, idx: torch.Tensor, **kwargs: Any) -> float:
         n_batch = len(idx)
         if self.context.world > 1:  # each process takes its shard; the statistics are summed at the M-step
-            idx = self.context.shard(idx)
+            idx = self.context.shard(idx, x.shape[0])
         idx = idx.sort().values  # the statistics are sums: in the file's order the rows read forward
         with torch.no_grad():
             xb = take(x, idx)  # index_select (3x faster than x[idx]); from a mapped file, a span at a time

@@ -73,7 +73,7 @@ class SVIStep:
 
     def __call__(self, x: torch.Tensor, y: torch.Tensor | None, idx: torch.Tensor, **kwargs: Any) -> float:
         if isinstance(self.svi, DistributedSVI):
-            local = self.context.shard(idx)
+            local = self.context.shard(idx, x.shape[0])
             self.svi.weight = len(local) / len(idx)
             idx = local
         return self.svi.step(x, y, idx, **kwargs)

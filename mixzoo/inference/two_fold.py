@@ -87,7 +87,8 @@ class TwoFoldStep(SVIStep):
         n = x.shape[0]
         loss = super().__call__(x, y, idx, x_aug=x_tr)
         if self.consistency:
-            local = self.context.shard(torch.arange(len(idx), device=idx.device))
+            local = torch.nonzero(self.context.mine(idx, n)).flatten() if self.context.world > 1 else \
+                torch.arange(len(idx), device=idx.device)  # the positions of this process's rows, as the step's
             kl = consistency_loss(self.model, xb[local], x_tr[local])
             self.kl_optim.zero_grad()
             kl.backward()

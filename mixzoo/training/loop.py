@@ -364,8 +364,7 @@ class _Epochs:
             schedule(epoch)
         n = self.x.shape[0]
         batches = list(torch.randperm(n, generator=self.generator).split(self.batch_size))
-        if self.ctx.world > 1 and len(batches) > 1 and len(batches[-1]) < self.ctx.world:
-            batches[-2:] = [torch.cat(batches[-2:])]  # every process gets at least one point
+        batches = self.ctx.cover(batches, n)  # every process gets at least one row of its range
         total = 0.0
         for i, idx in enumerate(batches, start=1):
             try:
