@@ -80,3 +80,12 @@ def test_correct_after_matching_is_each_point_matched_cluster_against_its_class(
     pred = np.array([1, 1, 0, 0, 0, 0, 2])  # 1 -> 5, 0 -> 9, 2 unmatched
     proba = np.eye(3)[pred]
     np.testing.assert_array_equal(correct_after_matching(true, proba), [True, True, False, True, True, True, False])
+
+
+def test_the_binned_calibration_error_weights_each_bin_by_its_points_and_skips_empty_bins():
+    from mixzoo.analysis.metrics import binned_calibration_error, expected_calibration_error, reliability
+
+    conf, acc, counts = np.array([0.5, np.nan, 0.9]), np.array([0.25, np.nan, 1.0]), np.array([2, 0, 8])
+    assert binned_calibration_error(conf, acc, counts) == pytest.approx((2 * 0.25 + 8 * 0.1) / 10)
+    labels, proba = np.array([0, 0, 1, 1]), np.array([[0.9, 0.1], [0.6, 0.4], [0.3, 0.7], [0.55, 0.45]])
+    assert binned_calibration_error(*reliability(labels, proba)) == expected_calibration_error(labels, proba)

@@ -28,6 +28,7 @@ __all__ = [
     "correct_after_matching",
     "reliability",
     "expected_calibration_error",
+    "binned_calibration_error",
     "calibration_metrics",
     "clustering_report",
 ]
@@ -180,8 +181,9 @@ def _binned(confidence: np.ndarray, correct: np.ndarray, bins: int) -> tuple[np.
     return mean_conf, accuracy, counts
 
 
-def _ece(mean_conf: np.ndarray, accuracy: np.ndarray, counts: np.ndarray) -> float:
-    """The expected calibration error of binned confidences (:func:`reliability`'s three arrays)."""
+def binned_calibration_error(mean_conf: np.ndarray, accuracy: np.ndarray, counts: np.ndarray) -> float:
+    """The expected calibration error :math:`\\sum_b \\frac{n_b}{N} |\\mathrm{acc}_b - \\mathrm{conf}_b|` of binned
+    confidences: :func:`reliability`'s three arrays (bins without points, NaN there, are left out)."""
     used = counts > 0
     return float((counts[used] * np.abs(accuracy[used] - mean_conf[used])).sum() / counts.sum())
 
@@ -195,7 +197,7 @@ def reliability(labels_true: Any, proba: Any, bins: int = 10) -> tuple[np.ndarra
 
 def expected_calibration_error(labels_true: Any, proba: Any, bins: int = 10) -> float:
     """:math:`\\sum_b \\frac{n_b}{N} |\\mathrm{acc}_b - \\mathrm{conf}_b|` over ``bins`` equal-width confidence bins."""
-    return _ece(*reliability(labels_true, proba, bins))
+    return binned_calibration_error(*reliability(labels_true, proba, bins))
 
 
 def calibration_metrics(labels_true: Any, proba: Any) -> dict[str, float | None]:
@@ -208,7 +210,7 @@ def calibration_metrics(labels_true: Any, proba: Any) -> dict[str, float | None]
     actual = int((~correct).sum())
     return {
         "calibration_ratio": expected / actual if actual else None,
-        "ece": _ece(*_binned(confidence, correct, 10)),
+        "ece": binned_calibration_error(*_binned(confidence, correct, 10)),
     }
 
 

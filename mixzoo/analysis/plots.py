@@ -25,7 +25,7 @@ from matplotlib.figure import Figure
 from ..data.rows import subsample_rows, take_rows
 from ..data.validation import check_columns, check_data
 from ..errors import MixzooInputError
-from .metrics import _ece, contingency, hungarian_match, reliability
+from .metrics import binned_calibration_error, contingency, hungarian_match, reliability
 from .posterior import as_input, cluster_proba
 
 __all__ = [
@@ -247,7 +247,7 @@ def plot_reliability(
     for name, p in checked.items():
         conf, acc, counts = reliability(t, p, bins)
         used = counts > 0
-        ece = _ece(conf, acc, counts)
+        ece = binned_calibration_error(conf, acc, counts)
         ax.plot(conf[used], acc[used], marker="o", ms=3, label=f"{name} (ECE {ece:.3f})".strip())
     ax.set(xlim=(0, 1.02), ylim=(0, 1.02), xlabel="confidence (largest cluster probability)",
            ylabel="fraction correct after matching", title=title)  # fmt: skip
