@@ -16,7 +16,6 @@ from mixzoo.data.mapped import is_mapped
 from mixzoo.data.validation import (
     MAX_ABS,
     _extremes,
-    _np_extremes,
     check_columns,
     check_data,
     check_device,
@@ -183,13 +182,15 @@ def test_large_negative_values_are_refused_like_positive_ones():
 
 
 def test_extremes():
+    from mixzoo.data.mapped import extremes
+
     assert _extremes(torch.empty(0, 3)) == (0.0, 0.0)
-    assert _np_extremes(np.empty((0, 3))) == (0.0, 0.0)
+    assert extremes(np.empty((0, 3))) == (0.0, 0.0)
     assert _extremes(torch.tensor([[4.0]])) == (4.0, 4.0)
-    assert _np_extremes(np.array([[4.0]])) == (4.0, 4.0)
+    assert extremes(np.array([[4.0]])) == (4.0, 4.0)
     assert _extremes(torch.tensor([[3.0, -2.0], [7.5, 0.0]])) == (-2.0, 7.5)
-    assert _np_extremes(np.array([[3.0, -2.0], [7.5, 0.0]])) == (-2.0, 7.5)
-    lo, hi = _np_extremes(np.array([1.0, np.nan]))
+    assert extremes(np.array([[3.0, -2.0], [7.5, 0.0]])) == (-2.0, 7.5)
+    lo, hi = extremes(np.array([1.0, np.nan]))
     assert np.isnan(lo) and np.isnan(hi)
     lo, hi = _extremes(torch.tensor([1.0, float("nan")]))
     assert np.isnan(lo) and np.isnan(hi)

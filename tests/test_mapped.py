@@ -134,3 +134,44 @@ def test_a_tensor_keeps_its_file_through_check_data_and_a_tag_needs_the_same_mem
     assert source(check_data(t)) is x  # fit checks the tensor again
     assert source(t[1:]) is None and source(t.clone()) is None  # a view or a copy is not the file
     assert source(tag(torch.ones(1000, 4), x)) is None
+
+
+def test_a_torch_dataset_trains_as_its_rows_do_and_a_large_one_is_read_into_a_scratch_file(monkeypatch):
+    from torch.utils.data import Dataset as TorchDataset
+    from torch.utils.data import TensorDataset
+
+    from mixzoo.data import torch_data
+    from mixzoo.errors import MixzooInputError
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.cat([torch.randn(200, 2, generator=g) + 4 * k for k in range(3)])
+
+    def em(data):
+        model = mixzoo.GaussianMixture(2, 3).initialize(x, seed=0)
+        result = mixzoo.fit(model, "posterior", data, loss="em", epochs=3, seed=0, progress=False)
+        return model, result.losses
+
+    rows_model, rows_losses = em(x)
+    ds_model, ds_losses = em(TensorDataset(x, torch.zeros(len(x), dtype=torch.long)))  # (features, label) items
+    assert ds_losses == rows_losses
+    torch.testing.assert_close(ds_model.loc, rows_model.loc, rtol=0, atol=0)
+
+    class Images(TorchDataset):  # 2 x 3 "images": each item is flattened to a row of 6
+        def __len__(self):
+            return 5
+
+        def __getitem__(self, i):
+            return torch.full((2, 3), float(i)) if i != 3 or not self.ragged else torch.ones(4)
+
+    images = Images()
+    images.ragged = False
+    monkeypatch.setattr(torch_data, "SCRATCH_BYTES", 1)  # every dataset goes to a file
+    t = check_data(images)
+    assert t.shape == (5, 6) and source(t) is not None and float(t[4, 5]) == 4.0
+    estimator = mixzoo.MixtureClusterer(n_clusters=2, epochs=1, random_state=0).fit(images)
+    assert estimator.predict(images).shape == (5,)
+    images.ragged = True
+    with pytest.raises(MixzooInputError, match=r"data\[3\] has 4 values but data\[0\] has 6"):
+        check_data(images)
+    with pytest.raises(MixzooInputError, match="empty dataset"):
+        check_data(TensorDataset(torch.zeros(0, 2)))

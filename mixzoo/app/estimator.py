@@ -26,6 +26,8 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from ..analysis.draws import predictive_proba
 from ..analysis.posterior import cluster_proba, log_likelihood
 from ..data import Dataset
+from ..data.mapped import source
+from ..data.torch_data import dataset_rows, is_torch_dataset
 from ..data.validation import check_columns, check_data, check_n_clusters
 from ..errors import MixzooInputError
 from ..training.threads import choose_threads, torch_threads
@@ -167,6 +169,8 @@ class MixtureClusterer(ClusterMixin, DensityMixin, BaseEstimator):
         scikit-learn's own messages (e.g. for a feature count other than the fitted one) are kept, raised as
         :class:`~mixzoo.errors.MixzooInputError`.
         """
+        if is_torch_dataset(X):  # read once into one array (a scratch file when large)
+            X = dataset_rows(X, name="X")
         if isinstance(X, torch.Tensor):  # any device: the estimator computes on its own
             X = X.detach().cpu().numpy()
         check_columns(X, name="X")
@@ -195,7 +199,8 @@ class MixtureClusterer(ClusterMixin, DensityMixin, BaseEstimator):
         return self._inputs(X)
 
     def fit(self, X: Any, y: Any = None) -> MixtureClusterer:
-        """Train on ``X`` (n_samples, n_features); ``y`` is ignored.
+        """Train on ``X`` (n_samples, n_features): an array, a table, a tensor, a NumPy memmap (never copied whole)
+        or a map-style :class:`torch.utils.data.Dataset` (read once into one array); ``y`` is ignored.
 
         :raises MixzooInputError: (a ``ValueError``) on bad data or options.
         """
@@ -212,7 +217,8 @@ class MixtureClusterer(ClusterMixin, DensityMixin, BaseEstimator):
             raise MixzooInputError(
                 f"n_samples={x.shape[0]} is fewer than n_clusters={k}; lower n_clusters or pass more data."
             )
-        c, data, plan = plan_for(self._config(), Dataset("X", x.numpy(), None, None))
+        mapped = source(x)  # a memory-mapped file stays one: preprocessing reads it a block at a time
+        c, data, plan = plan_for(self._config(), Dataset("X", x.numpy() if mapped is None else mapped, None, None))
         check_sampleable(c)
         x = check_data(data.x, name="X")
         rng = check_random_state(self.random_state)

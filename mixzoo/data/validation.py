@@ -17,6 +17,7 @@ string and complex data, and a feature count that differs from the model's.
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any
 
 import numpy as np
@@ -24,6 +25,7 @@ import torch
 
 from ..errors import MixzooInputError
 from .mapped import extremes, is_mapped, source, tag
+from .torch_data import dataset_rows, is_torch_dataset
 
 __all__ = ["check_data", "check_columns", "check_n_clusters", "check_labels", "check_device", "MAX_ABS"]
 
@@ -49,7 +51,8 @@ def check_columns(x: Any, *, name: str = "data") -> None:
 
 
 def check_data(x: Any, *, name: str = "data", dim: int | None = None) -> torch.Tensor:
-    """Return ``x`` as a float32 tensor of shape ``(n_samples, n_features)``.
+    """Return ``x`` as a float32 tensor of shape ``(n_samples, n_features)``. A map-style
+    :class:`torch.utils.data.Dataset` is read into one array first (``mixzoo.data.torch_data.dataset_rows``).
 
     :raises MixzooInputError: if ``x`` is empty, not numeric (a DataFrame's non-numeric columns are
         named), not 2-D, has the wrong number of features, or holds NaN/inf values.
@@ -66,6 +69,8 @@ def check_data(x: Any, *, name: str = "data", dim: int | None = None) -> torch.T
             known = extremes(mapped)  # a block at a time, not the whole file in memory
         finite_before = _finite(*(known or _extremes(t))) if t.is_floating_point() else True
     else:
+        if is_torch_dataset(x):  # read once into one array (a scratch file when large), an item at a time
+            x = dataset_rows(x, name=name)
         try:
             arr = _table_values(x) if hasattr(x, "columns") else np.asarray(x)
         except Exception as err:  # ragged lists and the like
@@ -78,7 +83,8 @@ def check_data(x: Any, *, name: str = "data", dim: int | None = None) -> torch.T
             raise MixzooInputError(f"{name} is complex; pass real numbers.")
         span = extremes(arr) if np.issubdtype(arr.dtype, np.floating) or is_mapped(arr) else None
         finite_before = span is None or _finite(*span)
-        with np.errstate(over="ignore"):  # beyond float32's range becomes inf, named below
+        with np.errstate(over="ignore"), warnings.catch_warnings():  # beyond float32's range becomes inf, named below
+            warnings.filterwarnings("ignore", "The given NumPy array is not writable")  # mixzoo never writes to data
             t = torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32))
         if span is not None and t.data_ptr() == arr.ctypes.data and is_mapped(arr):
             known, mapped = span, arr  # the tensor is the mapped file: its extremes were found a block at a time

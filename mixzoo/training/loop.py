@@ -180,7 +180,9 @@ def fit(
 ) -> FitResult:
     """Train ``model`` and ``guide`` on ``data`` and return the history.
 
-    :param data: array-like (N, D); checked before training (see :func:`~mixzoo.data.validation.check_data`).
+    :param data: array-like (N, D), a NumPy memmap (read a span at a time, never copied whole) or a map-style
+        :class:`torch.utils.data.Dataset` (read once into one array); checked before training (see
+        :func:`~mixzoo.data.validation.check_data`).
     :param y: optional observed cluster labels (N,), ``-1`` for unlabelled points, passed to model and guide.
     :param guide: a guide (a Pyro program or module), or the name of a registered guide (``"empty"``,
         ``"posterior"``, ``"encoder"``), built for the model and the data, started on them, with its schedules; the
