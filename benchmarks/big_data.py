@@ -11,7 +11,7 @@ key ``acc``; ``.npy`` files carry no labels):
 
 - ``npy``: ``mixzoo fit --model gmm --data big.npy --clusters 3 --epochs E --json --no-progress``;
 - ``npz``: the same on ``big.npz``;
-- ``npz-out``: the same on ``big.npz`` with ``--out DIR`` (checkpoint, probabilities, summary and plots written);
+- ``npy-out``, ``npz-out``: the same with ``--out DIR`` (checkpoint, probabilities, summary and plots written);
 - ``neural``: ``mixzoo fit --model neural-mixture --data big.npz --clusters 3 --epochs 1 --json --no-progress`` (the
   neural mixture's batch-wise EM, one epoch);
 - ``torchrun``: the ``npz`` command under ``torchrun --nproc_per_node=2`` (its peak is that of the larger process).
@@ -20,7 +20,8 @@ scikit-learn's ``GaussianMixture`` (diagonal covariances, as mixzoo's ``gmm``; `
 same data in a subprocess of its own where its estimated need (float64 data and temporaries, about 3 x N x D x 8
 bytes) is under ``--sklearn-max-gib`` and half the memory available. Last, a ``--csv-rows`` x ``--csv-cols`` CSV
 file is read by ``mixzoo.data.load_file`` and by ``pandas.read_csv`` (best of 3; pandas' pyarrow engine too when
-pyarrow is installed). Writes the section ``big-data`` of docs/benchmarks.md (or of ``--out``).
+pyarrow is installed). Writes the section ``big-data`` of docs/benchmarks.md (or of ``--out``); with another
+``--n``, the section ``big-data-<millions>m``.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ import numpy as np  # noqa: E402
 from report import command, machine, table, write_section  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
-RUNS = ("npy", "npz", "npz-out", "neural", "torchrun")
+RUNS = ("npy", "npy-out", "npz", "npz-out", "neural", "torchrun")
 TIME = "/usr/bin/time"
 CHUNK = 1_000_000
 
@@ -103,13 +104,13 @@ def _free_port() -> int:
 
 
 def mixzoo_run(kind: str, npy: Path, npz: Path, folder: Path, epochs: int, threads: int | None) -> list[object]:
-    data = npy if kind == "npy" else npz
+    data = npy if kind.startswith("npy") else npz
     model, epochs = ("neural-mixture", 1) if kind == "neural" else ("gmm", epochs)
     args = ["fit", "--model", model, "--data", str(data), "--clusters", "3", "--epochs", str(epochs), "--json",
             "--no-progress"]  # fmt: skip
     if threads:
         args += ["--threads", str(threads)]
-    if kind == "npz-out":
+    if kind.endswith("-out"):
         args += ["--out", str(folder / "run"), "--overwrite"]
     launcher = [sys.executable, "-m", "mixzoo"]
     if kind == "torchrun":
@@ -243,7 +244,7 @@ def main() -> None:
         shutil.rmtree(folder, ignore_errors=True)
     gib = a.n * a.dim * 4 / 2**30
     body = [
-        "## Big data: peak memory of a fit on a memory-mapped file",
+        "## Big data: peak memory of a fit on a memory-mapped file" + ("" if a.n == 12_000_000 else f", {a.n} rows"),
         "",
         f"{a.n} x {a.dim} float32 ({gib:.2f} GiB), three Gaussian blobs.",
         "",
@@ -262,7 +263,8 @@ def main() -> None:
         body += ["", sk]
     body += ["", "Reading a CSV file of standard normal values (best of 3, seconds):", "",
              table(["reader", "table", "seconds"], csv_rows)]  # fmt: skip
-    print(f"wrote {write_section('big-data', chr(10).join(body), a.out)}")
+    key = "big-data" if a.n == 12_000_000 else f"big-data-{a.n // 1_000_000}m"
+    print(f"wrote {write_section(key, chr(10).join(body), a.out)}")
 
 
 if __name__ == "__main__":
