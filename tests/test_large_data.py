@@ -38,7 +38,7 @@ def test_a_pass_by_row_blocks_does_not_keep_a_mapped_file_resident(tmp_path):
     data[:] = 1.0
     data.flush()
     del data
-    x = np.asarray(np.load(path, mmap_mode="c"))  # as mixzoo.data reads a .npy: a plain view of a map
+    x = np.asarray(np.load(path, mmap_mode="r"))  # as mixzoo.data reads a .npy: a plain view of a map
     assert is_mapped(x) and not is_mapped(np.ones(3))
     before = _resident_mib()
     total = sum(float(b.sum(dtype=np.float64)) for b in row_blocks(x, 50_000))

@@ -40,7 +40,7 @@ def _mapped_file(tmp_path, rows=1_000_000, dim=32, seed=0):
         data[s : s + 200_000] = rng.normal(size=(min(200_000, rows - s), dim)) + 4.0 * (np.arange(s, min(s + 200_000, rows)) % 3)[:, None]
     data.flush()
     del data
-    return path, np.asarray(np.load(path, mmap_mode="c"))
+    return path, np.asarray(np.load(path, mmap_mode="r"))  # as mixzoo.data reads a .npy
 
 
 def test_a_gather_of_random_rows_reads_a_span_at_a_time_where_a_plain_one_maps_the_whole_file(tmp_path):
@@ -54,6 +54,8 @@ def test_a_gather_of_random_rows_reads_a_span_at_a_time_where_a_plain_one_maps_t
     plain = t.index_select(0, idx)
     whole = _mapping_mib(path)
     torch.testing.assert_close(got, plain, rtol=0, atol=0)
+    with pytest.raises(ValueError, match="sort the indices"):
+        take(t, idx.flip(0))
     assert spans < 16, spans  # one span of 8 MiB at a time
     assert whole > 100, whole  # 20000 random rows map most of the 128 MB (the kernel maps the pages around each)
     rows = idx.numpy()
@@ -175,3 +177,15 @@ def test_a_torch_dataset_trains_as_its_rows_do_and_a_large_one_is_read_into_a_sc
         check_data(images)
     with pytest.raises(MixzooInputError, match="empty dataset"):
         check_data(TensorDataset(torch.zeros(0, 2)))
+
+
+def test_a_users_edits_to_a_copy_on_write_map_survive_the_checks_and_the_fit(tmp_path):
+    path, _ = _mapped_file(tmp_path, rows=300_000, dim=4)
+    edited = np.load(path, mmap_mode="c")  # the user's own copy-on-write map, changed in memory only
+    edited[:] = 3.0
+    t = check_data(edited)  # its checks read it a block at a time: giving those pages back would undo the edit
+    assert float(t.sum()) == 3.0 * edited.size and float(edited.sum(dtype=np.float64)) == 3.0 * edited.size
+    from mixzoo.data.files import load_file
+
+    loaded = load_file(str(path))  # mixzoo's own map of the file: read-only
+    assert is_mapped(loaded.x) and not loaded.x.flags.writeable

@@ -58,7 +58,7 @@ def load_file(
       they become 0..C-1 in the sorted order of their distinct values. Empty cells, ``NA``,
       ``NaN`` and infinite values are errors.
     * ``.parquet``: the same table rules, read by pandas through pyarrow (``pip install pyarrow``).
-    * ``.npy``: a 2-D numeric array (points x features), memory-mapped (copy-on-write: the file never changes).
+    * ``.npy``: a 2-D numeric array (points x features), memory-mapped read-only (the file never changes).
     * ``.npz``: a 2-D array ``x`` (memory-mapped where stored uncompressed, as by ``numpy.savez``) and optional
       labels ``y`` of length N.
     * a folder: MNIST-format idx files, read like ``--data mnist --data-dir FOLDER``.
@@ -458,7 +458,7 @@ def _no_column_options(name: str, kind: str, label_column: str | None, columns: 
 
 def _load_npy(path: str, name: str) -> Dataset:
     try:
-        arr = np.load(path, mmap_mode="c", allow_pickle=False)  # copy-on-write: writable, nothing read yet
+        arr = np.load(path, mmap_mode="r", allow_pickle=False)  # read-only: nothing read yet, nothing ever written
     except (ValueError, OSError, EOFError):
         arr = None  # not mappable (an empty array, objects, an odd file system): read it, and say why it fails
     if arr is None:
@@ -474,7 +474,7 @@ def _load_npy(path: str, name: str) -> Dataset:
 
 
 def _mapped_member(path: str, key: str) -> np.ndarray | None:
-    """The array ``key`` of an .npz archive memory-mapped (copy-on-write) where it is stored uncompressed, as
+    """The array ``key`` of an .npz archive memory-mapped (read-only) where it is stored uncompressed, as
     ``numpy.savez`` stores it; ``None`` where it cannot be mapped (compressed, objects, empty, an odd archive)."""
     try:
         with zipfile.ZipFile(path) as zf:
@@ -498,7 +498,7 @@ def _mapped_member(path: str, key: str) -> np.ndarray | None:
         size = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
         if dtype.hasobject or size == 0 or offset + size > start + info.file_size:
             return None
-        return np.memmap(path, dtype=dtype, mode="c", offset=offset, shape=shape, order="F" if fortran else "C")
+        return np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=shape, order="F" if fortran else "C")
     except (KeyError, ValueError, OSError, EOFError, zipfile.BadZipFile, struct.error):
         return None
 

@@ -8,7 +8,8 @@ cache, so a second pass reads them from memory, not from the disk. Arrays that a
 
 Data a run derives from a mapped file (the standardised copy a fit trains on) go to a :func:`scratch` array: a
 memory-mapped file in the system's temporary folder (``$TMPDIR``, else ``/tmp``), removed from the folder as soon as
-it is made and gone when the process ends, so a copy of a file bigger than memory costs disk, not memory.
+it is made and gone when the process ends, so a copy of a file bigger than memory costs disk, not memory (unless
+that folder is itself in memory, as a tmpfs ``/tmp`` is: point ``TMPDIR`` at a disk then).
 :class:`Reader` gives a training pass's pages back every few thousand rows it reads.
 """
 
@@ -29,14 +30,19 @@ SCRATCH_BYTES = 1 << 26
 """A copy derived from a mapped array goes to a :func:`scratch` file from this size (64 MiB) on."""
 
 
-def _mapping(a: np.ndarray) -> mmap.mmap | None:
-    """The memory map behind ``a`` (a :class:`numpy.memmap` or a view of one), if any."""
+def _owner(a: np.ndarray) -> np.ndarray | None:
+    """The :class:`numpy.memmap` (or view of one) in ``a``'s chain of bases that holds the memory map, if any."""
     while a is not None:
-        mm = getattr(a, "_mmap", None)
-        if isinstance(mm, mmap.mmap):
-            return mm
+        if isinstance(getattr(a, "_mmap", None), mmap.mmap):
+            return a
         a = a.base if isinstance(a.base, np.ndarray) else None
     return None
+
+
+def _mapping(a: np.ndarray) -> mmap.mmap | None:
+    """The memory map behind ``a`` (a :class:`numpy.memmap` or a view of one), if any."""
+    owner = _owner(a)
+    return None if owner is None else owner._mmap  # type: ignore[attr-defined]
 
 
 def is_mapped(a: np.ndarray) -> bool:
@@ -47,10 +53,13 @@ def is_mapped(a: np.ndarray) -> bool:
 def release(a: np.ndarray) -> None:
     """Give the pages of ``a``, a contiguous piece of a memory-mapped array, back from the process's resident memory.
 
-    Only for maps whose writes reach the file: mixzoo maps data files copy-on-write and only reads them, and writes
-    its :func:`scratch` arrays through a shared map (a page written through a copy-on-write map would lose the
-    write). Does nothing for other arrays, or where the system has no ``madvise``."""
-    mm = _mapping(a)
+    Only for maps whose pages hold nothing but the file's contents: read-only maps (mixzoo maps data files so),
+    and shared ones, whose writes reach the file (its :func:`scratch` arrays). A copy-on-write map (``mode="c"``,
+    a user's) is left alone: a page written through it would lose the write. Does nothing for other arrays, or where
+    the system has no ``madvise``."""
+    owner = _owner(a)
+    shared = owner is not None and getattr(owner, "mode", "c") in ("r", "r+", "w+")
+    mm = owner._mmap if shared else None  # type: ignore[union-attr]
     if mm is None or not hasattr(mm, "madvise") or a.size == 0 or not (a.flags.c_contiguous or a.flags.f_contiguous):
         return
     base = np.frombuffer(mm, dtype=np.uint8, count=1).ctypes.data
@@ -119,6 +128,8 @@ def take(t: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
     a = source(t)
     if a is None or len(idx) == 0:
         return t.index_select(0, idx)
+    if bool((idx[1:] < idx[:-1]).any()):
+        raise ValueError("take reads a mapped tensor forward: sort the indices first")
     parts = []
     for lo, hi in _spans(idx, len(a), a.strides[0]):
         parts.append(t.index_select(0, idx[lo:hi]))
@@ -132,6 +143,8 @@ def gather(a: np.ndarray, rows: np.ndarray) -> np.ndarray:
     bootstrap replicate of a file bigger than memory)."""
     if not is_mapped(a) or len(rows) == 0:
         return a[rows]
+    if (np.diff(rows) < 0).any():
+        raise ValueError("gather reads a mapped array forward: sort the rows first")
     shape = (len(rows), *a.shape[1:])
     big = math.prod(shape) * a.itemsize >= SCRATCH_BYTES
     out = scratch(shape, a.dtype) if big else np.empty(shape, dtype=a.dtype)
