@@ -105,18 +105,24 @@ def test_each_process_reads_only_its_own_rows_and_em_matches_one_process(blobs, 
     assert ranks[0]["losses"] == pytest.approx(single.losses, rel=1e-5)
 
 
-def test_a_process_owns_a_contiguous_range_and_every_minibatch_gives_each_process_a_row():
+def test_shards_by_range_or_by_turn_and_every_minibatch_gives_each_process_a_row():
     from mixzoo.inference.data_parallel import DistributedContext
 
     n, idx = 10, torch.tensor([9, 0, 4, 5, 2, 7])
-    parts = [DistributedContext(r, 3).shard(idx, n) for r in range(3)]
+    parts = [DistributedContext(r, 3).shard(idx, n, by_range=True) for r in range(3)]
     assert [p.tolist() for p in parts] == [[0, 2], [4, 5], [9, 7]]  # rows 0-2, 3-5, 6-9, in the batch's order
+    turns = [DistributedContext(r, 3).shard(idx, n) for r in range(3)]  # gradient steps: a random share each
+    assert [p.tolist() for p in turns] == [[9, 5], [0, 2], [4, 7]]
+    for r in range(3):
+        assert idx[DistributedContext(r, 3).mine(idx, n)].tolist() == turns[r].tolist()
     assert DistributedContext(0, 1).shard(idx, n) is idx
     ctx = DistributedContext(1, 2)
     batches = [torch.tensor([0, 1]), torch.tensor([2, 7]), torch.tensor([3, 4]), torch.tensor([8, 9])]
-    covered = ctx.cover(batches, n)  # rows 0-4 and 5-9: [0, 1] has none of the second range, [8, 9] none of the first
+    covered = ctx.cover(batches, n, by_range=True)  # rows 0-4 and 5-9: [0, 1] lacks the second, [8, 9] the first
     assert [b.tolist() for b in covered] == [[0, 1, 2, 7], [3, 4, 8, 9]]
-    assert [b.tolist() for b in ctx.cover(batches[:1], n)] == [[0, 1]]  # nothing to merge into: kept
+    assert [b.tolist() for b in ctx.cover(batches[:1], n, by_range=True)] == [[0, 1]]  # nothing to merge into
+    assert ctx.cover(batches, n) == batches  # by turn, two rows give each of two processes one
+    assert [b.tolist() for b in ctx.cover([*batches, torch.tensor([6])], n)][-1] == [8, 9, 6]  # a last row of one
     assert DistributedContext(0, 1).cover(batches, n) is batches
 
 

@@ -1,13 +1,15 @@
 r"""Data-parallel SVI on :mod:`torch.distributed` (DistributedDataParallel semantics).
 
 Every process holds a full copy of the model and guide and the same seeded order
-of minibatches. Each process owns a contiguous range of the rows, rows
-:math:`\lfloor Nr/P \rfloor` to :math:`\lfloor N(r+1)/P \rfloor - 1` for process :math:`r` of :math:`P`,
-and minibatch :math:`B` (global size :math:`|B|`) is cut into one shard per process, :math:`B_r`, its rows
-in that range: a process reads only its own part of a memory-mapped file, so :math:`P` processes on
-:math:`P` machines each keep :math:`N/P` rows in their file cache. Each process runs the usual Pyro step
-on its shard, where the data plate scales the shard's log density by :math:`N/|B_r|`. Before the optimizer
-step the gradients are all-reduced with weights :math:`|B_r|/|B|`,
+of minibatches. Minibatch :math:`B` (global size :math:`|B|`) is cut into one shard per process, :math:`B_r`:
+for gradient steps every :math:`P`-th row, ``B[rank::world]`` as
+:class:`torch.utils.data.DistributedSampler` does, a random share of the batch (some models normalise over
+the batch, as the neural mixture's relevance scores do, and a share of one region of a sorted file would bias
+them); for closed-form EM, whose E-step is a sum over points, the rows of :math:`B` in the process's own
+contiguous range, rows :math:`\lfloor Nr/P \rfloor` to :math:`\lfloor N(r+1)/P \rfloor - 1` for process
+:math:`r` of :math:`P`, so that its passes read only its part of a memory-mapped file. Each process runs the
+usual step on its shard, where the data plate scales the shard's log density by :math:`N/|B_r|`. Before the
+optimizer step the gradients (EM: the E-step's statistics) are all-reduced with weights :math:`|B_r|/|B|`,
 
 .. math::
     g = \sum_r \frac{|B_r|}{|B|}\, \nabla \Big(\frac{N}{|B_r|} \sum_{n \in B_r} \ell_n\Big)
@@ -15,9 +17,9 @@ step the gradients are all-reduced with weights :math:`|B_r|/|B|`,
 
 which is exactly the gradient a single process computes on the whole minibatch,
 so :math:`k` steps on :math:`P` processes give the parameters of :math:`k` steps of
-one process on the same minibatches (for enumerated losses to float
+one process on the same minibatches (for losses that are sums over points, enumerated ones to float
 tolerance; Monte Carlo losses draw independent samples on each process, like
-more particles). A minibatch with no row of some process's range is merged into the next one
+more particles). A minibatch that would leave a process without a row is merged into the next
 (``DistributedContext.cover``); with a few dozen rows or more per process and minibatch that
 practically never happens. The parameters are broadcast from rank 0 before the first step,
 buffers after every epoch; only rank 0 shows progress and writes files.
@@ -106,30 +108,41 @@ class DistributedContext:
         return device
 
     def rows(self, n: int) -> tuple[int, int]:
-        """The range ``lo:hi`` of the ``n`` rows this process owns."""
+        """The range ``lo:hi`` of the ``n`` rows this process owns (for shards by range)."""
         return n * self.rank // self.world, n * (self.rank + 1) // self.world
 
-    def mine(self, idx: torch.Tensor, n: int) -> torch.Tensor:
-        """Which of the row indices ``idx`` (of ``n`` rows) this process owns, as a mask."""
-        lo, hi = self.rows(n)
-        return (idx >= lo) & (idx < hi)
+    def mine(self, idx: torch.Tensor, n: int, by_range: bool = False) -> torch.Tensor:
+        """Which entries of the minibatch ``idx`` (row indices of ``n`` rows) are this process's, as a mask: those in
+        its range of rows (``by_range``), else every ``world``-th from the ``rank``-th."""
+        if by_range:
+            lo, hi = self.rows(n)
+            return (idx >= lo) & (idx < hi)
+        return torch.arange(len(idx), device=idx.device) % self.world == self.rank
 
-    def shard(self, idx: torch.Tensor, n: int) -> torch.Tensor:
-        """This process's share of a global minibatch of row indices: those in its range of the ``n`` rows."""
-        return idx if self.world == 1 else idx[self.mine(idx, n)]
+    def shard(self, idx: torch.Tensor, n: int, by_range: bool = False) -> torch.Tensor:
+        """This process's share of a global minibatch of row indices (see :meth:`mine`)."""
+        if self.world == 1:
+            return idx
+        return idx[self.mine(idx, n, True)] if by_range else idx[self.rank :: self.world]
 
-    def cover(self, batches: list[torch.Tensor], n: int) -> list[torch.Tensor]:
-        """``batches`` with each one that leaves some process without a row merged into the next (the last into the
-        one before), so that every process has a row of every minibatch; the same on every process."""
+    def cover(self, batches: list[torch.Tensor], n: int, by_range: bool = False) -> list[torch.Tensor]:
+        """``batches`` with each one that would leave some process without a row merged into the next (the last into
+        the one before), so that every process has a row of every minibatch; the same on every process."""
         if self.world == 1:
             return batches
         bounds = torch.tensor([n * (r + 1) // self.world for r in range(self.world - 1)])
+
+        def covers(b: torch.Tensor) -> bool:
+            if not by_range:
+                return len(b) >= self.world
+            owners = torch.bincount(torch.bucketize(b.cpu(), bounds, right=True), minlength=self.world)
+            return bool((owners > 0).all())
+
         out: list[torch.Tensor] = []
         pending: torch.Tensor | None = None
         for b in batches:
             b = b if pending is None else torch.cat([pending, b])
-            owners = torch.bincount(torch.bucketize(b.cpu(), bounds, right=True), minlength=self.world)
-            if bool((owners > 0).all()):
+            if covers(b):
                 out.append(b)
                 pending = None
             else:

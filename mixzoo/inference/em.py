@@ -229,6 +229,9 @@ class ClosedFormEMStep:
     :param model: a :class:`~mixzoo.contract.ClosedFormEM` model.
     """
 
+    shards_by_range = True
+    """Under a process group each process takes the rows of its own range (the E-step is a sum over points)."""
+
     convergence_patience = 1
     """Epochs of change below ``tol`` before training stops: the epoch loss is the exact negative
     log-likelihood and EM never raises it, so one quiet iteration is as good as three (a minibatch
@@ -249,7 +252,7 @@ class ClosedFormEMStep:
     def __call__(self, x: torch.Tensor, y: torch.Tensor | None, idx: torch.Tensor, **kwargs: Any) -> float:
         n_batch = len(idx)
         if self.context.world > 1:  # each process takes its shard; the statistics are summed at the M-step
-            idx = self.context.shard(idx, x.shape[0])
+            idx = self.context.shard(idx, x.shape[0], by_range=True)
         idx = idx.sort().values  # the statistics are sums: in the file's order the rows read forward
         with torch.no_grad():
             xb = take(x, idx)  # index_select (3x faster than x[idx]); from a mapped file, a span at a time

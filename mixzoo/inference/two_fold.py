@@ -83,12 +83,12 @@ class TwoFoldStep(SVIStep):
         if len(idx) < 2:
             return 0.0  # a batch of one cannot be normalized
         xb = x[idx]
-        x_tr = self.augment(xb, self.draws)
+        x_tr = self.augment(xb, self.draws)  # every process draws the whole batch's: the same draws on each
         n = x.shape[0]
-        loss = super().__call__(x, y, idx, x_aug=x_tr)
+        local = torch.nonzero(self.context.mine(idx, n)).flatten() if self.context.world > 1 else \
+            torch.arange(len(idx), device=idx.device)  # the positions of this process's rows, as SVIStep shards them
+        loss = super().__call__(x, y, idx, x_aug=x_tr[local] if self.context.world > 1 else x_tr)
         if self.consistency:
-            local = torch.nonzero(self.context.mine(idx, n)).flatten() if self.context.world > 1 else \
-                torch.arange(len(idx), device=idx.device)  # the positions of this process's rows, as the step's
             kl = consistency_loss(self.model, xb[local], x_tr[local])
             self.kl_optim.zero_grad()
             kl.backward()

@@ -180,9 +180,9 @@ def fit(
 ) -> FitResult:
     """Train ``model`` and ``guide`` on ``data`` and return the history.
 
-    :param data: array-like (N, D), a NumPy memmap (read a span at a time, never copied whole) or a map-style
-        :class:`torch.utils.data.Dataset` (read once into one array); checked before training (see
-        :func:`~mixzoo.data.validation.check_data`).
+    :param data: array-like (N, D), a NumPy memmap (float32 data are read in place, a span at a time; other dtypes
+        are converted to float32 in memory) or a map-style :class:`torch.utils.data.Dataset` (read once into one
+        array); checked before training (see :func:`~mixzoo.data.validation.check_data`).
     :param y: optional observed cluster labels (N,), ``-1`` for unlabelled points, passed to model and guide.
     :param guide: a guide (a Pyro program or module), or the name of a registered guide (``"empty"``,
         ``"posterior"``, ``"encoder"``), built for the model and the data, started on them, with its schedules; the
@@ -366,7 +366,8 @@ class _Epochs:
             schedule(epoch)
         n = self.x.shape[0]
         batches = list(torch.randperm(n, generator=self.generator).split(self.batch_size))
-        batches = self.ctx.cover(batches, n)  # every process gets at least one row of its range
+        by_range = getattr(self.stepper, "shards_by_range", False)  # closed-form EM: each process its own rows
+        batches = self.ctx.cover(batches, n, by_range)  # every process gets at least one row of each batch
         total = 0.0
         for i, idx in enumerate(batches, start=1):
             try:
