@@ -199,8 +199,9 @@ class MixtureClusterer(ClusterMixin, DensityMixin, BaseEstimator):
         return self._inputs(X)
 
     def fit(self, X: Any, y: Any = None) -> MixtureClusterer:
-        """Train on ``X`` (n_samples, n_features): an array, a table, a tensor, a NumPy memmap (never copied whole)
-        or a map-style :class:`torch.utils.data.Dataset` (read once into one array); ``y`` is ignored.
+        """Train on ``X`` (n_samples, n_features): an array, a table, a tensor, a NumPy memmap (float32 data read in
+        place, other dtypes converted in memory) or a map-style :class:`torch.utils.data.Dataset` (read once into one
+        array); ``y`` is ignored.
 
         :raises MixzooInputError: (a ``ValueError``) on bad data or options.
         """

@@ -3,8 +3,8 @@
 Training draws its minibatches by row index from one (N, D) array, so a map-style dataset (``len(ds)`` and ``ds[i]``,
 as :class:`~torch.utils.data.TensorDataset` and torchvision's datasets are) is read once into one: in memory where it is
 small, else into a :func:`~mixzoo.data.mapped.scratch` file, which the fit then reads as it reads a memory-mapped
-``.npy``. An item is a tensor (or array) of features, or a tuple whose first element is (the features and a label, as
-the field's datasets give them); each is flattened, so images become rows of pixels.
+``.npy``. An item is a tensor, array or list of features, or a tuple whose first element is (the features and a
+label, as the field's datasets give them); each is flattened, so images become rows of pixels.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ def is_torch_dataset(x: Any) -> bool:
 
 
 def _features(item: Any, i: int, name: str) -> np.ndarray:
-    value = item[0] if isinstance(item, (tuple, list)) else item
+    value = item[0] if isinstance(item, tuple) else item  # (features, label); a list is the features
     if isinstance(value, torch.Tensor):
         value = value.detach().cpu().numpy()
     arr = np.asarray(value)
