@@ -58,7 +58,8 @@ def load_file(
       they become 0..C-1 in the sorted order of their distinct values. Empty cells, ``NA``,
       ``NaN`` and infinite values are errors.
     * ``.parquet``: the same table rules, read by pandas through pyarrow (``pip install pyarrow``).
-    * ``.npy``: a 2-D numeric array (points x features), memory-mapped read-only (the file never changes).
+    * ``.npy``: a 2-D numeric array (points x features), memory-mapped read-only (float32 data are the file itself:
+      copy them, ``np.array(d.x)``, to change values in place).
     * ``.npz``: a 2-D array ``x`` (memory-mapped where stored uncompressed, as by ``numpy.savez``) and optional
       labels ``y`` of length N.
     * a folder: MNIST-format idx files, read like ``--data mnist --data-dir FOLDER``.
