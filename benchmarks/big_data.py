@@ -263,8 +263,8 @@ def main() -> None:
         body += ["", sk]
     body += ["", "Reading a CSV file of standard normal values (best of 3, seconds):", "",
              table(["reader", "table", "seconds"], csv_rows)]  # fmt: skip
-    key = "big-data" if a.n == 12_000_000 else f"big-data-{a.n // 1_000_000}m"
-    print(f"wrote {write_section(key, chr(10).join(body), a.out)}")
+    suffix = "" if a.n == 12_000_000 else f"-{a.n // 1_000_000}m"
+    print(f"wrote {write_section(f'big-data{suffix}', chr(10).join(body), a.out)}")
 
 
 if __name__ == "__main__":
